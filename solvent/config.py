@@ -1,0 +1,50 @@
+"""Settings: every knob is a `SOLVENT_*` environment variable, read once by `get_settings()`."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Operator settings. Each field is read from `SOLVENT_<NAME>` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="SOLVENT_", extra="ignore")
+
+    # Where everything Solvent writes lives (database, models, images, keys).
+    home: Path = Field(default_factory=lambda: Path.home() / ".solvent")
+    # "auto" picks CUDA, then MPS, then CPU; or name a torch device ("cuda:1", "cpu").
+    device: str = "auto"
+    # "auto" = fp16 on CUDA/MPS (bf16 where asked), fp32 on CPU; or "fp32" | "fp16" | "bf16".
+    dtype: str = "auto"
+    # Memory budget for loaded pipelines (bytes); least recently used are evicted beyond it.
+    model_cache_bytes: int = 8 * 1024**3
+    # Largest image accepted as input (pixels); larger files are refused as decompression bombs.
+    max_input_pixels: int = 4096 * 4096
+    # Largest encoded image accepted (bytes).
+    max_input_bytes: int = 32 * 1024 * 1024
+    # Prompts are encoded in 75-token chunks (as AUTOMATIC1111 does); at most this many.
+    max_prompt_chunks: int = 3
+    # Largest batch one request may ask for.
+    max_batch_size: int = 16
+    # Never touch the network (also implied by HF_HUB_OFFLINE=1).
+    offline: bool = False
+    # Compile the UNet with torch.compile on CUDA (slow first call per shape).
+    compile: bool = False
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def loras_dir(self) -> Path:
+        return self.home / "loras"
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests call `get_settings.cache_clear()` after changing the env)."""
+    return Settings()

@@ -1,0 +1,105 @@
+"""The data that crosses the engine boundary: a request in, images and a `Usage` record out."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+MAX_SEED = 2**32 - 1
+
+
+@dataclass
+class LoraSpec:
+    """One LoRA adapter and the weight it is applied with."""
+
+    name: str
+    weight: float = 1.0
+
+
+@dataclass
+class GenerationRequest:
+    """Everything the engine needs to make images. Unset fields take the model's defaults.
+
+    `seed` None (or -1) draws a random seed; image *i* of a batch uses `seed + i`.
+    `init_image` turns the request into img2img (with `strength`), and `mask` into inpainting
+    (white = repaint, black = keep).
+    """
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    model: str | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    sampler: str | None = None
+    seed: int | None = None
+    batch_size: int = 1
+    init_image: Image.Image | None = None
+    strength: float = 0.75
+    mask: Image.Image | None = None
+    loras: list[LoraSpec] = field(default_factory=list)
+
+    @property
+    def mode(self) -> str:
+        if self.init_image is None:
+            return "txt2img"
+        return "inpaint" if self.mask is not None else "img2img"
+
+    def public_params(self) -> dict[str, Any]:
+        """The request as plain JSON-able values (images left out)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name in ("init_image", "mask"):
+                continue
+            value = getattr(self, f.name)
+            if f.name == "loras":
+                value = [{"name": lora.name, "weight": lora.weight} for lora in value]
+            out[f.name] = value
+        out["mode"] = self.mode
+        return out
+
+
+@dataclass
+class Usage:
+    """What one request consumed, as measured on the device that ran it."""
+
+    device: str
+    dtype: str
+    device_seconds: float
+    steps_run: int
+    steps_requested: int
+    images: int
+    pixels: int
+    model_id: str
+    model_hash: str
+    peak_memory_bytes: int
+    load_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class GenerationResult:
+    """Images (PIL, RGB), the seed of each, the infotext of each, and the usage of the request."""
+
+    images: list[Image.Image]
+    seeds: list[int]
+    infotexts: list[str]
+    params: dict[str, Any]
+    usage: Usage
+
+    def encode(self, index: int, fmt: str = "png") -> bytes:
+        """Image `index` as PNG / WEBP / JPEG bytes with its metadata embedded."""
+        from .metadata import encode_image
+
+        return encode_image(self.images[index], fmt, self.infotexts[index], self.metadata(index))
+
+    def metadata(self, index: int) -> dict[str, Any]:
+        params = dict(self.params)
+        params["seed"] = self.seeds[index]
+        return {"solvent": 1, "params": params, "usage": self.usage.to_dict()}

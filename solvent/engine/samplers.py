@@ -1,0 +1,94 @@
+"""One canonical sampler table: Solvent's names, Stability's enum, AUTOMATIC1111's names → diffusers.
+
+Every name any API accepts resolves through `resolve_sampler`; nothing else maps names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ValidationFailed
+
+
+@dataclass(frozen=True)
+class Sampler:
+    name: str  # Solvent's canonical name
+    scheduler: str  # diffusers scheduler class name
+    options: dict[str, Any] = field(default_factory=dict)
+    a1111: tuple[str, ...] = ()  # AUTOMATIC1111 display name first, then its aliases
+    stability: str | None = None  # Stability REST v1 enum value
+    ancestral: bool = False
+
+
+SAMPLERS: tuple[Sampler, ...] = (
+    Sampler("euler", "EulerDiscreteScheduler", {}, ("Euler", "k_euler"), "K_EULER"),
+    Sampler("euler_a", "EulerAncestralDiscreteScheduler", {}, ("Euler a", "k_euler_a"), "K_EULER_ANCESTRAL", True),
+    Sampler("euler_karras", "EulerDiscreteScheduler", {"use_karras_sigmas": True}, ("Euler Karras",)),
+    Sampler("heun", "HeunDiscreteScheduler", {}, ("Heun", "k_heun"), "K_HEUN"),
+    Sampler("lms", "LMSDiscreteScheduler", {}, ("LMS", "k_lms"), "K_LMS"),
+    Sampler("lms_karras", "LMSDiscreteScheduler", {"use_karras_sigmas": True}, ("LMS Karras", "k_lms_ka")),
+    Sampler("dpm2", "KDPM2DiscreteScheduler", {}, ("DPM2", "k_dpm_2"), "K_DPM_2"),
+    Sampler("dpm2_karras", "KDPM2DiscreteScheduler", {"use_karras_sigmas": True}, ("DPM2 Karras", "k_dpm_2_ka")),
+    Sampler("dpm2_a", "KDPM2AncestralDiscreteScheduler", {}, ("DPM2 a", "k_dpm_2_a"), "K_DPM_2_ANCESTRAL", True),
+    Sampler(
+        "dpm2_a_karras", "KDPM2AncestralDiscreteScheduler", {"use_karras_sigmas": True},
+        ("DPM2 a Karras", "k_dpm_2_a_ka"), None, True,
+    ),
+    Sampler("dpmpp_2m", "DPMSolverMultistepScheduler", {}, ("DPM++ 2M", "k_dpmpp_2m"), "K_DPMPP_2M"),
+    Sampler(
+        "dpmpp_2m_karras", "DPMSolverMultistepScheduler", {"use_karras_sigmas": True},
+        ("DPM++ 2M Karras", "k_dpmpp_2m_ka"),
+    ),
+    Sampler(
+        "dpmpp_2m_sde_karras", "DPMSolverMultistepScheduler",
+        {"algorithm_type": "sde-dpmsolver++", "use_karras_sigmas": True},
+        ("DPM++ 2M SDE Karras", "k_dpmpp_2m_sde_ka"), None, True,
+    ),
+    Sampler(
+        "dpmpp_2s_a", "DPMSolverSinglestepScheduler", {}, ("DPM++ 2S a", "k_dpmpp_2s_a"), "K_DPMPP_2S_ANCESTRAL",
+    ),
+    Sampler(
+        "dpmpp_sde_karras", "DPMSolverSDEScheduler", {"use_karras_sigmas": True},
+        ("DPM++ SDE Karras", "k_dpmpp_sde_ka"), None, True,
+    ),
+    Sampler("ddim", "DDIMScheduler", {}, ("DDIM",), "DDIM"),
+    Sampler("ddpm", "DDPMScheduler", {}, ("DDPM",), "DDPM", True),
+    Sampler("plms", "PNDMScheduler", {"skip_prk_steps": True}, ("PLMS",)),
+    Sampler("unipc", "UniPCMultistepScheduler", {}, ("UniPC",)),
+    Sampler("lcm", "LCMScheduler", {}, ("LCM",)),
+)
+
+_BY_KEY: dict[str, Sampler] = {}
+for _s in SAMPLERS:
+    for _key in (_s.name, *_s.a1111, *((_s.stability,) if _s.stability else ())):
+        _BY_KEY[_key.lower()] = _s
+
+
+def resolve_sampler(name: str, field_name: str = "sampler") -> Sampler:
+    """Look a sampler up by any of its names (case-insensitive)."""
+    sampler = _BY_KEY.get(str(name).strip().lower())
+    if sampler is None:
+        raise ValidationFailed(
+            f"`{field_name}` must be one of {', '.join(s.name for s in SAMPLERS)} (or their AUTOMATIC1111 / "
+            f"Stability names) but is {name!r}.",
+            field=field_name,
+            value=name,
+        )
+    return sampler
+
+
+def stability_names() -> list[str]:
+    return [s.stability for s in SAMPLERS if s.stability]
+
+
+def make_scheduler(sampler: Sampler, base_config: dict[str, Any]):
+    """A fresh scheduler instance for one request (schedulers keep state: never share one)."""
+    import diffusers
+
+    cls = getattr(diffusers, sampler.scheduler)
+    config = dict(base_config)
+    # Keys a model's scheduler config may carry that another scheduler class would warn about.
+    for key in ("_class_name", "_diffusers_version"):
+        config.pop(key, None)
+    return cls.from_config(config, **sampler.options)
