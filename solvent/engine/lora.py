@@ -1,0 +1,92 @@
+"""LoRA adapters: kohya/AUTOMATIC1111 (`lora_unet_…`, `lora_te_…`) and diffusers key layouts.
+
+Files live in `SOLVENT_HOME/loras/<name>.safetensors` (or are named by path). Before loading,
+the adapter's family is checked against the model's so a wrong-family LoRA is a clear error.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import CorruptCheckpoint, IncompatibleLora, LoraNotFound, ValidationFailed
+from .checkpoint import read_shapes
+
+
+def resolve_lora(name: str, loras_dir: Path) -> Path:
+    p = Path(name).expanduser()
+    if p.suffix == ".safetensors" and p.is_file():
+        return p.resolve()
+    if re.match(r"^[\w.-]+$", name):
+        cand = loras_dir / f"{name}.safetensors"
+        if cand.is_file():
+            return cand
+    known = sorted(q.stem for q in loras_dir.glob("*.safetensors")) if loras_dir.is_dir() else []
+    raise LoraNotFound(
+        f"`loras` names {name!r}, which is not in {loras_dir} (installed: {', '.join(known) or 'none'}).",
+        field="loras",
+        value=name,
+    )
+
+
+def adapter_name(path: Path) -> str:
+    return re.sub(r"\W", "_", path.stem)
+
+
+def lora_family(path: Path) -> tuple[str, int | None]:
+    """('sdxl' | 'sd', cross-attention width or None) from the adapter's keys and shapes."""
+    shapes = read_shapes(path)
+    if not shapes:
+        raise CorruptCheckpoint(f"`loras` file {str(path)!r} holds no tensors.", field="loras")
+    xl = any(k.startswith(("lora_te2_", "text_encoder_2.", "lora_te2.")) for k in shapes) or any(
+        "add_embedding" in k for k in shapes
+    )
+    cross = None
+    for k, shape in shapes.items():
+        if "attn2" in k and ("to_k" in k) and ("lora_down" in k or "lora_A" in k or "lora.down" in k):
+            cross = shape[-1]
+            break
+    return ("sdxl" if xl else "sd"), cross
+
+
+def check_lora(path: Path, architecture: str, cross_attention_dim: int) -> None:
+    fam, cross = lora_family(path)
+    if fam != architecture or (cross is not None and cross != cross_attention_dim):
+        got = f"{fam}, cross-attention width {cross}" if cross else fam
+        raise IncompatibleLora(
+            f"`loras` {path.stem!r} was trained for a different model family ({got}) than this model "
+            f"({architecture}, cross-attention width {cross_attention_dim}).",
+            field="loras",
+            value=path.stem,
+        )
+
+
+def apply_loras(pipe, loaded: set[str], specs: list[tuple[Path, float]], architecture: str) -> None:
+    """Load what is missing, then activate exactly `specs` with their weights (none: LoRA off)."""
+    names, weights = [], []
+    for path, weight in specs:
+        if not -10 <= weight <= 10:
+            raise ValidationFailed(
+                f"`loras` weight for {path.stem!r} must be between -10 and 10 but is {weight}.",
+                field="loras",
+                value=weight,
+            )
+        name = adapter_name(path)
+        if name not in loaded:
+            check_lora(path, architecture, pipe.unet.config.cross_attention_dim)
+            try:
+                pipe.load_lora_weights(str(path), adapter_name=name)
+            except (ValueError, RuntimeError, KeyError) as e:
+                raise IncompatibleLora(
+                    f"`loras` {path.stem!r} does not fit this model: {str(e).splitlines()[0][:300]}",
+                    field="loras",
+                    value=path.stem,
+                ) from e
+            loaded.add(name)
+        names.append(name)
+        weights.append(float(weight))
+    if names:
+        pipe.enable_lora()
+        pipe.set_adapters(names, adapter_weights=weights)
+    elif loaded:
+        pipe.disable_lora()

@@ -1,0 +1,469 @@
+"""The engine: validate a `GenerationRequest`, load (and cache) the model, run diffusers, report `Usage`.
+
+One `Engine` per process and device. Loaded pipelines live in an LRU cache bounded by a memory
+budget; each has a lock, so one pipeline is never called from two threads at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ..config import Settings, get_settings
+from ..errors import Cancelled, EngineError, InvalidImage, OutOfMemory, ValidationFailed
+from . import device as dev
+from .checkpoint import load_components
+from .families import FAMILIES, Family, shipped_config
+from .lora import apply_loras, resolve_lora
+from .metadata import infotext
+from .prompts import PromptEncoder, chunk_prompt
+from .request import MAX_SEED, GenerationRequest, GenerationResult, Usage
+from .samplers import Sampler, make_scheduler, resolve_sampler
+from .store import BUILTIN_ID, ModelRecord, ModelStore
+
+MAX_STEPS = 150
+MAX_CFG = 35.0
+
+# Latent → RGB factors for cheap previews (no VAE decode), per latent space.
+_LATENT_RGB = {
+    "sd": ([[0.3512, 0.2297, 0.3227], [0.3250, 0.4974, 0.2350], [-0.2829, 0.1762, 0.2721], [-0.2120, -0.2616, -0.7177]],
+           [0.0, 0.0, 0.0]),
+    "sdxl": ([[0.3651, 0.4232, 0.4341], [-0.2533, -0.0042, 0.1068], [0.1076, 0.1111, -0.0362],
+              [-0.3165, -0.2492, -0.2188]], [0.1084, -0.0175, -0.0011]),
+}
+
+
+@dataclass
+class ProgressEvent:
+    """One denoising step done. `preview()` renders a cheap image of the current latents."""
+
+    step: int
+    total: int
+    _preview: Callable[[], Image.Image] | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 1.0
+
+    def preview(self) -> Image.Image | None:
+        return self._preview() if self._preview else None
+
+
+ProgressFn = Callable[[ProgressEvent], None]
+
+
+@dataclass
+class Resolved:
+    """A request with every default filled in and every field validated."""
+
+    request: GenerationRequest
+    record: ModelRecord
+    family: Family
+    width: int
+    height: int
+    steps: int
+    cfg_scale: float
+    sampler: Sampler
+    seed: int
+    loras: list[tuple[Path, float]] = field(default_factory=list)
+    init_image: Image.Image | None = None
+    mask: Image.Image | None = None
+
+
+@dataclass
+class LoadedModel:
+    record: ModelRecord
+    pipe: Any
+    encoder: PromptEncoder
+    scheduler_config: dict
+    nbytes: int
+    load_seconds: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    variants: dict[str, Any] = field(default_factory=dict)
+    loras: set[str] = field(default_factory=set)
+
+
+def _tokenizer_for_checks():
+    from .checkpoint import tokenizer
+
+    global _CHECK_TOKENIZER
+    if _CHECK_TOKENIZER is None:
+        _CHECK_TOKENIZER = tokenizer(openclip=False)
+    return _CHECK_TOKENIZER
+
+
+_CHECK_TOKENIZER = None
+
+
+class Engine:
+    """Turns generation requests into images on one device."""
+
+    def __init__(self, settings: Settings | None = None, store: ModelStore | None = None):
+        self.settings = settings or get_settings()
+        self.store = store or ModelStore(self.settings)
+        self.device = dev.pick_device(self.settings.device)
+        self.dtype = dev.pick_dtype(self.device, self.settings.dtype)
+        self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------------------
+    # Validation
+    # ------------------------------------------------------------------------------------------
+
+    def resolve(self, req: GenerationRequest) -> Resolved:
+        """Fill defaults and validate every field; raises a typed error naming the field."""
+        record = self.store.get(req.model or BUILTIN_ID)
+        family = FAMILIES[record.family]
+        width = family.native if req.width is None else req.width
+        height = family.native if req.height is None else req.height
+        family.validate_size(width, height)
+        steps = record.default_steps if req.steps is None else req.steps
+        if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
+            raise ValidationFailed(
+                f"`steps` must be an integer between 1 and {MAX_STEPS} but is {steps!r}.", field="steps", value=steps
+            )
+        cfg = record.default_cfg if req.cfg_scale is None else req.cfg_scale
+        if not isinstance(cfg, int | float) or isinstance(cfg, bool) or not 0 <= cfg <= MAX_CFG:
+            raise ValidationFailed(
+                f"`cfg_scale` must be a number between 0 and {MAX_CFG:g} but is {cfg!r}.", field="cfg_scale", value=cfg
+            )
+        sampler = resolve_sampler(req.sampler or record.default_sampler)
+        seed = req.seed
+        if seed is None or seed == -1:
+            seed = secrets.randbelow(MAX_SEED + 1)
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+            raise ValidationFailed(
+                f"`seed` must be an integer between 0 and {MAX_SEED} (or -1 for random) but is {seed!r}.",
+                field="seed",
+                value=seed,
+            )
+        batch = req.batch_size
+        if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= self.settings.max_batch_size:
+            raise ValidationFailed(
+                f"`batch_size` must be between 1 and {self.settings.max_batch_size} but is {batch!r}.",
+                field="batch_size",
+                value=batch,
+            )
+        if seed + batch - 1 > MAX_SEED:
+            seed = seed - batch + 1  # keep every image's seed (seed + i) in range
+        for name in ("prompt", "negative_prompt"):
+            text = getattr(req, name)
+            if not isinstance(text, str):
+                raise ValidationFailed(f"`{name}` must be a string but is {type(text).__name__}.", field=name)
+            chunk_prompt(_tokenizer_for_checks(), text, self.settings.max_prompt_chunks, name)
+        init, mask = self._resolve_images(req, width, height)
+        loras = [(resolve_lora(spec.name, self.settings.loras_dir), spec.weight) for spec in req.loras]
+        for path, weight in loras:
+            if not isinstance(weight, int | float) or not -10 <= weight <= 10:
+                raise ValidationFailed(
+                    f"`loras` weight for {path.stem!r} must be between -10 and 10 but is {weight!r}.",
+                    field="loras",
+                    value=weight,
+                )
+        return Resolved(req, record, family, width, height, steps, float(cfg), sampler, seed, loras, init, mask)
+
+    def _resolve_images(self, req: GenerationRequest, width: int, height: int):
+        if req.init_image is None:
+            if req.mask is not None:
+                raise ValidationFailed("`mask` needs an `init_image` to paint into.", field="mask")
+            return None, None
+        if not isinstance(req.strength, int | float) or not 0 < req.strength <= 1:
+            raise ValidationFailed(
+                f"`strength` must be greater than 0 and at most 1 but is {req.strength!r}.",
+                field="strength",
+                value=req.strength,
+            )
+        limit = self.settings.max_input_pixels
+        for name, img in (("init_image", req.init_image), ("mask", req.mask)):
+            if img is not None and img.size[0] * img.size[1] > limit:
+                raise InvalidImage(f"`{name}` has more than {limit} pixels.", field=name, value=img.size)
+        init = req.init_image.convert("RGB")
+        mask = None
+        if req.mask is not None:
+            if req.mask.size != init.size:
+                raise InvalidImage(
+                    f"`mask` must be the size of `init_image` ({init.size[0]}×{init.size[1]}) but is "
+                    f"{req.mask.size[0]}×{req.mask.size[1]}.",
+                    field="mask",
+                    value=f"{req.mask.size[0]}x{req.mask.size[1]}",
+                )
+            mask = req.mask.convert("L")
+        if init.size != (width, height):
+            init = init.resize((width, height), Image.Resampling.LANCZOS)
+            mask = mask.resize((width, height), Image.Resampling.NEAREST) if mask is not None else None
+        return init, mask
+
+    # ------------------------------------------------------------------------------------------
+    # Loading and the model cache
+    # ------------------------------------------------------------------------------------------
+
+    def load(self, model_id: str) -> LoadedModel:
+        """The loaded pipeline of `model_id`, loading it (and evicting others) if needed."""
+        with self._cache_lock:
+            if model_id in self._cache:
+                self._cache.move_to_end(model_id)
+                return self._cache[model_id]
+        record = self.store.get(model_id)
+        loaded = self._load(record)
+        with self._cache_lock:
+            self._cache[model_id] = loaded
+            self._evict(keep=model_id)
+        return loaded
+
+    def loaded_models(self) -> list[str]:
+        with self._cache_lock:
+            return list(self._cache)
+
+    def unload(self, model_id: str | None = None) -> None:
+        with self._cache_lock:
+            for key in [model_id] if model_id else list(self._cache):
+                lm = self._cache.pop(key, None)
+                if lm is not None:
+                    with lm.lock:
+                        lm.pipe = lm.variants = None
+        dev.free_memory(self.device)
+
+    def _evict(self, keep: str) -> None:
+        budget = self.settings.model_cache_bytes
+        total = sum(m.nbytes for m in self._cache.values())
+        for key in list(self._cache):
+            if total <= budget or key == keep:
+                continue
+            lm = self._cache[key]
+            if not lm.lock.acquire(blocking=False):
+                continue  # in use: evicted on a later load
+            try:
+                del self._cache[key]
+                total -= lm.nbytes
+                lm.pipe = lm.variants = None
+            finally:
+                lm.lock.release()
+        dev.free_memory(self.device)
+
+    def _load(self, record: ModelRecord) -> LoadedModel:
+        from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+        t0 = time.perf_counter()
+        family = FAMILIES[record.family]
+        cls = StableDiffusionXLPipeline if family.architecture == "sdxl" else StableDiffusionPipeline
+        path = self.store.path_of(record)
+        extra = {} if family.architecture == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
+        try:
+            if record.format == "single_file":
+                comps = load_components(path, record.family, record.native_resolution, record.allow_pickle)
+                sched_cfg = shipped_config(record.family, "scheduler")
+                sched_cfg["prediction_type"] = record.prediction_type
+                from diffusers import EulerDiscreteScheduler
+
+                comps["scheduler"] = EulerDiscreteScheduler.from_config(sched_cfg)
+                if family.architecture != "sdxl":
+                    comps["feature_extractor"] = None
+                pipe = cls(**comps, **extra)
+            else:
+                from .checkpoint import tokenizer
+
+                kwargs: dict[str, Any] = dict(extra)
+                if not (path / "tokenizer").is_dir():
+                    kwargs["tokenizer"] = tokenizer(openclip=False)
+                if family.architecture == "sdxl" and not (path / "tokenizer_2").is_dir():
+                    kwargs["tokenizer_2"] = tokenizer(openclip=True)
+                if family.architecture != "sdxl":
+                    kwargs["feature_extractor"] = None
+                pipe = cls.from_pretrained(
+                    str(path), local_files_only=True, dtype=torch.float32,
+                    use_safetensors=not record.allow_pickle, **kwargs,
+                )
+            pipe.to(self.device, self.dtype)
+        except (OSError, ValueError, KeyError) as e:
+            raise EngineError(f"model {record.id!r} could not be loaded from {path}: {e}", field="model") from e
+        except RuntimeError as e:
+            if dev.is_oom(e):
+                dev.free_memory(self.device)
+                raise OutOfMemory(f"not enough device memory to load {record.id!r}.", field="model") from e
+            raise
+        if family.architecture == "sdxl" and self.dtype == torch.float16:
+            pipe.vae.to(torch.float32)  # SDXL's VAE overflows to NaN (black images) in fp16
+        pipe.set_progress_bar_config(disable=True)
+        if self.settings.compile and self.device.type == "cuda":
+            pipe.unet = torch.compile(pipe.unet)
+        nbytes = dev.module_bytes(*(getattr(pipe, n, None) for n in ("unet", "vae", "text_encoder", "text_encoder_2")))
+        return LoadedModel(
+            record=record,
+            pipe=pipe,
+            encoder=PromptEncoder(pipe, family.architecture, self.settings.max_prompt_chunks),
+            scheduler_config=dict(pipe.scheduler.config),
+            nbytes=nbytes,
+            load_seconds=time.perf_counter() - t0,
+        )
+
+    def _variant(self, lm: LoadedModel, mode: str):
+        if mode == "txt2img":
+            return lm.pipe
+        if mode not in lm.variants:
+            import diffusers
+
+            xl = FAMILIES[lm.record.family].architecture == "sdxl"
+            name = {"img2img": "Img2ImgPipeline", "inpaint": "InpaintPipeline"}[mode]
+            cls = getattr(diffusers, ("StableDiffusionXL" if xl else "StableDiffusion") + name)
+            extra = {} if xl else {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+            variant = cls.from_pipe(lm.pipe, **extra)
+            variant.set_progress_bar_config(disable=True)
+            lm.variants[mode] = variant
+        return lm.variants[mode]
+
+    # ------------------------------------------------------------------------------------------
+    # Generation
+    # ------------------------------------------------------------------------------------------
+
+    def generate(
+        self,
+        req: GenerationRequest,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | Callable[[], bool] | None = None,
+    ) -> GenerationResult:
+        """Make `req.batch_size` images. Raises `Cancelled` between steps when `cancel` is set."""
+        # 1. Check inputs
+        r = self.resolve(req)
+        is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+        if is_cancelled():
+            raise Cancelled("the request was cancelled before it started.")
+
+        # 2. Load the model (cached)
+        was_loaded = r.record.id in self.loaded_models()
+        lm = self.load(r.record.id)
+        load_seconds = 0.0 if was_loaded else lm.load_seconds
+
+        with lm.lock:
+            if lm.pipe is None:  # evicted between load() and here
+                return self.generate(req, progress, cancel)
+            try:
+                return self._run(lm, r, progress, is_cancelled, load_seconds)
+            except Cancelled:
+                raise
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not dev.is_oom(e):
+                    raise
+                dev.free_memory(self.device)
+                raise OutOfMemory(
+                    f"the device ran out of memory for {r.width}×{r.height} × {req.batch_size} image(s) with "
+                    f"{r.record.id!r}; memory was freed — try a smaller size or batch.",
+                    field="batch_size",
+                    value=req.batch_size,
+                ) from e
+
+    def _run(self, lm: LoadedModel, r: Resolved, progress, is_cancelled, load_seconds: float) -> GenerationResult:
+        req = r.request
+        arch = r.family.architecture
+        # 3. LoRA adapters (loaded once per model, activated per request)
+        apply_loras(lm.pipe, lm.loras, r.loras, arch)
+
+        # 4. Pipeline for the mode, with a fresh scheduler (schedulers keep per-call state)
+        pipe = self._variant(lm, req.mode)
+        pipe.scheduler = make_scheduler(r.sampler, lm.scheduler_config)
+
+        dev.reset_peak(self.device)
+        dev.synchronize(self.device)
+        t0 = time.perf_counter()
+
+        # 5. Encode the prompt (weighted, chunked)
+        pos, neg = lm.encoder.encode_pair(req.prompt, req.negative_prompt, self.device)
+
+        # 6. Denoise, reporting progress and honouring cancellation between steps
+        steps_run = 0
+
+        def on_step(p, i, t, kwargs):
+            nonlocal steps_run
+            steps_run += 1
+            if is_cancelled():
+                raise Cancelled(f"cancelled after {steps_run} steps.")
+            if progress is not None:
+                latents = kwargs["latents"]
+                total = getattr(p, "_num_timesteps", None) or r.steps
+                progress(ProgressEvent(steps_run, total, lambda lat=latents: self._preview(p, lat, arch)))
+            return kwargs
+
+        generators = [torch.Generator("cpu").manual_seed(r.seed + i) for i in range(req.batch_size)]
+        call: dict[str, Any] = dict(
+            prompt_embeds=pos.embeds,
+            negative_prompt_embeds=neg.embeds,
+            num_inference_steps=r.steps,
+            guidance_scale=r.cfg_scale,
+            num_images_per_prompt=req.batch_size,
+            generator=generators,
+            callback_on_step_end=on_step,
+            output_type="pil",
+        )
+        if arch == "sdxl":
+            call.update(pooled_prompt_embeds=pos.pooled, negative_pooled_prompt_embeds=neg.pooled)
+        if req.mode == "txt2img":
+            call.update(width=r.width, height=r.height)
+        else:
+            call.update(image=r.init_image, strength=float(req.strength))
+            if req.mode == "inpaint":
+                call.update(mask_image=r.mask, width=r.width, height=r.height)
+        with torch.inference_mode():
+            images = pipe(**call).images
+        dev.synchronize(self.device)
+        seconds = time.perf_counter() - t0
+
+        # 7. Results: seeds, metadata and usage
+        seeds = [r.seed + i for i in range(req.batch_size)]
+        record = r.record
+        texts = [
+            infotext(
+                prompt=req.prompt,
+                negative_prompt=req.negative_prompt,
+                steps=r.steps,
+                sampler_label=r.sampler.a1111[0] if r.sampler.a1111 else r.sampler.name,
+                cfg_scale=r.cfg_scale,
+                seed=s,
+                width=r.width,
+                height=r.height,
+                model_hash=record.short_hash,
+                model_name=record.id,
+                strength=float(req.strength) if req.mode != "txt2img" else None,
+                loras=[(p.stem, w) for p, w in r.loras],
+                extra={"Version": "solvent"},
+            )
+            for s in seeds
+        ]
+        params = req.public_params()
+        params.update(model=record.id, width=r.width, height=r.height, steps=r.steps, cfg_scale=r.cfg_scale,
+                      sampler=r.sampler.name, seed=r.seed)
+        usage = Usage(
+            device=str(self.device),
+            dtype=dev.dtype_name(self.dtype),
+            device_seconds=seconds,
+            steps_run=steps_run,
+            steps_requested=r.steps,
+            images=len(images),
+            pixels=r.width * r.height * len(images),
+            model_id=record.id,
+            model_hash=record.sha256,
+            peak_memory_bytes=dev.peak_memory(self.device),
+            load_seconds=load_seconds,
+        )
+        return GenerationResult(images=images, seeds=seeds, infotexts=texts, params=params, usage=usage)
+
+    def _preview(self, pipe, latents: torch.Tensor, arch: str) -> Image.Image:
+        """A cheap preview: a linear latent→RGB map for SD latents, a VAE decode for tiny ones."""
+        with torch.no_grad():
+            lat = latents[0].float()
+            if pipe.vae.config.block_out_channels[-1] < 256:  # tiny VAE: decoding is cheaper than guessing
+                img = pipe.vae.decode(latents[:1].to(pipe.vae.dtype) / pipe.vae.config.scaling_factor).sample[0]
+                rgb = ((img.float().clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0)
+            else:
+                factors, bias = _LATENT_RGB["sdxl" if arch == "sdxl" else "sd"]
+                m = torch.tensor(factors, device=lat.device)
+                rgb = torch.einsum("chw,cr->hwr", lat, m) + torch.tensor(bias, device=lat.device)
+                rgb = ((rgb.clamp(-1, 1) + 1) * 127.5)
+            return Image.fromarray(rgb.byte().cpu().numpy())

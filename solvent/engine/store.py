@@ -1,0 +1,364 @@
+"""The model store under `SOLVENT_HOME/models`: one folder per model with a `model.json` record.
+
+Adding copies the files into a temporary folder, hashes them, writes the record and renames the
+folder into place, so a crash never leaves a half-added model. The built-in `solvent-tiny` ships
+inside the package and is always listed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import Conflict, ModelNotFound, Offline, UnsafeCheckpoint, UnsupportedModel, ValidationFailed
+from .checkpoint import PICKLE_REFUSAL, SAFE_SUFFIXES, inspect_checkpoint, is_pickle
+from .families import FAMILIES, get_family
+
+BUILTIN_ID = "solvent-tiny"
+_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+
+
+@dataclass
+class ModelRecord:
+    """Everything Solvent knows about one installed model."""
+
+    id: str
+    family: str
+    format: str  # "diffusers" (a folder) | "single_file"
+    source: str  # "builtin" | "folder" | "checkpoint" | "hub"
+    path: str  # folder or file, relative to the model's own folder unless absolute
+    native_resolution: int
+    default_steps: int
+    default_cfg: float
+    default_sampler: str
+    prediction_type: str = "epsilon"
+    inpainting: bool = False
+    files: list[dict[str, Any]] = field(default_factory=list)
+    size_bytes: int = 0
+    sha256: str = ""
+    short_hash: str = ""  # AUTOMATIC1111's "Model hash": the first 10 hex digits of the sha256
+    added_at: str = ""
+    origin: str = ""  # where it was added from (path or repo id)
+    license_name: str = ""
+    license_url: str = ""
+    allow_pickle: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def sha256_file(path: Path, progress: Progress | None = None, done: int = 0, total: int = 0) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+    return h.hexdigest()
+
+
+def hash_files(root: Path, files: list[Path], progress: Progress | None = None) -> tuple[list[dict], str, int]:
+    """Per-file sha256 and one digest over them (for a single file: that file's own sha256)."""
+    total = sum(f.stat().st_size for f in files)
+    out, done = [], 0
+    for f in files:
+        digest = sha256_file(f, progress, done, total)
+        size = f.stat().st_size
+        done += size
+        out.append({"path": str(f.relative_to(root)), "size": size, "sha256": digest})
+    if len(out) == 1:
+        overall = out[0]["sha256"]
+    else:
+        overall = hashlib.sha256("".join(f"{o['path']}\0{o['sha256']}\n" for o in out).encode()).hexdigest()
+    return out, overall, total
+
+
+def builtin_dir() -> Path:
+    from ..tiny import weights_dir
+
+    return weights_dir()
+
+
+def _slug(name: str) -> str:
+    s = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.")
+    return s[:64] or "model"
+
+
+def folder_family(folder: Path) -> tuple[str, bool]:
+    """Recognise a diffusers folder's family from its configs."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise UnsupportedModel(
+            f"`path` {str(folder)!r} is a folder without model_index.json, so it is not a diffusers model.",
+            field="path",
+            value=str(folder),
+        )
+    try:
+        cls = json.loads(index.read_text()).get("_class_name", "")
+        unet = json.loads((folder / "unet" / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UnsupportedModel(f"`path` {str(folder)!r} has unreadable configs: {e}", field="path") from e
+    if "XL" in cls or unet.get("addition_embed_type") == "text_time":
+        family = "sdxl"
+    elif cls.startswith("StableDiffusion"):
+        family = "sd2" if unet.get("cross_attention_dim") == 1024 else "sd1"
+    else:
+        raise UnsupportedModel(
+            f"`path` {str(folder)!r} holds a {cls or 'unknown'} pipeline; Solvent serves Stable Diffusion 1.x, "
+            "2.x and XL pipelines.",
+            field="path",
+            value=cls,
+        )
+    return family, unet.get("in_channels") == 9
+
+
+def _pickle_only_components(folder: Path) -> list[Path]:
+    """Component folders whose weights exist only as pickles (`.bin`, `.ckpt`, `.pt`)."""
+    out = []
+    for comp in sorted(p for p in folder.iterdir() if p.is_dir()):
+        weights = [p for p in comp.iterdir() if p.suffix in (*SAFE_SUFFIXES, ".bin", ".ckpt", ".pt", ".pth")]
+        if weights and not any(p.suffix in SAFE_SUFFIXES for p in weights):
+            out.append(weights[0])
+    return out
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+class ModelStore:
+    """Installed models: list, add (folder, checkpoint, hub), show, remove."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = settings.models_dir
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def builtin(self) -> ModelRecord:
+        from ..tiny import manifest
+
+        fam = FAMILIES["tiny"]
+        man = manifest()
+        return ModelRecord(
+            id=BUILTIN_ID,
+            family="tiny",
+            format="diffusers",
+            source="builtin",
+            path=str(builtin_dir()),
+            native_resolution=fam.native,
+            default_steps=fam.default_steps,
+            default_cfg=fam.default_cfg,
+            default_sampler=fam.default_sampler,
+            files=man.get("files", []),
+            size_bytes=sum(f["size"] for f in man.get("files", [])),
+            sha256=man.get("sha256", ""),
+            short_hash=man.get("sha256", "")[:10],
+            origin="solvent package",
+            license_name="Apache-2.0",
+            license_url="https://www.apache.org/licenses/LICENSE-2.0",
+        )
+
+    def list(self) -> list[ModelRecord]:
+        out = [self.builtin()]
+        if self.root.is_dir():
+            for meta in sorted(self.root.glob("*/model.json")):
+                try:
+                    out.append(ModelRecord.from_dict(json.loads(meta.read_text())))
+                except (OSError, json.JSONDecodeError, TypeError):
+                    continue  # a damaged record is skipped, never fatal for the others
+        return out
+
+    def get(self, model_id: str) -> ModelRecord:
+        if model_id == BUILTIN_ID:
+            return self.builtin()
+        meta = self.root / str(model_id) / "model.json"
+        if _ID.match(str(model_id)) and meta.is_file():
+            return ModelRecord.from_dict(json.loads(meta.read_text()))
+        known = ", ".join(r.id for r in self.list())
+        raise ModelNotFound(
+            f"`model` {model_id!r} is not installed; installed models: {known}.", field="model", value=model_id
+        )
+
+    def path_of(self, record: ModelRecord) -> Path:
+        p = Path(record.path)
+        return p if p.is_absolute() else self.root / record.id / p
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def _check_new_id(self, model_id: str) -> None:
+        if not _ID.match(model_id):
+            raise ValidationFailed(
+                f"`id` must be lower-case letters, digits, '.', '_' or '-' (at most 64) but is {model_id!r}.",
+                field="id",
+                value=model_id,
+            )
+        if model_id == BUILTIN_ID or (self.root / model_id).exists():
+            raise Conflict(f"`id` {model_id!r} is already installed; remove it first.", field="id", value=model_id)
+
+    def add(
+        self,
+        source: str | Path,
+        *,
+        model_id: str | None = None,
+        family: str | None = None,
+        allow_pickle: bool = False,
+        link: bool = False,
+        prediction_type: str | None = None,
+        license_name: str = "",
+        license_url: str = "",
+        progress: Progress | None = None,
+    ) -> ModelRecord:
+        """Install a diffusers folder or a single-file checkpoint (copied, or referenced with `link`)."""
+        src = Path(source).expanduser().resolve()
+        if not src.exists():
+            raise ValidationFailed(f"`path` {str(source)!r} does not exist.", field="path", value=str(source))
+        if src.is_file():
+            if is_pickle(src) and not allow_pickle:
+                raise UnsafeCheckpoint(PICKLE_REFUSAL.format(path=src), field="path", value=str(src))
+            if not is_pickle(src) and src.suffix.lower() not in SAFE_SUFFIXES:
+                raise UnsupportedModel(
+                    f"`path` must be a .safetensors checkpoint or a diffusers folder but is {str(src)!r}.",
+                    field="path",
+                    value=str(src),
+                )
+            info = inspect_checkpoint(src, allow_pickle)
+            detected, inpainting, fmt, kind = info.family, info.inpainting, "single_file", "checkpoint"
+        else:
+            detected, inpainting = folder_family(src)
+            fmt, kind = "diffusers", "folder"
+            pickled = _pickle_only_components(src)
+            if pickled and not allow_pickle:
+                raise UnsafeCheckpoint(PICKLE_REFUSAL.format(path=pickled[0]), field="path", value=str(pickled[0]))
+        if family and family != detected:
+            raise ValidationFailed(
+                f"`family` is {family!r} but {str(src)!r} is recognised as {detected}.", field="family", value=family
+            )
+        model_id = model_id or _slug(src.stem if src.is_file() else src.name)
+        self._check_new_id(model_id)
+        fam = get_family(detected)
+        pred = prediction_type or ("v_prediction" if detected == "sd2" and fmt == "single_file" else "epsilon")
+        if pred not in ("epsilon", "v_prediction"):
+            raise ValidationFailed(
+                f"`prediction_type` must be epsilon or v_prediction but is {pred!r}.", field="prediction_type"
+            )
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            if link:
+                target, rel = src, str(src)
+                files = [src] if src.is_file() else _weight_files(src)
+                hash_root = src.parent if src.is_file() else src
+            elif src.is_file():
+                rel = src.name
+                shutil.copy2(src, tmp / rel)
+                files, hash_root = [tmp / rel], tmp
+            else:
+                rel = "diffusers"
+                shutil.copytree(src, tmp / rel, ignore=shutil.ignore_patterns(".*"))
+                files, hash_root = _weight_files(tmp / rel), tmp / rel
+            listing, digest, size = hash_files(hash_root, files, progress)
+            record = ModelRecord(
+                id=model_id,
+                family=detected,
+                format=fmt,
+                source=kind,
+                path=rel if not link else str(target),
+                native_resolution=fam.native,
+                default_steps=fam.default_steps,
+                default_cfg=fam.default_cfg,
+                default_sampler=fam.default_sampler,
+                prediction_type=pred,
+                inpainting=inpainting,
+                files=listing,
+                size_bytes=size,
+                sha256=digest,
+                short_hash=digest[:10],
+                added_at=datetime.now(UTC).isoformat(),
+                origin=str(src),
+                license_name=license_name,
+                license_url=license_url,
+                allow_pickle=allow_pickle and is_pickle(src),
+            )
+            _write_json(tmp / "model.json", record.to_dict())
+            os.replace(tmp, self.root / model_id)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return record
+
+    def remove(self, model_id: str) -> ModelRecord:
+        if model_id == BUILTIN_ID:
+            raise ValidationFailed(
+                f"`model` {BUILTIN_ID!r} is built in and cannot be removed.", field="model", value=model_id
+            )
+        record = self.get(model_id)
+        trash = self.root / f".tmp-{uuid.uuid4().hex}"
+        os.replace(self.root / model_id, trash)  # atomic: gone from the listing at once
+        shutil.rmtree(trash, ignore_errors=True)
+        return record
+
+    def pull(self, repo_id: str, *, model_id: str | None = None, revision: str | None = None) -> ModelRecord:
+        """Download a diffusers repo from the Hugging Face hub (safetensors only), then add it."""
+        if not re.match(r"^[\w.-]+/[\w.-]+$", repo_id):
+            raise ValidationFailed(f"`repo_id` must look like ORG/NAME but is {repo_id!r}.", field="repo_id")
+        if self.settings.offline or os.environ.get("HF_HUB_OFFLINE") == "1" or not _online():
+            raise Offline(
+                f"cannot pull {repo_id!r}: this machine is offline (the Hugging Face hub is unreachable). Download "
+                "the model elsewhere and use `solvent models add PATH`.",
+                field="repo_id",
+                value=repo_id,
+            )
+        from huggingface_hub import snapshot_download
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        dl = self.root / f".tmp-{uuid.uuid4().hex}"
+        try:
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                local_dir=dl,
+                allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model"],
+                ignore_patterns=["*.fp16.safetensors", "*ema*", "safety_checker/*"],
+            )  # shows a tqdm progress bar per file
+            record = self.add(dl, model_id=model_id or _slug(repo_id.split("/")[1]))
+            record.source, record.origin = "hub", repo_id
+            _write_json(self.root / record.id / "model.json", record.to_dict())
+            return record
+        finally:
+            shutil.rmtree(dl, ignore_errors=True)
+
+
+def _online(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
