@@ -368,7 +368,7 @@ class Engine:
 
         # 4. Pipeline for the mode, with a fresh scheduler (schedulers keep per-call state)
         pipe = self._variant(lm, req.mode)
-        pipe.scheduler = make_scheduler(r.sampler, lm.scheduler_config)
+        pipe.scheduler = make_scheduler(r.sampler, lm.scheduler_config, r.seed)
 
         dev.reset_peak(self.device)
         dev.synchronize(self.device)

@@ -82,8 +82,12 @@ def stability_names() -> list[str]:
     return [s.stability for s in SAMPLERS if s.stability]
 
 
-def make_scheduler(sampler: Sampler, base_config: dict[str, Any]):
-    """A fresh scheduler instance for one request (schedulers keep state: never share one)."""
+def make_scheduler(sampler: Sampler, base_config: dict[str, Any], seed: int | None = None):
+    """A fresh scheduler instance for one request (schedulers keep state: never share one).
+
+    SDE samplers draw Brownian noise from their own generator: it is seeded from the request's
+    seed so the same request gives the same image.
+    """
     import diffusers
 
     cls = getattr(diffusers, sampler.scheduler)
@@ -91,4 +95,7 @@ def make_scheduler(sampler: Sampler, base_config: dict[str, Any]):
     # Keys a model's scheduler config may carry that another scheduler class would warn about.
     for key in ("_class_name", "_diffusers_version"):
         config.pop(key, None)
-    return cls.from_config(config, **sampler.options)
+    options = dict(sampler.options)
+    if sampler.scheduler == "DPMSolverSDEScheduler" and seed is not None:
+        options["noise_sampler_seed"] = seed
+    return cls.from_config(config, **options)

@@ -1,0 +1,113 @@
+"""Engine speed: Solvent's `Engine.generate` vs a bare diffusers pipeline call, same process, same settings.
+
+    python benchmarks/engine.py                               # solvent-tiny, 64×64, its defaults, CPU
+    python benchmarks/engine.py --arch sd1 --size 512 --steps 30 --dtype fp16 [--compile]   # GPU, random SD1.5 weights
+
+Prints seconds per image and steps per second for both (median of --runs after a warm-up) and the
+ratio Solvent / bare. The bare call gets the same pipeline object, prompt, scheduler, seed and size,
+so the ratio is Solvent's own overhead (validation, prompt weighting, metadata, usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from solvent.config import Settings  # noqa: E402
+from solvent.engine import Engine, GenerationRequest  # noqa: E402
+from solvent.engine.device import quiet_libraries, synchronize  # noqa: E402
+from solvent.engine.samplers import make_scheduler, resolve_sampler  # noqa: E402
+
+
+def random_arch_model(arch: str, home: Path) -> str:
+    """Save a randomly initialised full-size pipeline of `arch` as a diffusers folder; return its id."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from solvent.engine.checkpoint import tokenizer
+    from solvent.engine.families import shipped_config
+    from solvent.engine.store import ModelStore
+
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL.from_config(shipped_config(arch, "vae")),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**shipped_config(arch, "text_encoder"))),
+        tokenizer=tokenizer(arch != "sd1"),
+        unet=UNet2DConditionModel.from_config(shipped_config(arch, "unet")),
+        scheduler=EulerDiscreteScheduler.from_config(shipped_config(arch, "scheduler")),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(home / "src", safe_serialization=True)
+    ModelStore(Settings(home=home)).add(home / "src", model_id=f"random-{arch}", link=True)
+    return f"random-{arch}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="solvent-tiny")
+    p.add_argument("--arch", choices=["sd1", "sd2"], help="benchmark a random-weight full-size model of this family")
+    p.add_argument("--size", type=int, help="square size in pixels (default: the model's native)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--sampler")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA)")
+    p.add_argument("--prompt", default="a small red circle at the top left on a blue background")
+    args = p.parse_args()
+    quiet_libraries()
+    torch.manual_seed(0)
+
+    home = Path(tempfile.mkdtemp(prefix="solvent-bench-"))
+    model = random_arch_model(args.arch, home) if args.arch else args.model
+    engine = Engine(Settings(home=home, device=args.device, dtype=args.dtype, compile=args.compile))
+    req = GenerationRequest(prompt=args.prompt, model=model, steps=args.steps, sampler=args.sampler, seed=1234,
+                            batch_size=args.batch, width=args.size, height=args.size)
+    resolved = engine.resolve(req)
+    lm = engine.load(model)
+    pipe = lm.pipe
+
+    def solvent_call() -> None:
+        engine.generate(req)
+
+    def bare_call() -> None:
+        pipe.scheduler = make_scheduler(resolve_sampler(resolved.sampler.name), lm.scheduler_config, resolved.seed)
+        gens = [torch.Generator("cpu").manual_seed(resolved.seed + i) for i in range(args.batch)]
+        pipe(args.prompt, num_inference_steps=resolved.steps, guidance_scale=resolved.cfg_scale,
+             width=resolved.width, height=resolved.height, num_images_per_prompt=args.batch, generator=gens)
+
+    def timed(fn) -> float:
+        synchronize(engine.device)
+        t0 = time.perf_counter()
+        fn()
+        synchronize(engine.device)
+        return time.perf_counter() - t0
+
+    for fn in (solvent_call, bare_call):  # warm-up (and compile) both paths
+        timed(fn)
+    solvent, bare = [], []
+    for _ in range(args.runs):  # interleaved so drift affects both alike
+        solvent.append(timed(solvent_call))
+        bare.append(timed(bare_call))
+    s, b = statistics.median(solvent), statistics.median(bare)
+    n = args.batch
+    print(f"device {engine.device} {str(engine.dtype).removeprefix('torch.')}, torch {torch.__version__}, "
+          f"threads {torch.get_num_threads()}, compile {args.compile}")
+    print(f"model {model}, {resolved.width}x{resolved.height}, {resolved.steps} steps, sampler {resolved.sampler.name}, "
+          f"cfg {resolved.cfg_scale:g}, batch {n}, median of {args.runs}")
+    print(f"{'':10} {'s/image':>10} {'steps/s':>10} {'s/request':>10}")
+    print(f"{'bare':10} {b / n:10.4f} {resolved.steps / b:10.2f} {b:10.4f}")
+    print(f"{'solvent':10} {s / n:10.4f} {resolved.steps / s:10.2f} {s:10.4f}")
+    print(f"ratio solvent/bare: {s / b:.3f}  (overhead {100 * (s / b - 1):+.1f}%)")
+
+
+if __name__ == "__main__":
+    main()

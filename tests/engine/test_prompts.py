@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from solvent.engine.checkpoint import tokenizer
+from solvent.engine.prompts import CHUNK, PromptEncoder, chunk_prompt, parse_weights
+from solvent.errors import ValidationFailed
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a cat", [("a cat", 1.0)]),
+        ("(cat)", [("cat", 1.1)]),
+        ("((cat))", [("cat", pytest.approx(1.21))]),
+        ("[cat]", [("cat", pytest.approx(1 / 1.1))]),
+        ("a (cat:1.5) dog", [("a ", 1.0), ("cat", 1.5), (" dog", 1.0)]),
+        (r"\(literal\)", [("(literal)", 1.0)]),
+        ("a BREAK b", [("a", 1.0), ("BREAK", -1.0), ("b", 1.0)]),
+        ("(unclosed", [("unclosed", 1.1)]),
+        ("", [("", 1.0)]),
+    ],
+)
+def test_parse_weights(text, expected):
+    assert parse_weights(text) == expected
+
+
+def test_chunks_and_limit():
+    tok = tokenizer(False)
+    c = chunk_prompt(tok, "red " * 100, max_chunks=3)
+    assert [len(x) for x in c.ids] == [CHUNK, 25]
+    assert len(chunk_prompt(tok, "a BREAK b", 3).ids) == 2
+    with pytest.raises(ValidationFailed) as e:
+        chunk_prompt(tok, "red " * 300, max_chunks=3)
+    assert e.value.field == "prompt" and "300 tokens" in e.value.message
+
+
+def test_unweighted_prompt_encodes_exactly_like_diffusers(engine):
+    lm = engine.load("solvent-tiny")
+    pos, neg = lm.encoder.encode_pair("a red circle", "", engine.device)
+    ref_pos, ref_neg = lm.pipe.encode_prompt("a red circle", engine.device, 1, True, "")
+    assert torch.equal(pos.embeds, ref_pos) and torch.equal(neg.embeds, ref_neg)
+
+
+def test_weights_scale_token_embeddings(engine):
+    lm = engine.load("solvent-tiny")
+    enc = PromptEncoder(lm.pipe, "sd", 3)
+    plain = enc.encode(enc.chunks("a red circle", "prompt"), 1, engine.device).embeds
+    weighted = enc.encode(enc.chunks("a (red:1.5) circle", "prompt"), 1, engine.device).embeds
+    assert plain.shape == weighted.shape == (1, 77, 64)
+    assert not torch.equal(plain, weighted)
+    assert torch.allclose(plain.mean(), weighted.mean(), atol=1e-5)  # mean restored, as A1111 does
