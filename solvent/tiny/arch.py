@@ -17,8 +17,8 @@ import torch
 RESOLUTION = 64
 
 VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[32, 64, 64], layers_per_block=1,
-    down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3, norm_num_groups=32,
+    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[16, 32, 32], layers_per_block=1,
+    down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3, norm_num_groups=8,
     sample_size=RESOLUTION, scaling_factor=1.0,
 )
 TEXT = dict(
@@ -27,9 +27,10 @@ TEXT = dict(
     eos_token_id=49407, pad_token_id=49407,
 )
 UNET = dict(
-    sample_size=RESOLUTION // 4, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=[64, 128],
-    down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
-    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D"], cross_attention_dim=64, attention_head_dim=8,
+    sample_size=RESOLUTION // 4, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=[32, 64, 128],
+    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], cross_attention_dim=64,
+    attention_head_dim=8,
     norm_num_groups=32,
 )
 SCHEDULER = dict(

@@ -1,0 +1,108 @@
+"""Score `solvent-tiny` on held-out captions: `python -m solvent.tiny.evaluate [--n 100]`.
+
+The captions describe one object in combinations never shown in training (see
+`scenes.held_out`). Each image is made at the model's default sampler, steps and CFG with seed =
+its index, then the scene checker reads back the background colour and the object's colour, shape
+and position.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from dataclasses import dataclass
+
+from PIL import Image
+
+from .checker import inspect
+from .scenes import Scene, canonical_caption, held_out, random_scene
+
+TARGETS = {"colour": 0.90, "background": 0.90, "shape": 0.75, "position": 0.75}
+
+
+def eval_scenes(n: int, seed: int = 1234) -> list[Scene]:
+    """A fixed list of held-out single-object scenes (no two with the same caption)."""
+    rng = random.Random(seed)
+    out, captions = [], set()
+    while len(out) < n:
+        s = random_scene(rng, max_objects=1, allow_held_out=True)
+        cap = canonical_caption(s)
+        if held_out(s.main, s.background) and cap not in captions:
+            captions.add(cap)
+            out.append(s)
+    return out
+
+
+@dataclass
+class Report:
+    n: int
+    scores: dict[str, float]
+    seconds_per_image: float
+    failures: list[dict]
+
+    def table(self) -> str:
+        lines = [f"{'metric':<12} {'score':>7} {'target':>7}  ok", "-" * 33]
+        for k, target in TARGETS.items():
+            ok = "yes" if self.scores[k] >= target else "NO"
+            lines.append(f"{k:<12} {self.scores[k]:>7.1%} {target:>7.0%}  {ok}")
+        lines.append(f"({self.n} held-out captions, {self.seconds_per_image:.2f} s/image)")
+        return "\n".join(lines)
+
+
+def evaluate(engine, n: int = 100, model: str = "solvent-tiny", grid: str | None = None, **overrides) -> Report:
+    from ..engine import GenerationRequest
+
+    scenes = eval_scenes(n)
+    hits = dict.fromkeys(TARGETS, 0)
+    failures, images = [], []
+    t0 = time.perf_counter()
+    for i, scene in enumerate(scenes):
+        cap = canonical_caption(scene)
+        img = engine.generate(GenerationRequest(prompt=cap, model=model, seed=i, **overrides)).images[0]
+        images.append(img)
+        seen = inspect(img)
+        o = scene.main
+        got = {"colour": seen.colour == o.colour, "background": seen.background == scene.background,
+               "shape": seen.shape == o.shape, "position": seen.position == o.position}
+        for k, ok in got.items():
+            hits[k] += ok
+        if not all(got.values()):
+            failures.append({"caption": cap, "seen": vars(seen)})
+    seconds = (time.perf_counter() - t0) / n
+    if grid:
+        cols = 10
+        sheet = Image.new("RGB", (64 * cols, 64 * ((n + cols - 1) // cols)))
+        for i, img in enumerate(images):
+            sheet.paste(img, ((i % cols) * 64, (i // cols) * 64))
+        sheet.save(grid)
+    return Report(n, {k: v / n for k, v in hits.items()}, seconds, failures)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from ..config import Settings
+    from ..engine import Engine
+    from ..engine.device import quiet_libraries
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=100, help="number of held-out captions (default 100)")
+    p.add_argument("--model", default="solvent-tiny")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--sampler")
+    p.add_argument("--cfg", type=float)
+    p.add_argument("--grid", help="save a contact sheet of the images to this PNG")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = p.parse_args(argv)
+    quiet_libraries()
+    overrides = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler), ("cfg_scale", args.cfg)) if v}
+    report = evaluate(Engine(Settings()), args.n, args.model, args.grid, **overrides)
+    if args.json:
+        print(json.dumps({"n": report.n, "scores": report.scores, "seconds_per_image": report.seconds_per_image,
+                          "failures": report.failures[:20]}, indent=2))
+    else:
+        print(report.table())
+
+
+if __name__ == "__main__":
+    main()

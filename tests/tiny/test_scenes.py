@@ -1,0 +1,75 @@
+"""The scene generator and the scene checker that scores solvent-tiny."""
+
+import random
+from collections import Counter
+
+from solvent.tiny.checker import inspect
+from solvent.tiny.evaluate import eval_scenes
+from solvent.tiny.scenes import (
+    COLOURS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    canonical_caption,
+    caption,
+    draw,
+    held_out,
+    random_scene,
+)
+
+
+def test_vocabulary_is_as_promised():
+    assert len(COLOURS) >= 8 and {"circle", "square", "triangle", "star", "ring"} <= set(SHAPES)
+    assert 2 <= len(SIZES) <= 3
+    assert {"left", "right", "top", "bottom", "centre", "top left", "bottom right"} <= set(POSITIONS)
+
+
+def test_scenes_have_one_to_three_distinct_objects_and_several_phrasings():
+    rng = random.Random(0)
+    counts, phrasings = Counter(), set()
+    for _ in range(300):
+        s = random_scene(rng)
+        counts[len(s.objects)] += 1
+        assert s.background not in {o.colour for o in s.objects}
+        assert len({o.colour for o in s.objects}) == len(s.objects)
+        assert len({o.position for o in s.objects}) == len(s.objects)
+        cap = caption(s, rng)
+        assert s.main.colour in cap and s.main.shape in cap and s.background in cap
+        phrasings.add(cap.split(" ")[1] == "background")
+    assert set(counts) == {1, 2, 3}
+    assert phrasings == {True, False}
+
+
+def test_training_never_draws_a_held_out_single_object_combination():
+    rng = random.Random(1)
+    for _ in range(2000):
+        s = random_scene(rng)
+        assert not held_out(s.main, s.background)
+
+
+def test_evaluation_captions_are_all_held_out_and_fixed():
+    a, b = eval_scenes(50), eval_scenes(50)
+    assert [canonical_caption(s) for s in a] == [canonical_caption(s) for s in b]
+    assert all(held_out(s.main, s.background) for s in a)
+    assert len({canonical_caption(s) for s in a}) == 50
+
+
+def test_checker_reads_generator_scenes_at_least_99_percent():
+    rng = random.Random(7)
+    n, hits = 600, Counter()
+    for _ in range(n):
+        s = random_scene(rng, max_objects=1, allow_held_out=True)
+        seen = inspect(draw(s))
+        hits["background"] += seen.background == s.background
+        hits["colour"] += seen.colour == s.main.colour
+        hits["shape"] += seen.shape == s.main.shape
+        hits["position"] += seen.position == s.main.position
+    for k in ("background", "colour", "shape", "position"):
+        assert hits[k] / n >= 0.99, (k, hits[k] / n)
+
+
+def test_checker_sees_an_empty_scene_as_empty():
+    from PIL import Image
+
+    seen = inspect(Image.new("RGB", (64, 64), COLOURS["blue"]))
+    assert seen.background == "blue" and seen.colour is None
