@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     offline: bool = False
     # Compile the UNet with torch.compile on CUDA (slow first call per shape).
     compile: bool = False
+    # Database: SQLite under SOLVENT_HOME by default, or any SQLAlchemy URL (postgresql+psycopg://…).
+    database_url: str | None = None
+    # Queue: a leased job must be renewed by a heartbeat within this many seconds.
+    lease_seconds: int = 30
+    # Attempts before a job whose worker keeps vanishing is failed.
+    max_attempts: int = 3
+    # Back-pressure: queued jobs allowed per organisation and in total (429 beyond).
+    max_queued_per_org: int = 100
+    max_queued_total: int = 10_000
+    # Fairness: a job passed over this many times gains one priority level.
+    aging_skips: int = 5
 
     @property
     def models_dir(self) -> Path:
@@ -42,6 +53,14 @@ class Settings(BaseSettings):
     @property
     def loras_dir(self) -> Path:
         return self.home / "loras"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.home / "images"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'solvent.db'}"
 
 
 @functools.lru_cache(maxsize=1)

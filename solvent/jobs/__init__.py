@@ -1,4 +1,5 @@
-"""The durable, fair, leased job queue in the database (the service issue).
+"""The durable job queue: enqueue, lease, heartbeat, complete, fail, cancel, fairness, affinity."""
 
-Not built yet: this package marks its place in the layout of DESIGN.md.
-"""
+from .queue import JobQueue, LeaseLost, QueueFull, QueueLimits
+
+__all__ = ["JobQueue", "LeaseLost", "QueueFull", "QueueLimits"]

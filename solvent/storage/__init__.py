@@ -1,4 +1,19 @@
-"""SQLAlchemy models, sessions, Alembic migrations and the image store (the service issue).
+"""Storage: SQLAlchemy models, the database (SQLite in WAL mode or PostgreSQL), migrations, the image store."""
 
-Not built yet: this package marks its place in the layout of DESIGN.md.
-"""
+from .db import Database, utcnow
+from .images import ImageStore, LocalImageStore
+from .models import ApiKey, Base, Image, Job, JobState, Organisation, Worker
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Database",
+    "Image",
+    "ImageStore",
+    "Job",
+    "JobState",
+    "LocalImageStore",
+    "Organisation",
+    "Worker",
+    "utcnow",
+]

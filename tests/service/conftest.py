@@ -1,0 +1,51 @@
+"""Real databases: a fresh SQLite file and a fresh PostgreSQL database per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from solvent.storage import Database, Organisation
+
+PG_ADMIN = os.environ.get("SOLVENT_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _pg_database():
+    name = f"solvent_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+    def drop():
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return url, drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'solvent.db'}")
+        drop = None
+    else:
+        url, drop = _pg_database()
+        database = Database(url)
+    database.create_all()
+    yield database
+    database.dispose()
+    if drop:
+        drop()
+
+
+@pytest.fixture
+def orgs(db):
+    with db.session() as s:
+        a, b = Organisation(name="A"), Organisation(name="B")
+        s.add_all([a, b])
+    return a.id, b.id
