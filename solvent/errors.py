@@ -63,6 +63,23 @@ class IncompatibleLora(BadRequest):
     code = "incompatible_lora"
 
 
+class Unauthorized(SolventError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(SolventError):
+    status = 403
+    code = "forbidden"
+
+
+class TooManyRequests(SolventError):
+    """Back-pressure or a rate limit; `retry_after` (seconds) is sent as `Retry-After`."""
+
+    status = 429
+    code = "too_many_requests"
+
+
 class NotFound(SolventError):
     status = 404
     code = "not_found"

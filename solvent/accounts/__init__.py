@@ -1,4 +1,5 @@
-"""Organisations, users, passwords, sessions, API keys and roles (the accounts issue).
+"""Organisations and API keys (minimal: the accounts issue adds users, sessions, roles, invitations)."""
 
-Not built yet: this package marks its place in the layout of DESIGN.md.
-"""
+from .keys import SCOPES, Principal, authenticate, create_key, create_org, list_keys, revoke_key
+
+__all__ = ["SCOPES", "Principal", "authenticate", "create_key", "create_org", "list_keys", "revoke_key"]

@@ -17,24 +17,24 @@ short `BEGIN IMMEDIATE` transactions. Both then claim with a conditional UPDATE.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import Conflict, NotFound, SolventError
+from ..errors import Conflict, NotFound, TooManyRequests
 from ..storage.db import Database, utcnow
 from ..storage.models import FINAL_STATES, Job, JobState, Organisation
 
 CANDIDATES = 64  # queue heads considered per dequeue
 
 
-class QueueFull(SolventError):
+class QueueFull(TooManyRequests):
     """Back-pressure: too many queued jobs (HTTP 429 with Retry-After)."""
 
-    status = 429
     code = "queue_full"
 
 
@@ -60,6 +60,8 @@ class JobQueue:
     def __init__(self, db: Database, limits: QueueLimits | None = None):
         self.db = db
         self.limits = limits or QueueLimits()
+        # Seam for billing and the compute ledger: called with each job after it is final.
+        self.on_final: list[Callable[[Job], None]] = []
 
     # ------------------------------------------------------------------------------------------
     # Producers
@@ -133,11 +135,14 @@ class JobQueue:
             job = s.scalar(select(Job).where(Job.id == job_id, Job.org_id == org_id))
             if job is None:
                 raise NotFound(f"`job` {job_id!r} was not found.", field="job", value=job_id)
-            if job.state == JobState.queued:
+            final = job.state == JobState.queued
+            if final:
                 job.state, job.finished_at = JobState.canceled, utcnow()
                 job.error_code, job.error_message = "canceled", "canceled before it started"
             elif job.state == JobState.running:
                 job.cancel_requested = True
+        if final:
+            self._final(job)
         return job
 
     def position(self, job: Job) -> int:
@@ -222,12 +227,14 @@ class JobQueue:
             return locked
         return best
 
-    def heartbeat(self, job_id: str, worker_id: str, progress: float | None = None) -> bool:
-        """Renew the lease; returns True when the job's owner asked to cancel it."""
+    def heartbeat(self, job_id: str, worker_id: str, progress: float | None = None, preview: str | None = None) -> bool:
+        """Renew the lease (and record progress and a preview); True when the owner asked to cancel."""
         with self.db.session() as s:
             values: dict[str, Any] = {"lease_expires_at": utcnow() + timedelta(seconds=self.limits.lease_seconds)}
             if progress is not None:
                 values["progress"] = max(0.0, min(1.0, float(progress)))
+            if preview is not None:
+                values["preview"] = preview
             n = s.execute(
                 update(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.state == JobState.running)
                 .values(**values)
@@ -244,7 +251,13 @@ class JobQueue:
             ).rowcount
             if n != 1:
                 raise LeaseLost(f"worker {worker_id!r} no longer holds job {job_id!r}.", field="job", value=job_id)
-            return s.get(Job, job_id)
+            job = s.get(Job, job_id)
+        self._final(job)
+        return job
+
+    def _final(self, job: Job) -> None:
+        for hook in self.on_final:
+            hook(job)
 
     def complete(self, job_id: str, worker_id: str, result: dict[str, Any]) -> Job:
         """Mark the job succeeded with its result; `LeaseLost` if this worker lost it meanwhile."""
@@ -266,7 +279,9 @@ class JobQueue:
             else:
                 job.state, job.finished_at, job.lease_expires_at = JobState.failed, utcnow(), None
             job.error_code, job.error_message = code, message
-            return job
+        if job.state == JobState.failed:
+            self._final(job)
+        return job
 
     def release(self, job_id: str, worker_id: str) -> None:
         """A stopping worker hands its job back untouched (the attempt does not count)."""
@@ -279,19 +294,25 @@ class JobQueue:
     def reap_expired(self) -> int:
         """Re-queue (or fail, when out of attempts) running jobs whose lease has expired."""
         now = utcnow()
+        finals = []
         with self.db.session() as s:
-            expired = or_(Job.lease_expires_at < now)
-            failed = s.execute(
-                update(Job).where(Job.state == JobState.running, expired, Job.attempts >= Job.max_attempts)
-                .values(state=JobState.failed, finished_at=now, lease_expires_at=None, error_code="worker_lost",
-                        error_message="the worker running this job stopped responding too many times")
-            ).rowcount
-            requeued = s.execute(
-                update(Job).where(Job.state == JobState.running, expired, Job.attempts < Job.max_attempts)
-                .values(state=JobState.queued, worker_id=None, lease_expires_at=None, error_code="worker_lost",
-                        error_message="the previous worker stopped responding; retried")
-            ).rowcount
-        return failed + requeued
+            expired = s.scalars(
+                select(Job).where(Job.state == JobState.running, Job.lease_expires_at < now)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for job in expired:
+                job.worker_id, job.lease_expires_at, job.error_code = None, None, "worker_lost"
+                if job.attempts >= job.max_attempts:
+                    job.state, job.finished_at = JobState.failed, now
+                    job.error_message = (f"the worker running this job stopped responding {job.attempts} times; "
+                                         "giving up")
+                    finals.append(job)
+                else:
+                    job.state = JobState.queued
+                    job.error_message = "the previous worker stopped responding; retried"
+        for job in finals:
+            self._final(job)
+        return len(expired)
 
     def counts(self) -> dict[str, int]:
         with self.db.session() as s:

@@ -68,6 +68,7 @@ def upgrade() -> None:
         sa.Column("lease_expires_at", UTCDateTime(), nullable=True),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("progress", sa.Float(), nullable=False),
+        sa.Column("preview", sa.Text(), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("started_at", UTCDateTime(), nullable=True),
         sa.Column("finished_at", UTCDateTime(), nullable=True),
