@@ -1,4 +1,5 @@
-"""The FastAPI app factory, native and compatible routes, auth, error rendering and events (the service issue).
+"""The HTTP API: native routes under /api, the worker API, health and metrics."""
 
-Not built yet: this package marks its place in the layout of DESIGN.md.
-"""
+from .app import create_app
+
+__all__ = ["create_app"]

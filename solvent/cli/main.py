@@ -239,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--revision", help="branch, tag or commit")
     mp.set_defaults(func=cmd_models_pull)
 
+    from .server import add_parsers
+
+    add_parsers(sub)
+
     s = sub.add_parser("samplers", help="the sampler table (Solvent, AUTOMATIC1111, Stability, diffusers names)")
     s.set_defaults(func=cmd_samplers)
     return p
@@ -247,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = build_parser().parse_args(argv)
-    if args.command in ("generate", "models"):
+    if args.command in ("generate", "models", "serve", "worker"):
         from ..engine.device import quiet_libraries
 
         quiet_libraries()

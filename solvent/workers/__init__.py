@@ -1,4 +1,9 @@
-"""The worker loop: in-process, remote over HTTP, Ray actor; the only package joining engine to the rest.
+"""Workers: the loop that runs the engine on one device, in-process or on another machine over HTTP.
 
-Not built yet: this package marks its place in the layout of DESIGN.md.
+This is the only package that joins `engine` to the queue, storage and (later) billing.
 """
+
+from .backends import HttpBackend, LocalBackend
+from .loop import WorkerLoop, declaration
+
+__all__ = ["HttpBackend", "LocalBackend", "WorkerLoop", "declaration"]

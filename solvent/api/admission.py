@@ -1,0 +1,92 @@
+"""Admission: every API surface turns its request into a `GenerationIn` and calls `admit`.
+
+Validate against the model's family (served by a live worker), store input images, run the
+admission hooks (billing and budgets plug in here), then enqueue — idempotently.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+from ..accounts import Principal
+from ..engine.families import FAMILIES
+from ..engine.images import load_image
+from ..engine.samplers import resolve_sampler
+from ..errors import InvalidImage, ModelNotFound, ValidationFailed
+from ..jobs.workers import served_models
+from ..services import Services
+from ..storage.models import Job
+from .schemas import GenerationIn
+
+AdmissionHook = Callable[[Services, Principal, dict], None]
+_TOKENIZER = None
+
+
+def _check_prompt(text: str, field: str, max_chunks: int) -> None:
+    global _TOKENIZER
+    from ..engine.checkpoint import tokenizer
+    from ..engine.prompts import chunk_prompt
+
+    if _TOKENIZER is None:
+        _TOKENIZER = tokenizer(openclip=False)
+    chunk_prompt(_TOKENIZER, text, max_chunks, field)
+
+
+def _png(img) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def validate(services: Services, body: GenerationIn) -> tuple[str, dict]:
+    """(mode, params) for the queue, or a typed error naming the field."""
+    settings = services.settings
+    models = served_models(services.db)
+    record = models.get(body.model)
+    if record is None:
+        raise ModelNotFound(
+            f"`model` {body.model!r} is not served by any running worker; available: "
+            f"{', '.join(sorted(models)) or 'none (no worker is running)'}.",
+            field="model",
+            value=body.model,
+        )
+    family = FAMILIES[record["family"]]
+    width, height = body.width or family.native, body.height or family.native
+    family.validate_size(width, height)
+    if body.sampler is not None:
+        resolve_sampler(body.sampler)
+    for name in ("prompt", "negative_prompt"):
+        _check_prompt(getattr(body, name), name, settings.max_prompt_chunks)
+    params = body.model_dump(exclude={"init_image", "mask"})
+    params.update(width=width, height=height, init_image_blob=None, mask_blob=None)
+    limits = dict(max_bytes=settings.max_input_bytes, max_pixels=settings.max_input_pixels)
+    mode = "txt2img"
+    if body.mask is not None and body.init_image is None:
+        raise ValidationFailed("`mask` needs an `init_image` to paint into.", field="mask")
+    if body.init_image is not None:
+        init = load_image(body.init_image, "init_image", **limits)
+        params["init_image_blob"] = services.images.put(_png(init))
+        mode = "img2img"
+        if body.mask is not None:
+            mask = load_image(body.mask, "mask", mode="L", **limits)
+            if mask.size != init.size:
+                raise InvalidImage(
+                    f"`mask` must be the size of `init_image` ({init.size[0]}×{init.size[1]}) but is "
+                    f"{mask.size[0]}×{mask.size[1]}.", field="mask", value=f"{mask.size[0]}x{mask.size[1]}")
+            params["mask_blob"] = services.images.put(_png(mask))
+            mode = "inpaint"
+    return mode, params
+
+
+def admit(services: Services, principal: Principal, body: GenerationIn, idempotency_key: str | None = None,
+          hooks: list[AdmissionHook] | None = None) -> tuple[Job, bool]:
+    """Validate, run admission hooks, enqueue. Returns (job, created)."""
+    principal.require("generate")
+    if idempotency_key is not None and len(idempotency_key) > 200:
+        raise ValidationFailed("`Idempotency-Key` must be at most 200 characters.", field="idempotency_key")
+    mode, params = validate(services, body)
+    for hook in hooks or []:
+        hook(services, principal, params)
+    return services.queue.enqueue(principal.org_id, body.model, params, mode=mode, idempotency_key=idempotency_key,
+                                  api_key_id=principal.key_id)

@@ -1,0 +1,29 @@
+"""The FastAPI app factory: one app per `Services`; nothing is built at import time."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..services import Services
+from . import errors
+from .admission import AdmissionHook
+from .metrics import Metrics
+from .routes import health, images, jobs, models, worker
+
+
+def create_app(services: Services, admission_hooks: list[AdmissionHook] | None = None) -> FastAPI:
+    app = FastAPI(
+        title="Solvent",
+        version=__version__,
+        description="Self-hosted image generation that pays its own bills. Authenticate with "
+        "`Authorization: Bearer <API key>`.",
+    )
+    app.state.services = services
+    app.state.admission_hooks = list(admission_hooks or [])  # seam: billing and budgets
+    app.state.metrics = Metrics()
+    services.queue.on_final.append(app.state.metrics.on_final)  # seam: usage, credits, ledger
+    errors.install(app)
+    for r in (jobs.router, images.router, models.router, worker.router, health.router):
+        app.include_router(r)
+    return app

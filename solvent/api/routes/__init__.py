@@ -1,0 +1,1 @@
+"""Routes, one topic per module."""

@@ -1,0 +1,82 @@
+"""Wire schemas of the native API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SEED = 2**32 - 1
+
+
+class LoraIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    weight: float = Field(1.0, ge=-10, le=10)
+
+
+class GenerationIn(BaseModel):
+    """A generation request. Unset fields take the model's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field("", max_length=10_000)
+    negative_prompt: str = Field("", max_length=10_000)
+    model: str = Field("solvent-tiny", min_length=1, max_length=100)
+    width: int | None = Field(None, ge=8, le=4096)
+    height: int | None = Field(None, ge=8, le=4096)
+    steps: int | None = Field(None, ge=1, le=150)
+    cfg_scale: float | None = Field(None, ge=0, le=35)
+    sampler: str | None = Field(None, max_length=64)
+    seed: int | None = Field(None, ge=-1, le=MAX_SEED)
+    batch_size: int = Field(1, ge=1, le=16)
+    init_image: str | None = Field(None, description="base64 (or data URL) image for img2img / inpainting")
+    strength: float = Field(0.75, gt=0, le=1)
+    mask: str | None = Field(None, description="base64 mask, white = repaint; needs init_image")
+    loras: list[LoraIn] = Field(default_factory=list, max_length=8)
+    output_format: Literal["png", "webp", "jpeg"] = "png"
+
+
+class ImageOut(BaseModel):
+    id: str
+    index: int
+    seed: int
+    width: int
+    height: int
+    url: str
+
+
+class JobError(BaseModel):
+    code: str | None
+    message: str | None
+
+
+class JobOut(BaseModel):
+    id: str
+    state: str
+    mode: str
+    model: str
+    params: dict[str, Any]
+    progress: float
+    queue_position: int | None = None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: JobError | None = None
+    images: list[ImageOut] = Field(default_factory=list)
+    usage: dict[str, Any] | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None
+
+
+class ModelOut(BaseModel):
+    id: str
+    family: str
+    native_resolution: int
+    default_steps: int
+    default_cfg: float
+    default_sampler: str

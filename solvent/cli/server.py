@@ -1,0 +1,231 @@
+"""`solvent serve`, `solvent worker`, `solvent workers`, `solvent keys`, `solvent db`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+
+from ..config import get_settings
+
+
+def bootstrap_admin(services) -> str | None:
+    """On a fresh database: an admin organisation and an API key, written to a file only its owner can read."""
+    from sqlalchemy import func, select
+
+    from ..accounts import create_key, create_org
+    from ..storage.models import Organisation
+
+    with services.db.session() as s:
+        if s.scalar(select(func.count()).select_from(Organisation)):
+            return None
+    org = create_org(services.db, "admin")
+    _, secret = create_key(services.db, org.id, "admin (created by solvent serve)", ("generate", "read", "admin"))
+    path = services.settings.home / "admin-key.txt"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret + "\n")
+    os.chmod(path, 0o600)
+    return secret
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from ..api import create_app
+    from ..services import build_services
+
+    settings = get_settings()
+    services = build_services(settings)
+    secret = bootstrap_admin(services)
+    app = create_app(services)
+    loop = thread = None
+    if not args.no_worker:
+        from ..engine import Engine
+        from ..jobs.workers import create_worker
+        from ..workers import LocalBackend, WorkerLoop, declaration
+
+        engine = Engine(settings)
+        decl = declaration(engine, provider=args.provider, region=args.region, instance_type=args.instance_type,
+                           name="in-process")
+        worker, _ = create_worker(services.db, name="in-process", provider=args.provider)
+        loop = WorkerLoop(engine, LocalBackend(services, worker.id), decl, lease_seconds=settings.lease_seconds)
+        thread = threading.Thread(target=loop.run, name="worker", daemon=True)
+        thread.start()
+    url = f"http://{args.host}:{args.port}"
+    print(f"Solvent is serving on {url}  (API docs: {url}/docs)")
+    print(f"home: {settings.home}   database: {settings.db_url.split('@')[-1]}")
+    if secret:
+        print(f"admin API key (shown once; also in {settings.home / 'admin-key.txt'}, mode 600):\n  {secret}")
+    else:
+        print(f"admin API key: in {settings.home / 'admin-key.txt'} (or `solvent keys create`)")
+    print(f"first image:\n  curl -s -H \"Authorization: Bearer $(cat {settings.home / 'admin-key.txt'})\" "
+          f"-H 'Content-Type: application/json' -d '{{\"prompt\": \"a red circle on a blue background\"}}' "
+          f"{url}/api/jobs", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+    try:
+        server.run()
+    finally:
+        if loop is not None:
+            loop.stop()  # let the running job finish ...
+            thread.join(timeout=args.grace)
+            if thread.is_alive():  # ... or hand it back to the queue
+                loop.abort()
+                thread.join(timeout=30)
+        services.close()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from ..engine import Engine
+    from ..workers import HttpBackend, WorkerLoop, declaration
+
+    token = args.token or os.environ.get("SOLVENT_WORKER_TOKEN")
+    if not token:
+        print("error: `--token` (or SOLVENT_WORKER_TOKEN) is required; create one with `solvent workers create`.")
+        return 2
+    engine = Engine(get_settings())
+    decl = declaration(engine, args.provider, args.region, args.instance_type, args.name or "")
+    loop = WorkerLoop(engine, HttpBackend(args.server, token), decl, poll=args.poll,
+                      lease_seconds=get_settings().lease_seconds)
+    signals = {"n": 0}
+
+    def on_signal(signum, _frame):
+        signals["n"] += 1
+        if signals["n"] == 1:
+            print("stopping after the current job (signal again to hand it back now)", flush=True)
+            loop.stop()
+        else:
+            loop.abort()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"worker {decl['name']} on {engine.device} serving {', '.join(m['id'] for m in decl['models'])} "
+          f"for {args.server}", flush=True)
+    loop.run()
+    print(f"worker stopped after {loop.jobs_done} job(s)")
+    return 0
+
+
+def _services():
+    from ..services import build_services
+
+    return build_services(get_settings())
+
+
+def cmd_workers_create(args: argparse.Namespace) -> int:
+    from ..jobs.workers import create_worker
+
+    w, token = create_worker(_services().db, name=args.name or "", provider=args.provider)
+    print(f"worker {w.id}\ntoken (shown once): {token}\nrun: solvent worker --server URL --token {token}")
+    return 0
+
+
+def cmd_workers_list(args: argparse.Namespace) -> int:
+    from ..jobs.workers import all_workers
+
+    print(f"{'ID':<28} {'NAME':<16} {'PROVIDER':<10} {'STATUS':<8} LAST HEARTBEAT")
+    for w in all_workers(_services().db):
+        seen = w.last_heartbeat_at.isoformat(timespec="seconds") if w.last_heartbeat_at else "never"
+        print(f"{w.id:<28} {w.name[:16]:<16} {w.provider:<10} {w.status:<8} {seen}")
+    return 0
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from ..accounts import create_key
+    from ..storage.models import Organisation
+
+    services = _services()
+    org_id = args.org
+    if org_id is None:
+        with services.db.session() as s:
+            org = s.scalar(select(Organisation).order_by(Organisation.created_at))
+        if org is None:
+            print("error: no organisation yet; run `solvent serve` once or pass --org")
+            return 2
+        org_id = org.id
+    key, secret = create_key(services.db, org_id, args.name or "", tuple(args.scopes.split(",")))
+    print(f"key {key.id} for {org_id} with scopes {','.join(key.scopes)}\nsecret (shown once): {secret}")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from ..accounts import list_keys
+
+    print(f"{'ID':<28} {'PREFIX':<20} {'ORG':<28} {'SCOPES':<22} STATE")
+    for k in list_keys(_services().db, args.org):
+        print(f"{k.id:<28} {k.prefix + '…':<20} {k.org_id:<28} {','.join(k.scopes):<22} "
+              f"{'revoked' if k.revoked_at else 'active'}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    from ..accounts import revoke_key
+
+    k = revoke_key(_services().db, args.key_id)
+    print(f"revoked {k.id} ({k.prefix}…)")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from ..storage import Database
+    from ..storage.migrate import current
+
+    settings = get_settings()
+    db = Database(settings.db_url)
+    db.create_all()
+    print(f"database at revision {current(db)}: {settings.db_url.split('@')[-1]}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("serve", help="run the API and an in-process worker", description="Run Solvent's server.")
+    s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--no-worker", action="store_true", help="API only; workers join with `solvent worker`")
+    s.add_argument("--provider", default="local", help="where the in-process worker runs (for the ledger)")
+    s.add_argument("--region", default="")
+    s.add_argument("--instance-type", default="")
+    s.add_argument("--grace", type=float, default=30, help="seconds a running job may finish on shutdown")
+    s.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    s.set_defaults(func=cmd_serve)
+
+    w = sub.add_parser("worker", help="run a worker that joins a server over HTTP",
+                       description="Run a worker on this machine for a Solvent server.")
+    w.add_argument("--server", required=True, help="server URL, e.g. http://10.0.0.5:8000")
+    w.add_argument("--token", help="worker token from `solvent workers create` (or SOLVENT_WORKER_TOKEN)")
+    w.add_argument("--provider", default="local", help="aws, gcp, coreweave, lambda, azure, onprem, …")
+    w.add_argument("--region", default="")
+    w.add_argument("--instance-type", default="", help="e.g. g5.xlarge")
+    w.add_argument("--name", help="worker name (default: host name)")
+    w.add_argument("--poll", type=float, default=0.5, help="seconds between polls when idle")
+    w.set_defaults(func=cmd_worker)
+
+    ws = sub.add_parser("workers", help="worker tokens", description="Create and list worker tokens.")
+    wsub = ws.add_subparsers(dest="workers_command", metavar="ACTION", required=True)
+    wc = wsub.add_parser("create", help="create a worker token")
+    wc.add_argument("--name")
+    wc.add_argument("--provider", default="local")
+    wc.set_defaults(func=cmd_workers_create)
+    wsub.add_parser("list", help="registered workers").set_defaults(func=cmd_workers_list)
+
+    k = sub.add_parser("keys", help="API keys", description="Create, list and revoke API keys.")
+    ksub = k.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    kc = ksub.add_parser("create", help="create a key (the secret is shown once)")
+    kc.add_argument("--org", help="organisation id (default: the first)")
+    kc.add_argument("--name")
+    kc.add_argument("--scopes", default="generate,read", help="comma-separated: generate, read, admin")
+    kc.set_defaults(func=cmd_keys_create)
+    kl = ksub.add_parser("list", help="list keys (never their secrets)")
+    kl.add_argument("--org")
+    kl.set_defaults(func=cmd_keys_list)
+    kr = ksub.add_parser("revoke", help="revoke a key")
+    kr.add_argument("key_id")
+    kr.set_defaults(func=cmd_keys_revoke)
+
+    d = sub.add_parser("db", help="database migrations", description="Database migrations.")
+    dsub = d.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    dsub.add_parser("upgrade", help="migrate to the newest schema").set_defaults(func=cmd_db_upgrade)

@@ -1,0 +1,59 @@
+"""What a worker hands back: images (stored once per job and index) and the final result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from ..errors import NotFound
+from ..storage.db import Database
+from ..storage.images import ImageStore
+from ..storage.models import Image, Job, JobState
+from .queue import JobQueue, LeaseLost
+
+
+def _held(s, job_id: str, worker_id: str) -> Job:
+    job = s.scalar(select(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.state == JobState.running))
+    if job is None:
+        raise LeaseLost(f"worker {worker_id!r} no longer holds job {job_id!r}.", field="job", value=job_id)
+    return job
+
+
+def store_image(db: Database, images: ImageStore, job_id: str, worker_id: str, index: int, seed: int,
+                width: int, height: int, data: bytes) -> str:
+    """Store image `index` of a job held by `worker_id`; a retried upload replaces, never duplicates."""
+    blob = images.put(data)
+    with db.session() as s:
+        job = _held(s, job_id, worker_id)
+        img = s.scalar(select(Image).where(Image.job_id == job_id, Image.index == index))
+        if img is None:
+            img = Image(org_id=job.org_id, job_id=job_id, index=index, seed=seed, blob=blob, width=width,
+                        height=height)
+            s.add(img)
+        else:
+            img.seed, img.blob, img.width, img.height = seed, blob, width, height
+    return img.id
+
+
+def complete(queue: JobQueue, job_id: str, worker_id: str, usage: dict[str, Any], infotexts: list[str]) -> Job:
+    """Finish a job with the images already uploaded for it."""
+    with queue.db.session() as s:
+        _held(s, job_id, worker_id)
+        imgs = s.scalars(select(Image).where(Image.job_id == job_id).order_by(Image.index)).all()
+        result = {
+            "images": [{"id": i.id, "index": i.index, "seed": i.seed, "width": i.width, "height": i.height}
+                       for i in imgs],
+            "usage": usage,
+            "infotexts": infotexts,
+        }
+    return queue.complete(job_id, worker_id, result)
+
+
+def job_blob(db: Database, job_id: str, worker_id: str, key: str) -> str:
+    """Check that `key` is an input of a job `worker_id` holds (workers read only their own inputs)."""
+    with db.session() as s:
+        job = _held(s, job_id, worker_id)
+        if key not in (job.params.get("init_image_blob"), job.params.get("mask_blob")):
+            raise NotFound(f"`blob` {key!r} is not an input of job {job_id!r}.", field="blob", value=key)
+    return key

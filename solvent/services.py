@@ -1,0 +1,36 @@
+"""The composition root: builds every service from settings. Nothing is built at import time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .config import Settings, get_settings
+from .jobs import JobQueue, QueueLimits
+from .storage import Database, ImageStore, LocalImageStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    queue: JobQueue
+    images: ImageStore
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_services(settings: Settings | None = None, migrate: bool = True) -> Services:
+    settings = settings or get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    if migrate:
+        db.create_all()
+    limits = QueueLimits(
+        max_queued_per_org=settings.max_queued_per_org,
+        max_queued_total=settings.max_queued_total,
+        lease_seconds=settings.lease_seconds,
+        max_attempts=settings.max_attempts,
+        aging_skips=settings.aging_skips,
+    )
+    return Services(settings, db, JobQueue(db, limits), LocalImageStore(settings.images_dir))

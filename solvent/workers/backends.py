@@ -1,0 +1,135 @@
+"""How a worker reaches the queue: directly (in-process, `solvent serve`) or over the worker API."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..errors import SolventError
+from ..jobs import results
+from ..jobs.queue import LeaseLost
+from ..jobs.workers import declare
+
+
+@dataclass
+class Leased:
+    id: str
+    model: str
+    mode: str
+    params: dict[str, Any]
+
+
+class LocalBackend:
+    """Talks to the database and image store of this process."""
+
+    def __init__(self, services, worker_id: str):
+        self.s = services
+        self.worker_id = worker_id
+
+    def hello(self, decl: dict[str, Any]) -> None:
+        declare(self.s.db, self.worker_id, status="idle", **decl)
+
+    def lease(self, loaded: list[str]) -> Leased | None:
+        w = declare(self.s.db, self.worker_id, loaded=loaded)
+        job = self.s.queue.lease(self.worker_id, models=[m["id"] for m in w.models], loaded=loaded)
+        declare(self.s.db, self.worker_id, status="busy" if job else "idle")
+        return Leased(job.id, job.model, job.mode, job.params) if job else None
+
+    def heartbeat(self, job_id: str, progress: float | None, preview: str | None) -> bool:
+        declare(self.s.db, self.worker_id)
+        return self.s.queue.heartbeat(job_id, self.worker_id, progress, preview)
+
+    def input_image(self, job_id: str, key: str) -> bytes:
+        return self.s.images.get(results.job_blob(self.s.db, job_id, self.worker_id, key))
+
+    def upload(self, job_id: str, index: int, seed: int, width: int, height: int, data: bytes) -> None:
+        results.store_image(self.s.db, self.s.images, job_id, self.worker_id, index, seed, width, height, data)
+
+    def complete(self, job_id: str, usage: dict, infotexts: list[str]) -> None:
+        results.complete(self.s.queue, job_id, self.worker_id, usage, infotexts)
+
+    def fail(self, job_id: str, code: str, message: str, retry: bool) -> None:
+        self.s.queue.fail(job_id, self.worker_id, code, message, retry)
+
+    def canceled(self, job_id: str) -> None:
+        self.s.queue.cancelled(job_id, self.worker_id)
+
+    def release(self, job_id: str) -> None:
+        self.s.queue.release(job_id, self.worker_id)
+        declare(self.s.db, self.worker_id, status="stopped")
+
+
+class RemoteError(SolventError):
+    code = "server_error"
+
+
+class HttpBackend:
+    """Talks to a Solvent server's worker API with a worker token; retries transient failures."""
+
+    def __init__(self, server: str, token: str, timeout: float = 30.0, retries: int = 5):
+        self.client = httpx.Client(base_url=server.rstrip("/"), timeout=timeout,
+                                   headers={"Authorization": f"Bearer {token}"})
+        self.retries = retries
+
+    def _call(self, method: str, path: str, **kw) -> httpx.Response:
+        delay = 0.5
+        for attempt in range(self.retries):
+            try:
+                r = self.client.request(method, path, **kw)
+            except httpx.TransportError:
+                if attempt == self.retries - 1:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+                continue
+            if r.status_code >= 500 and attempt < self.retries - 1:
+                time.sleep(delay)
+                delay *= 2
+                continue
+            is_json = r.headers.get("content-type", "").startswith("application/json")
+            err = r.json().get("error", {}) if r.status_code >= 400 and is_json else {}
+            if err.get("code") == "lease_lost":
+                raise LeaseLost(err.get("message", "lease lost"))
+            if r.status_code >= 400:
+                e = RemoteError(f"{method} {path}: {r.status_code} {err.get('message', r.text[:200])}")
+                e.status = r.status_code
+                raise e
+            return r
+        raise AssertionError("unreachable")
+
+    def hello(self, decl: dict[str, Any]) -> None:
+        self._call("POST", "/api/worker/hello", json=decl)
+
+    def lease(self, loaded: list[str]) -> Leased | None:
+        r = self._call("POST", "/api/worker/lease", json={"loaded": loaded})
+        if r.status_code == 204:
+            return None
+        d = r.json()
+        return Leased(d["id"], d["model"], d["mode"], d["params"])
+
+    def heartbeat(self, job_id: str, progress: float | None, preview: str | None) -> bool:
+        r = self._call("POST", f"/api/worker/jobs/{job_id}/heartbeat", json={"progress": progress, "preview": preview})
+        return bool(r.json()["cancel"])
+
+    def input_image(self, job_id: str, key: str) -> bytes:
+        return self._call("GET", f"/api/worker/jobs/{job_id}/blobs/{key}").content
+
+    def upload(self, job_id: str, index: int, seed: int, width: int, height: int, data: bytes) -> None:
+        self._call("POST", f"/api/worker/jobs/{job_id}/images", content=data,
+                   params={"index": index, "seed": seed, "width": width, "height": height},
+                   headers={"Content-Type": "image/png"})
+
+    def complete(self, job_id: str, usage: dict, infotexts: list[str]) -> None:
+        self._call("POST", f"/api/worker/jobs/{job_id}/complete", json={"usage": usage, "infotexts": infotexts})
+
+    def fail(self, job_id: str, code: str, message: str, retry: bool) -> None:
+        self._call("POST", f"/api/worker/jobs/{job_id}/fail", json={"code": code, "message": message, "retry": retry})
+
+    def canceled(self, job_id: str) -> None:
+        self._call("POST", f"/api/worker/jobs/{job_id}/canceled")
+
+    def release(self, job_id: str) -> None:
+        self._call("POST", f"/api/worker/jobs/{job_id}/release")
