@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=weights_dir(), help="output folder (default: the package's weights)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vae-steps", type=int, default=500)
+    p.add_argument("--vae-steps", type=int, default=800)
     p.add_argument("--vae-batch", type=int, default=24)
     p.add_argument("--pool", type=int, default=24000, help="scenes encoded once for UNet training")
     p.add_argument("--unet-steps", type=int, default=3000)
