@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     max_queued_total: int = 10_000
     # Fairness: a job passed over this many times gains one priority level.
     aging_skips: int = 5
+    # Credit pricing as JSON (see solvent/billing/pricing.py); unset = the documented defaults.
+    pricing: str | None = None
+    # Plan of organisations created by sign-up or `solvent orgs create` without --plan.
+    default_plan: str = "community"
+    # Stripe webhook signing secret (whsec_…); unset = the webhook answers 404 and top-ups are manual.
+    stripe_webhook_secret: str | None = None
+    # Stripe signatures older than this many seconds are refused as replays.
+    stripe_tolerance_seconds: int = 300
 
     @property
     def models_dir(self) -> Path:

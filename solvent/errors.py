@@ -68,6 +68,13 @@ class Unauthorized(SolventError):
     code = "unauthorized"
 
 
+class PaymentRequired(SolventError):
+    """Not enough credits (or a key's own credit cap reached); says the price, the balance and how to top up."""
+
+    status = 402
+    code = "insufficient_credits"
+
+
 class Forbidden(SolventError):
     status = 403
     code = "forbidden"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .billing import Billing, Pricing, ensure_plans
 from .config import Settings, get_settings
 from .jobs import JobQueue, QueueLimits
 from .storage import Database, ImageStore, LocalImageStore
@@ -15,6 +16,7 @@ class Services:
     db: Database
     queue: JobQueue
     images: ImageStore
+    billing: Billing
 
     def close(self) -> None:
         self.db.dispose()
@@ -33,4 +35,9 @@ def build_services(settings: Settings | None = None, migrate: bool = True) -> Se
         max_attempts=settings.max_attempts,
         aging_skips=settings.aging_skips,
     )
-    return Services(settings, db, JobQueue(db, limits), LocalImageStore(settings.images_dir))
+    if migrate:
+        ensure_plans(db)
+    queue = JobQueue(db, limits)
+    billing = Billing(db, Pricing.from_json(settings.pricing))
+    queue.in_final.append(billing.settle_in)  # a final job always has its credits captured or released
+    return Services(settings, db, queue, LocalImageStore(settings.images_dir), billing)

@@ -1,7 +1,8 @@
 """Admission: every API surface turns its request into a `GenerationIn` and calls `admit`.
 
 Validate against the model's family (served by a live worker), store input images, run the
-admission hooks (billing and budgets plug in here), then enqueue — idempotently.
+admission hooks (budgets plug in here), then enqueue — idempotently — with billing's limits,
+price and credit reservation inside the enqueue transaction: a refused request leaves nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import io
 from collections.abc import Callable
 
 from ..accounts import Principal
+from ..billing import Payer, PriceRequest
 from ..engine.families import FAMILIES
 from ..engine.images import load_image
 from ..engine.samplers import resolve_sampler
@@ -39,8 +41,8 @@ def _png(img) -> bytes:
     return buf.getvalue()
 
 
-def validate(services: Services, body: GenerationIn) -> tuple[str, dict]:
-    """(mode, params) for the queue, or a typed error naming the field."""
+def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRequest, dict]:
+    """(mode, params, what pricing needs, usage terms) for the queue, or a typed error naming the field."""
     settings = services.settings
     models = served_models(services.db)
     record = models.get(body.model)
@@ -76,7 +78,11 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict]:
                     f"{mask.size[0]}×{mask.size[1]}.", field="mask", value=f"{mask.size[0]}x{mask.size[1]}")
             params["mask_blob"] = services.images.put(_png(mask))
             mode = "inpaint"
-    return mode, params
+    priced = PriceRequest(model=body.model, cost_class=record.get("cost_class") or family.cost_class, width=width,
+                          height=height, steps=body.steps or record.get("default_steps") or family.default_steps,
+                          images=body.batch_size, mode=mode, strength=body.strength)
+    terms = {"license": record.get("license_name") or None, "license_url": record.get("license_url") or None}
+    return mode, params, priced, terms
 
 
 def admit(services: Services, principal: Principal, body: GenerationIn, idempotency_key: str | None = None,
@@ -85,8 +91,21 @@ def admit(services: Services, principal: Principal, body: GenerationIn, idempote
     principal.require("generate")
     if idempotency_key is not None and len(idempotency_key) > 200:
         raise ValidationFailed("`Idempotency-Key` must be at most 200 characters.", field="idempotency_key")
-    mode, params = validate(services, body)
+    mode, params, priced, terms = validate(services, body)
     for hook in hooks or []:
         hook(services, principal, params)
-    return services.queue.enqueue(principal.org_id, body.model, params, mode=mode, idempotency_key=idempotency_key,
-                                  api_key_id=principal.key_id)
+    payer = Payer(principal.org_id, principal.key_id)
+    return services.queue.enqueue(
+        principal.org_id, body.model, params, mode=mode, idempotency_key=idempotency_key, api_key_id=principal.key_id,
+        on_insert=lambda s, job: services.billing.admit_in(s, job, payer, priced, terms),
+    )
+
+
+def quote(services: Services, principal: Principal, body: GenerationIn) -> dict:
+    """What `admit` would charge and whether it would be admitted now, without storing anything."""
+    principal.require("generate")
+    _, _, priced, _ = validate(services, body.model_copy(update={"init_image": None, "mask": None}))
+    if body.init_image is not None:
+        mode = "inpaint" if body.mask is not None else "img2img"
+        priced = PriceRequest(**{**priced.__dict__, "mode": mode})
+    return services.billing.quote(Payer(principal.org_id, principal.key_id), priced)

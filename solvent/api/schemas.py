@@ -66,6 +66,10 @@ class JobOut(BaseModel):
     error: JobError | None = None
     images: list[ImageOut] = Field(default_factory=list)
     usage: dict[str, Any] | None = None
+    commercial_use: bool | None = Field(None, description="whether the plan it was made under allows commercial use")
+    license: str | None = Field(None, description="the model's licence")
+    license_url: str | None = None
+    price_mc: int | None = Field(None, description="credits reserved, in milli-credits (1 credit = 1000)")
 
 
 class JobList(BaseModel):

@@ -9,6 +9,8 @@ import threading
 
 from ..config import get_settings
 
+OPERATOR_GRANT_CREDITS = 100_000
+
 
 def bootstrap_admin(services) -> str | None:
     """On a fresh database: an admin organisation and an API key, written to a file only its owner can read."""
@@ -20,8 +22,12 @@ def bootstrap_admin(services) -> str | None:
     with services.db.session() as s:
         if s.scalar(select(func.count()).select_from(Organisation)):
             return None
-    org = create_org(services.db, "admin")
-    _, secret = create_key(services.db, org.id, "admin (created by solvent serve)", ("generate", "read", "admin"))
+    org = create_org(services.db, "admin", plan_id="enterprise")
+    _, secret = create_key(services.db, org.id, "admin (created by solvent serve)",
+                           ("generate", "read", "admin", "operator"))
+    # The operator's own use is compute too: a grant makes it visible (as given away) and capped.
+    services.billing.ledger.grant(org.id, OPERATOR_GRANT_CREDITS * 1000, purpose="operator's own use (solvent serve)",
+                                  key=f"bootstrap:{org.id}")
     path = services.settings.home / "admin-key.txt"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

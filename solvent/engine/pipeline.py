@@ -432,7 +432,7 @@ class Engine:
                 model_name=record.id,
                 strength=float(req.strength) if req.mode != "txt2img" else None,
                 loras=[(p.stem, w) for p, w in r.loras],
-                extra={"Version": "solvent"},
+                extra={"Version": "solvent", **_terms_text(req.terms)},
             )
             for s in seeds
         ]
@@ -467,3 +467,13 @@ class Engine:
                 rgb = torch.einsum("chw,cr->hwr", lat, m) + torch.tensor(bias, device=lat.device)
                 rgb = ((rgb.clamp(-1, 1) + 1) * 127.5)
             return Image.fromarray(rgb.byte().cpu().numpy())
+
+
+def _terms_text(terms: dict) -> dict[str, str]:
+    """Usage terms as infotext fields: `Commercial use: no, License: …`."""
+    out = {}
+    if terms.get("commercial_use") is not None:
+        out["Commercial use"] = "yes" if terms["commercial_use"] else "no (non-commercial plan)"
+    if terms.get("license"):
+        out["License"] = str(terms["license"])
+    return out

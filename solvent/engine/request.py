@@ -42,6 +42,8 @@ class GenerationRequest:
     strength: float = 0.75
     mask: Image.Image | None = None
     loras: list[LoraSpec] = field(default_factory=list)
+    # Usage terms recorded in the image metadata (e.g. commercial_use, license), set by the service.
+    terms: dict[str, Any] = field(default_factory=dict)
 
     @property
     def mode(self) -> str:

@@ -24,10 +24,11 @@ from typing import Any
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ..errors import Conflict, NotFound, TooManyRequests
 from ..storage.db import Database, utcnow
-from ..storage.models import FINAL_STATES, Job, JobState, Organisation
+from ..storage.models import FINAL_STATES, Job, JobState, Organisation, new_id
 
 CANDIDATES = 64  # queue heads considered per dequeue
 
@@ -60,7 +61,9 @@ class JobQueue:
     def __init__(self, db: Database, limits: QueueLimits | None = None):
         self.db = db
         self.limits = limits or QueueLimits()
-        # Seam for billing and the compute ledger: called with each job after it is final.
+        # Seams for billing and the compute ledger. `in_final` hooks run inside the transaction that
+        # makes a job final (settlement can never be lost); `on_final` hooks run after it commits.
+        self.in_final: list[Callable[[Session, Job], None]] = []
         self.on_final: list[Callable[[Job], None]] = []
 
     # ------------------------------------------------------------------------------------------
@@ -78,8 +81,13 @@ class JobQueue:
         idempotency_key: str | None = None,
         api_key_id: str | None = None,
         max_attempts: int | None = None,
+        on_insert: Callable[[Session, Job], None] | None = None,
     ) -> tuple[Job, bool]:
-        """Queue a job; returns (job, created). A repeated idempotency key returns the first job."""
+        """Queue a job; returns (job, created). A repeated idempotency key returns the first job.
+
+        `on_insert(session, job)` runs inside the enqueue transaction before the job is added (admission
+        checks and the credit reservation); if it raises, nothing is written.
+        """
         if idempotency_key is not None:
             existing = self._by_idempotency(org_id, idempotency_key)
             if existing is not None:
@@ -103,10 +111,12 @@ class JobQueue:
                         retry_after=self.limits.retry_after_seconds,
                     )
                 job = Job(
-                    org_id=org_id, model=model, params=params, mode=mode, priority=priority,
+                    id=new_id("job"), org_id=org_id, model=model, params=params, mode=mode, priority=priority,
                     idempotency_key=idempotency_key, api_key_id=api_key_id,
-                    max_attempts=max_attempts or self.limits.max_attempts,
+                    max_attempts=max_attempts or self.limits.max_attempts, created_at=utcnow(),
                 )
+                if on_insert is not None:
+                    on_insert(s, job)
                 s.add(job)
             return job, True
         except IntegrityError:
@@ -139,6 +149,7 @@ class JobQueue:
             if final:
                 job.state, job.finished_at = JobState.canceled, utcnow()
                 job.error_code, job.error_message = "canceled", "canceled before it started"
+                self._in_final(s, job)
             elif job.state == JobState.running:
                 job.cancel_requested = True
         if final:
@@ -252,8 +263,13 @@ class JobQueue:
             if n != 1:
                 raise LeaseLost(f"worker {worker_id!r} no longer holds job {job_id!r}.", field="job", value=job_id)
             job = s.get(Job, job_id)
+            self._in_final(s, job)
         self._final(job)
         return job
+
+    def _in_final(self, s: Session, job: Job) -> None:
+        for hook in self.in_final:
+            hook(s, job)
 
     def _final(self, job: Job) -> None:
         for hook in self.on_final:
@@ -279,6 +295,8 @@ class JobQueue:
             else:
                 job.state, job.finished_at, job.lease_expires_at = JobState.failed, utcnow(), None
             job.error_code, job.error_message = code, message
+            if job.state == JobState.failed:
+                self._in_final(s, job)
         if job.state == JobState.failed:
             self._final(job)
         return job
@@ -306,6 +324,7 @@ class JobQueue:
                     job.state, job.finished_at = JobState.failed, now
                     job.error_message = (f"the worker running this job stopped responding {job.attempts} times; "
                                          "giving up")
+                    self._in_final(s, job)
                     finals.append(job)
                 else:
                     job.state = JobState.queued

@@ -71,6 +71,10 @@ class Organisation(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # When this organisation last had a job leased: the round-robin order between organisations.
     last_served_at: Mapped[datetime | None] = mapped_column(default=None)
+    plan_id: Mapped[str] = mapped_column(String(40), default="community")
+    # Start of the first paid period (a subscription's anchor); periods repeat from it.
+    plan_anchor_at: Mapped[datetime | None] = mapped_column(default=None)
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(100), default=None, index=True)
 
 
 class ApiKey(Base):
@@ -84,6 +88,15 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Caps of the key's own (None = only the plan's): like AI Horde's shared keys.
+    credit_cap_mc: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    cap_period: Mapped[str] = mapped_column(String(8), default="month")  # day | month
+    max_pixels: Mapped[int | None] = mapped_column(Integer, default=None)
+    max_steps: Mapped[int | None] = mapped_column(Integer, default=None)
+    rpm: Mapped[int | None] = mapped_column(Integer, default=None)
+    concurrent_jobs: Mapped[int | None] = mapped_column(Integer, default=None)
+    rotated_from: Mapped[str | None] = mapped_column(String(40), default=None)
 
 
 class Worker(Base):
@@ -108,6 +121,7 @@ class Job(Base):
         UniqueConstraint("org_id", "idempotency_key", name="uq_jobs_org_idempotency"),
         Index("ix_jobs_queue", "state", "priority", "created_at"),
         Index("ix_jobs_org_state", "org_id", "state"),
+        Index("ix_jobs_org_created", "org_id", "created_at"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("job"))
     org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"))
@@ -146,3 +160,97 @@ class Image(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ----------------------------------------------------------------------------------------------
+# Billing: plans, the credit ledger (append-only, double-entry), holds and grants.
+# Credits are integer milli-credits (`_mc`); 1 credit = 1000 mc = $0.01 at list price.
+# ----------------------------------------------------------------------------------------------
+
+
+class Plan(Base):
+    __tablename__ = "plans"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    price_micros: Mapped[int | None] = mapped_column(BigInteger, default=0)  # per period; None = custom
+    period: Mapped[str] = mapped_column(String(8), default="month")  # day | month
+    included_mc: Mapped[int] = mapped_column(BigInteger, default=0)  # allowance per period
+    daily_images: Mapped[int | None] = mapped_column(Integer, default=None)  # quota; None = none
+    commercial: Mapped[bool] = mapped_column(Boolean, default=False)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    concurrent_jobs: Mapped[int] = mapped_column(Integer, default=1)
+    rpm: Mapped[int] = mapped_column(Integer, default=10)
+    max_pixels: Mapped[int] = mapped_column(BigInteger, default=1024 * 1024)
+    max_steps: Mapped[int] = mapped_column(Integer, default=50)
+    allowed_models: Mapped[list[Any] | None] = mapped_column(JSON, default=None)  # None = all
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CreditTxn(Base):
+    """One balanced movement of credits; its idempotency key makes every retry harmless."""
+
+    __tablename__ = "credit_txns"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("txn"))
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    amount_mc: Mapped[int] = mapped_column(BigInteger)  # the size of the movement (positive)
+    job_id: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    grant_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    memo: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(100), default="system")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CreditEntry(Base):
+    """One leg of a transaction. The legs of a transaction sum to zero; balances are sums of legs."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (Index("ix_credit_entries_org_account", "org_id", "account"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    txn_id: Mapped[str] = mapped_column(ForeignKey("credit_txns.id", ondelete="CASCADE"), index=True)
+    org_id: Mapped[str | None] = mapped_column(String(40), default=None)  # None: a system account
+    account: Mapped[str] = mapped_column(String(80))
+    amount_mc: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CreditHold(Base):
+    """Credits reserved for one job, by source account, until it is captured or released."""
+
+    __tablename__ = "credit_holds"
+    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    api_key_id: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    amount_mc: Mapped[int] = mapped_column(BigInteger)
+    legs: Mapped[list[Any]] = mapped_column(default=list)  # [[source account, mc, destination], ...]
+    period: Mapped[str] = mapped_column(String(32), default="")  # the allowance period it drew from
+    state: Mapped[str] = mapped_column(String(12), default="held")  # held | captured | released
+    captured_mc: Mapped[int] = mapped_column(BigInteger, default=0)
+    paid_by: Mapped[str] = mapped_column(String(16), default="")  # plan | paid | grant | free | mixed
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    settled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Grant(Base):
+    """Compute given away on purpose: credits with a start, an expiry, a purpose and an optional cap."""
+
+    __tablename__ = "grants"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("grt"))
+    org_id: Mapped[str] = mapped_column(ForeignKey("organisations.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(Text, default="")
+    amount_mc: Mapped[int] = mapped_column(BigInteger)
+    daily_cap_mc: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    starts_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookEvent(Base):
+    """Payment-provider events already handled (a replayed event id changes nothing)."""
+
+    __tablename__ = "webhook_events"
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)  # provider:event id
+    type: Mapped[str] = mapped_column(String(80))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

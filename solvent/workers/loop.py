@@ -91,6 +91,7 @@ class WorkerLoop:
             sampler=p.get("sampler"), seed=p.get("seed"), batch_size=p.get("batch_size", 1), init_image=init,
             strength=p.get("strength", 0.75), mask=mask,
             loras=[LoraSpec(x["name"], x.get("weight", 1.0)) for x in p.get("loras", [])],
+            terms=dict(p.get("terms") or {}),
         )
 
     def run_job(self, job: Leased) -> None:

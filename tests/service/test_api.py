@@ -14,6 +14,7 @@ from PIL import Image
 
 from solvent.accounts import create_key, create_org, revoke_key
 from solvent.api import create_app
+from solvent.billing import Billing, ensure_plans
 from solvent.config import Settings
 from solvent.engine import parse_infotext
 from solvent.jobs import JobQueue, QueueLimits
@@ -33,12 +34,17 @@ def engine(tmp_path_factory):
 class Harness:
     def __init__(self, db, tmp_path, engine, **limits):
         settings = Settings(home=tmp_path / "home", lease_seconds=5)
-        self.services = Services(settings, db, JobQueue(db, QueueLimits(lease_seconds=5, **limits)),
-                                 LocalImageStore(tmp_path / "images"))
+        ensure_plans(db)
+        queue, billing = JobQueue(db, QueueLimits(lease_seconds=5, **limits)), Billing(db)
+        queue.in_final.append(billing.settle_in)
+        self.services = Services(settings, db, queue, LocalImageStore(tmp_path / "images"), billing)
         self.client = TestClient(create_app(self.services))
         self.engine = engine
-        org_a, org_b = create_org(db, "A"), create_org(db, "B")
+        # Queue and API semantics are tested here; plans and credits in tests/billing.
+        org_a, org_b = create_org(db, "A", plan_id="enterprise"), create_org(db, "B", plan_id="enterprise")
         self.org_a, self.org_b = org_a.id, org_b.id
+        for org in (org_a, org_b):
+            billing.ledger.purchase(org.id, 10**9, f"test:{org.id}")
         self.key_a = create_key(db, org_a.id, "a")[1]
         self.key_b = create_key(db, org_b.id, "b")[1]
         self.loops: list[tuple[WorkerLoop, threading.Thread]] = []

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from ...errors import BadRequest, NotFound, ValidationFailed
 from ...storage.models import FINAL_STATES, Image, Job, JobState
-from ..admission import admit
+from ..admission import admit, quote
 from ..deps import PrincipalDep, ServicesDep
 from ..schemas import GenerationIn, ImageOut, JobError, JobList, JobOut
 
@@ -33,6 +33,10 @@ def job_out(services, job: Job, position: bool = True) -> JobOut:
         attempts=job.attempts, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
         error=JobError(code=job.error_code, message=job.error_message) if job.error_code else None,
         images=images, usage=result.get("usage"),
+        commercial_use=(job.params.get("terms") or {}).get("commercial_use"),
+        license=(job.params.get("terms") or {}).get("license"),
+        license_url=(job.params.get("terms") or {}).get("license_url"),
+        price_mc=job.params.get("price_mc"),
     )
 
 
@@ -83,6 +87,12 @@ async def create_job(request: Request, response: Response, services: ServicesDep
     if not created:
         response.status_code = 200
     return job_out(services, job)
+
+
+@router.post("/quote", summary="Price a generation request without running it (dry run)")
+async def quote_job(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
+    body = await _body(request)
+    return await asyncio.to_thread(quote, services, principal, body)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="Get a job")

@@ -1,0 +1,168 @@
+"""Billing API: balance, statement (JSON or CSV), grants, plans, the Stripe webhook, and operator admin."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...accounts import Principal
+from ...billing import list_plans, set_plan
+from ...billing.payments import handle, verify
+from ...billing.plans import CREDIT_PACKS, EDITABLE, set_org_plan
+from ...errors import NotFound
+from ..deps import PrincipalDep, ServicesDep
+
+router = APIRouter(prefix="/api", tags=["billing"])
+
+
+def _org(principal: Principal, org_id: str | None) -> str:
+    """The caller's own organisation, or (operator keys only) any organisation."""
+    if org_id is None or org_id == principal.org_id:
+        return principal.org_id
+    principal.require("operator")
+    return org_id
+
+
+@router.get("/billing/balance", summary="Credits available now, by source, and credits held for running jobs")
+def balance(services: ServicesDep, principal: PrincipalDep, org: str | None = None) -> dict:
+    principal.require("read")
+    return services.billing.ledger.balance(_org(principal, org))
+
+
+def _statement_csv(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["created_at", "txn_id", "kind", "account", "amount_mc", "job_id", "grant_id", "memo", "actor",
+                "idempotency_key"])
+    for r in rows:
+        for account, mc in r["legs"]:
+            w.writerow([r["created_at"], r["id"], r["kind"], account, mc, r["job_id"] or "", r["grant_id"] or "",
+                        r["memo"], r["actor"], r["idempotency_key"]])
+    return buf.getvalue()
+
+
+@router.get("/billing/statement", summary="Every credit transaction with its legs (`format=csv` for a spreadsheet)")
+def statement(services: ServicesDep, principal: PrincipalDep, org: str | None = None,
+              since: datetime | None = None,
+              format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Any:
+    principal.require("read")
+    rows = services.billing.ledger.statement(_org(principal, org), since)
+    if format == "csv":
+        return Response(_statement_csv(rows), media_type="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="statement.csv"'})
+    return {"transactions": rows}
+
+
+@router.get("/billing/grants", summary="Compute grants of the organisation")
+def grants(services: ServicesDep, principal: PrincipalDep, org: str | None = None) -> dict:
+    principal.require("read")
+    return {"grants": services.billing.ledger.grants(_org(principal, org))}
+
+
+@router.get("/billing/plans", summary="Plans and credit packs on offer")
+def plans(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("read")
+    return {"plans": [p.to_dict() for p in list_plans(services.db)], "credit_packs": CREDIT_PACKS,
+            "pricing": {"classes": services.billing.pricing.table(), "min_mc": services.billing.pricing.min_mc}}
+
+
+@router.post("/billing/stripe/webhook", summary="Stripe events (signed): purchases, paid periods, plan changes")
+async def stripe_webhook(request: Request, services: ServicesDep) -> dict:
+    secret = services.settings.stripe_webhook_secret
+    if not secret:
+        raise NotFound("Stripe is not configured on this server (set SOLVENT_STRIPE_WEBHOOK_SECRET).",
+                       field="stripe")
+    payload = await request.body()
+    event = verify(payload, request.headers.get("stripe-signature"), secret,
+                   services.settings.stripe_tolerance_seconds)
+    return await asyncio.to_thread(handle, services.billing, event, services.settings.default_plan)
+
+
+# ----------------------------------------------------------------------------------------------
+# Operator administration
+# ----------------------------------------------------------------------------------------------
+
+
+class CreditsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    credits: int = Field(..., description="whole credits (adjustments may be negative)")
+    memo: str = Field("", max_length=500)
+    idempotency_key: str = Field(..., min_length=1, max_length=150)
+
+
+class GrantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    credits: int = Field(..., gt=0, le=10**12)
+    purpose: str = Field(..., min_length=1, max_length=500)
+    starts_at: datetime | None = None
+    expires_at: datetime | None = None
+    daily_cap_credits: int | None = Field(None, gt=0)
+    idempotency_key: str | None = Field(None, max_length=150)
+
+
+class PlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    price_micros: int | None = None
+    period: str | None = None
+    included_mc: int | None = None
+    daily_images: int | None = None
+    commercial: bool | None = None
+    priority: int | None = None
+    concurrent_jobs: int | None = None
+    rpm: int | None = None
+    max_pixels: int | None = None
+    max_steps: int | None = None
+    allowed_models: list[str] | None = None
+
+
+@router.post("/admin/orgs/{org_id}/credits/adjust", tags=["admin"], summary="Add (or remove) paid credits")
+def admin_adjust(org_id: str, body: CreditsIn, services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("operator")
+    txn, created = services.billing.ledger.adjust(org_id, body.credits * 1000, f"admin:{body.idempotency_key}",
+                                                  body.memo, actor=f"key:{principal.key_id}")
+    return {"txn_id": txn.id, "created": created, "balance": services.billing.ledger.balance(org_id)}
+
+
+@router.post("/admin/orgs/{org_id}/grants", tags=["admin"], summary="Grant compute (credits) to an organisation")
+def admin_grant(org_id: str, body: GrantIn, services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("operator")
+    g = services.billing.ledger.grant(
+        org_id, body.credits * 1000, purpose=body.purpose, starts_at=body.starts_at, expires_at=body.expires_at,
+        daily_cap_mc=body.daily_cap_credits * 1000 if body.daily_cap_credits else None,
+        key=f"admin-grant:{body.idempotency_key}" if body.idempotency_key else None, actor=f"key:{principal.key_id}")
+    return {"grant_id": g.id, "balance": services.billing.ledger.balance(org_id)}
+
+
+@router.post("/admin/orgs/{org_id}/grants/{grant_id}/revoke", tags=["admin"], summary="Revoke a grant")
+def admin_revoke_grant(org_id: str, grant_id: str, services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("operator")
+    g = services.billing.ledger.revoke_grant(org_id, grant_id, actor=f"key:{principal.key_id}")
+    return {"grant_id": g.id, "revoked_at": g.revoked_at}
+
+
+@router.post("/admin/orgs/{org_id}/plan", tags=["admin"], summary="Move an organisation to a plan")
+def admin_set_org_plan(org_id: str, plan: Annotated[str, Query()], services: ServicesDep,
+                       principal: PrincipalDep) -> dict:
+    principal.require("operator")
+    return set_org_plan(services.db, org_id, plan)
+
+
+@router.put("/admin/plans/{plan_id}", tags=["admin"], summary="Create or change a plan")
+def admin_put_plan(plan_id: str, body: PlanIn, services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("operator")
+    fields = {k: v for k, v in body.model_dump(exclude_unset=True).items() if k in EDITABLE}
+    return set_plan(services.db, plan_id, create=True, **fields).to_dict()
+
+
+@router.get("/admin/given-away", tags=["admin"], summary="Credits given away: free tier and each grant")
+def admin_given_away(services: ServicesDep, principal: PrincipalDep, org: str | None = None) -> dict:
+    principal.require("operator")
+    return {"given_away_mc": services.billing.ledger.given_away(org)}

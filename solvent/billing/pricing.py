@@ -1,0 +1,96 @@
+"""Credit pricing: what a request costs, before it runs.
+
+    credits = base(cost class) × (pixels / baseline pixels) × (steps run / baseline steps) × images
+
+linear in megapixels and steps from a per-class baseline, as DreamStudio priced (its SDXL price
+was linear per step from a 50-step baseline). Image-to-image runs only `steps × strength` steps,
+so it costs that many. Prices are integer milli-credits (1 credit = 1000 mc = $0.01), rounded
+up per image, never below `min_mc`. Configure with `SOLVENT_PRICING`, a JSON object such as
+`{"classes": {"sd": {"base_mc": 800, "pixels": 262144, "steps": 30}}, "min_mc": 10}`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ..errors import ValidationFailed
+
+
+@dataclass(frozen=True)
+class CostClass:
+    base_mc: int  # price of one image at the baseline
+    pixels: int  # baseline width × height
+    steps: int  # baseline steps
+
+
+DEFAULT_CLASSES = {
+    "tiny": CostClass(100, 64 * 64, 20),  # 0.1 credit: the embedded demo model
+    "sd": CostClass(1000, 512 * 512, 30),  # 1 credit: SD 1.x/2.x at 512², 30 steps
+    "sdxl": CostClass(3000, 1024 * 1024, 30),  # 3 credits: like Stable Image Core
+}
+
+
+@dataclass(frozen=True)
+class PriceRequest:
+    """What pricing needs to know of a request (computed by the API layer from the model's family)."""
+
+    model: str
+    cost_class: str
+    width: int
+    height: int
+    steps: int
+    images: int = 1
+    mode: str = "txt2img"
+    strength: float = 1.0
+
+    @property
+    def steps_run(self) -> int:
+        if self.mode == "txt2img":
+            return self.steps
+        return max(1, int(self.steps * min(1.0, max(0.0, self.strength))))
+
+
+@dataclass(frozen=True)
+class Pricing:
+    classes: dict[str, CostClass] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
+    min_mc: int = 10
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Pricing:
+        if not text:
+            return cls()
+        try:
+            raw = json.loads(text)
+            classes = dict(DEFAULT_CLASSES)
+            for name, c in raw.get("classes", {}).items():
+                cc = CostClass(int(c["base_mc"]), int(c["pixels"]), int(c["steps"]))
+                if cc.base_mc < 0 or cc.pixels <= 0 or cc.steps <= 0:
+                    raise ValueError(f"class {name!r}: base_mc ≥ 0, pixels > 0 and steps > 0")
+                classes[name] = cc
+            return cls(classes, int(raw.get("min_mc", 10)))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValidationFailed(f"`SOLVENT_PRICING` is not a valid pricing object: {e}", field="pricing",
+                                   value=text) from e
+
+    def per_image_mc(self, req: PriceRequest) -> int:
+        c = self.classes.get(req.cost_class)
+        if c is None:
+            raise ValidationFailed(f"no price for cost class {req.cost_class!r} (model {req.model!r}); known: "
+                                   f"{', '.join(sorted(self.classes))}.", field="model", value=req.model)
+        num = c.base_mc * req.width * req.height * req.steps_run
+        den = c.pixels * c.steps
+        return max(self.min_mc, -(-num // den))  # ceiling division: integers only
+
+    def price_mc(self, req: PriceRequest) -> int:
+        return self.per_image_mc(req) * req.images
+
+    def table(self) -> dict[str, dict[str, int]]:
+        return {k: {"base_mc": c.base_mc, "pixels": c.pixels, "steps": c.steps} for k, c in self.classes.items()}
+
+
+def fmt_credits(mc: int) -> str:
+    """Milli-credits as a decimal credit string: 12345 → '12.345'."""
+    sign = "-" if mc < 0 else ""
+    q, r = divmod(abs(mc), 1000)
+    return f"{sign}{q}.{r:03d}"
