@@ -172,7 +172,7 @@ class Plan(Base):
     __tablename__ = "plans"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
-    price_micros: Mapped[int | None] = mapped_column(BigInteger, default=0)  # per period; None = custom
+    price_micros: Mapped[int | None] = mapped_column(BigInteger, default=None)  # per period; None = custom
     period: Mapped[str] = mapped_column(String(8), default="month")  # day | month
     included_mc: Mapped[int] = mapped_column(BigInteger, default=0)  # allowance per period
     daily_images: Mapped[int | None] = mapped_column(Integer, default=None)  # quota; None = none
