@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     default_plan: str = "community"
     # Stripe webhook signing secret (whsec_…); unset = the webhook answers 404 and top-ups are manual.
     stripe_webhook_secret: str | None = None
+    # Studio session cookies carry the Secure flag (browsers accept it on http://localhost too).
+    cookie_secure: bool = True
     # Stripe signatures older than this many seconds are refused as replays.
     stripe_tolerance_seconds: int = 300
 

@@ -1,4 +1,4 @@
-"""Organisations and API keys (minimal: the accounts issue adds users, sessions, roles, invitations)."""
+"""Organisations, API keys, users, passwords, sessions, roles, invitations and the audit log."""
 
 from .keys import (
     SCOPES,
@@ -11,6 +11,22 @@ from .keys import (
     rotate_key,
     set_key_caps,
 )
+from .people import (
+    ROLES,
+    accept_invitation,
+    audit_log,
+    create_user,
+    invite,
+    login,
+    logout,
+    me,
+    members,
+    record,
+    session_principal,
+    set_role,
+)
 
-__all__ = ["SCOPES", "Principal", "authenticate", "create_key", "create_org", "list_keys", "revoke_key", "rotate_key",
+__all__ = ["ROLES", "accept_invitation", "audit_log", "create_user", "invite", "login", "logout", "me", "members",
+           "record", "session_principal", "set_role",
+           "SCOPES", "Principal", "authenticate", "create_key", "create_org", "list_keys", "revoke_key", "rotate_key",
            "set_key_caps"]

@@ -29,8 +29,10 @@ class Principal:
     """Who is calling: the organisation, the key and what it may do."""
 
     org_id: str
-    key_id: str
+    key_id: str | None  # None for a studio session
     scopes: tuple[str, ...]
+    user_id: str | None = None  # set for a studio session
+    role: str | None = None  # the user's role in the organisation (sessions only)
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes and (scope == "operator" or "admin" not in self.scopes):

@@ -9,7 +9,7 @@ from ..services import Services
 from . import errors
 from .admission import AdmissionHook
 from .metrics import Metrics
-from .routes import billing, health, images, jobs, models, worker
+from .routes import accounts, billing, health, images, jobs, models, worker
 
 
 def create_app(services: Services, admission_hooks: list[AdmissionHook] | None = None) -> FastAPI:
@@ -24,6 +24,7 @@ def create_app(services: Services, admission_hooks: list[AdmissionHook] | None =
     app.state.metrics = Metrics()
     services.queue.on_final.append(app.state.metrics.on_final)  # seam: usage, credits, ledger
     errors.install(app)
-    for r in (jobs.router, images.router, models.router, billing.router, worker.router, health.router):
+    for r in (jobs.router, images.router, models.router, accounts.router, billing.router, worker.router,
+              health.router):
         app.include_router(r)
     return app

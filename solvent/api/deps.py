@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from ..accounts import Principal, authenticate
+from ..accounts import Principal, authenticate, session_principal
 from ..jobs.workers import authenticate_worker
 from ..services import Services
 from ..storage.models import Worker
@@ -22,8 +22,17 @@ def _bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+SESSION_COOKIE, CSRF_COOKIE = "solvent_session", "solvent_csrf"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 def current_principal(request: Request, services: Annotated[Services, Depends(get_services)]) -> Principal:
-    return authenticate(services.db, _bearer(request))
+    """An API key (`Authorization: Bearer`), else a studio session cookie (+ `X-CSRF-Token` on writes)."""
+    key = _bearer(request)
+    if key is not None or SESSION_COOKIE not in request.cookies:
+        return authenticate(services.db, key)
+    return session_principal(services.db, request.cookies.get(SESSION_COOKIE), request.headers.get("x-csrf-token"),
+                             unsafe=request.method not in SAFE_METHODS)
 
 
 def current_worker(request: Request, services: Annotated[Services, Depends(get_services)]) -> Worker:

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from ..accounts.people import audit
 from ..errors import BadRequest, NotFound, Unauthorized
 from ..storage.db import utcnow
 from ..storage.models import Organisation, Plan, WebhookEvent
@@ -127,6 +128,7 @@ def handle(billing, event: dict[str, Any], default_plan: str = "community") -> d
                                      value=credits)
                 ledger.purchase_in(s, org.id, credits * MC_PER_CREDIT, f"stripe:{event['id']}",
                                    memo=f"Stripe checkout {obj.get('id', '')}", actor="stripe")
+                audit(s, "stripe", "credits.purchased", org.id, event["id"], credits=credits)
                 out.update(org_id=org.id, credits=credits)
             elif kind == "invoice.paid":
                 org = lock_org(s, _org_for(s, obj).id)
@@ -137,11 +139,13 @@ def handle(billing, event: dict[str, Any], default_plan: str = "community") -> d
                 org.plan_anchor_at = datetime.fromtimestamp(int(start), UTC) if start else utcnow()
                 now = max(utcnow(), org.plan_anchor_at)
                 period = ledger.roll_in(s, org, get_plan(s, plan_id), now)
+                audit(s, "stripe", "plan.paid_period", org.id, event["id"], plan=plan_id, period=period)
                 out.update(org_id=org.id, plan=plan_id, period=period)
             elif kind in ("customer.subscription.updated", "customer.subscription.deleted"):
                 org = lock_org(s, _org_for(s, obj).id)
                 active = kind.endswith("updated") and obj.get("status") in ("active", "trialing", "past_due")
-                org.plan_id = _plan_of(s, obj, "professional") if active else default_plan
+                previous, org.plan_id = org.plan_id, _plan_of(s, obj, "professional") if active else default_plan
+                audit(s, "stripe", "plan.changed", org.id, event["id"], plan=org.plan_id, previous=previous)
                 out.update(org_id=org.id, plan=org.plan_id)
             else:
                 out["ignored"] = "event type not used by Solvent"

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...accounts import Principal
+from ...accounts import Principal, record
 from ...billing import list_plans, set_plan
 from ...billing.payments import handle, verify
 from ...billing.plans import CREDIT_PACKS, EDITABLE, set_org_plan
@@ -20,6 +20,10 @@ from ...errors import NotFound
 from ..deps import PrincipalDep, ServicesDep
 
 router = APIRouter(prefix="/api", tags=["billing"])
+
+
+def _actor(principal: Principal) -> str:
+    return f"user:{principal.user_id}" if principal.user_id else f"key:{principal.key_id}"
 
 
 def _org(principal: Principal, org_id: str | None) -> str:
@@ -127,7 +131,9 @@ class PlanIn(BaseModel):
 def admin_adjust(org_id: str, body: CreditsIn, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("operator")
     txn, created = services.billing.ledger.adjust(org_id, body.credits * 1000, f"admin:{body.idempotency_key}",
-                                                  body.memo, actor=f"key:{principal.key_id}")
+                                                  body.memo, actor=_actor(principal))
+    if created:
+        record(services.db, _actor(principal), "credits.adjusted", org_id, txn.id, credits=body.credits)
     return {"txn_id": txn.id, "created": created, "balance": services.billing.ledger.balance(org_id)}
 
 
@@ -137,14 +143,16 @@ def admin_grant(org_id: str, body: GrantIn, services: ServicesDep, principal: Pr
     g = services.billing.ledger.grant(
         org_id, body.credits * 1000, purpose=body.purpose, starts_at=body.starts_at, expires_at=body.expires_at,
         daily_cap_mc=body.daily_cap_credits * 1000 if body.daily_cap_credits else None,
-        key=f"admin-grant:{body.idempotency_key}" if body.idempotency_key else None, actor=f"key:{principal.key_id}")
+        key=f"admin-grant:{body.idempotency_key}" if body.idempotency_key else None, actor=_actor(principal))
+    record(services.db, _actor(principal), "grant.created", org_id, g.id, credits=body.credits, purpose=body.purpose)
     return {"grant_id": g.id, "balance": services.billing.ledger.balance(org_id)}
 
 
 @router.post("/admin/orgs/{org_id}/grants/{grant_id}/revoke", tags=["admin"], summary="Revoke a grant")
 def admin_revoke_grant(org_id: str, grant_id: str, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("operator")
-    g = services.billing.ledger.revoke_grant(org_id, grant_id, actor=f"key:{principal.key_id}")
+    g = services.billing.ledger.revoke_grant(org_id, grant_id, actor=_actor(principal))
+    record(services.db, _actor(principal), "grant.revoked", org_id, grant_id)
     return {"grant_id": g.id, "revoked_at": g.revoked_at}
 
 
@@ -152,14 +160,18 @@ def admin_revoke_grant(org_id: str, grant_id: str, services: ServicesDep, princi
 def admin_set_org_plan(org_id: str, plan: Annotated[str, Query()], services: ServicesDep,
                        principal: PrincipalDep) -> dict:
     principal.require("operator")
-    return set_org_plan(services.db, org_id, plan)
+    out = set_org_plan(services.db, org_id, plan)
+    record(services.db, _actor(principal), "plan.changed", org_id, plan, previous=out["previous"])
+    return out
 
 
 @router.put("/admin/plans/{plan_id}", tags=["admin"], summary="Create or change a plan")
 def admin_put_plan(plan_id: str, body: PlanIn, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("operator")
     fields = {k: v for k, v in body.model_dump(exclude_unset=True).items() if k in EDITABLE}
-    return set_plan(services.db, plan_id, create=True, **fields).to_dict()
+    out = set_plan(services.db, plan_id, create=True, **fields).to_dict()
+    record(services.db, _actor(principal), "plan.edited", None, plan_id, **fields)
+    return out
 
 
 @router.get("/admin/given-away", tags=["admin"], summary="Credits given away: free tier and each grant")

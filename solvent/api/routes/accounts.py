@@ -1,0 +1,198 @@
+"""Accounts API: sign-up, login/logout (session cookie + CSRF token), me, members, invitations, keys, audit."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ...accounts import (
+    accept_invitation,
+    audit_log,
+    create_key,
+    create_user,
+    invite,
+    list_keys,
+    login,
+    logout,
+    me,
+    members,
+    record,
+    revoke_key,
+    rotate_key,
+    set_role,
+)
+from ..deps import CSRF_COOKIE, SESSION_COOKIE, PrincipalDep, ServicesDep
+
+router = APIRouter(prefix="/api", tags=["accounts"])
+
+
+class SignupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(..., max_length=254)
+    password: str = Field(..., max_length=1024)
+    name: str = Field("", max_length=200)
+    organisation: str | None = Field(None, max_length=200)
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(..., max_length=254)
+    password: str = Field(..., max_length=1024)
+    org: str | None = None
+
+
+class InviteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(..., max_length=254)
+    role: str = "member"
+
+
+class AcceptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(..., max_length=200)
+    email: str = Field(..., max_length=254)
+    password: str = Field(..., max_length=1024)
+    name: str = Field("", max_length=200)
+
+
+class RoleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: str
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field("", max_length=200)
+    scopes: list[str] = Field(default_factory=lambda: ["generate", "read"])
+    expires_at: datetime | None = None
+    credit_cap_mc: int | None = None
+    cap_period: str = "month"
+    max_pixels: int | None = None
+    max_steps: int | None = None
+    rpm: int | None = None
+    concurrent_jobs: int | None = None
+
+
+def _set_session(response: Response, services, tokens) -> dict:
+    secure = services.settings.cookie_secure
+    max_age = int((tokens.expires_at - datetime.now(tokens.expires_at.tzinfo)).total_seconds())
+    response.set_cookie(SESSION_COOKIE, tokens.token, max_age=max_age, httponly=True, secure=secure, samesite="lax")
+    response.set_cookie(CSRF_COOKIE, tokens.csrf, max_age=max_age, httponly=False, secure=secure, samesite="strict")
+    return {"user_id": tokens.user_id, "org_id": tokens.org_id, "csrf_token": tokens.csrf,
+            "expires_at": tokens.expires_at.isoformat()}
+
+
+@router.post("/auth/signup", status_code=201, summary="Create a user and its organisation, and log in")
+async def signup(body: SignupIn, response: Response, services: ServicesDep) -> dict:
+    await asyncio.to_thread(create_user, services.db, body.email, body.password, body.name, body.organisation,
+                            services.settings.default_plan)
+    tokens = await asyncio.to_thread(login, services.db, body.email, body.password)
+    return _set_session(response, services, tokens)
+
+
+@router.post("/auth/login", summary="Log in: sets the session cookie; returns the CSRF token for writes")
+async def do_login(body: LoginIn, response: Response, services: ServicesDep) -> dict:
+    tokens = await asyncio.to_thread(login, services.db, body.email, body.password, body.org)
+    return _set_session(response, services, tokens)
+
+
+@router.post("/auth/logout", summary="End the session")
+def do_logout(request: Request, response: Response, services: ServicesDep, principal: PrincipalDep) -> dict:
+    logout(services.db, request.cookies.get(SESSION_COOKIE))
+    response.delete_cookie(SESSION_COOKIE)
+    response.delete_cookie(CSRF_COOKIE)
+    return {"ok": True}
+
+
+@router.get("/me", summary="Who is calling: user, organisation, role, scopes")
+def get_me(services: ServicesDep, principal: PrincipalDep) -> dict:
+    return me(services.db, principal)
+
+
+@router.get("/org/members", summary="Members of the organisation")
+def get_members(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("read")
+    return {"members": members(services.db, principal.org_id)}
+
+
+@router.put("/org/members/{user_id}", summary="Change a member's role")
+def put_member(user_id: str, body: RoleIn, services: ServicesDep, principal: PrincipalDep) -> dict:
+    set_role(services.db, principal, user_id, body.role)
+    return {"members": members(services.db, principal.org_id)}
+
+
+@router.delete("/org/members/{user_id}", summary="Remove a member")
+def delete_member(user_id: str, services: ServicesDep, principal: PrincipalDep) -> dict:
+    set_role(services.db, principal, user_id, None)
+    return {"members": members(services.db, principal.org_id)}
+
+
+@router.post("/org/invitations", status_code=201, summary="Invite someone (the token is shown once)")
+def post_invitation(body: InviteIn, services: ServicesDep, principal: PrincipalDep) -> dict:
+    inv, token = invite(services.db, principal, body.email, body.role)
+    return {"id": inv.id, "email": inv.email, "role": inv.role, "token": token, "expires_at": inv.expires_at}
+
+
+@router.post("/invitations/accept", summary="Accept an invitation (creates the user if new), then log in")
+async def post_accept(body: AcceptIn, response: Response, services: ServicesDep) -> dict:
+    _, org_id = await asyncio.to_thread(accept_invitation, services.db, body.token, body.email, body.password,
+                                        body.name)
+    tokens = await asyncio.to_thread(login, services.db, body.email, body.password, org_id)
+    return _set_session(response, services, tokens)
+
+
+def _key_out(k) -> dict:
+    return {"id": k.id, "name": k.name, "prefix": k.prefix, "scopes": k.scopes, "created_at": k.created_at,
+            "expires_at": k.expires_at, "revoked_at": k.revoked_at, "last_used_at": k.last_used_at,
+            "credit_cap_mc": k.credit_cap_mc, "cap_period": k.cap_period, "max_pixels": k.max_pixels,
+            "max_steps": k.max_steps, "rpm": k.rpm, "concurrent_jobs": k.concurrent_jobs,
+            "rotated_from": k.rotated_from}
+
+
+def _actor(principal) -> str:
+    return f"user:{principal.user_id}" if principal.user_id else f"key:{principal.key_id}"
+
+
+@router.get("/keys", summary="API keys of the organisation (never their secrets)")
+def get_keys(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("admin")
+    return {"keys": [_key_out(k) for k in list_keys(services.db, principal.org_id)]}
+
+
+@router.post("/keys", status_code=201, summary="Create an API key (the secret is shown once)")
+def post_key(body: KeyIn, services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("admin")
+    if "operator" in body.scopes:
+        principal.require("operator")
+    caps = body.model_dump(include={"credit_cap_mc", "cap_period", "max_pixels", "max_steps", "rpm",
+                                    "concurrent_jobs"})
+    key, secret = create_key(services.db, principal.org_id, body.name, tuple(body.scopes), body.expires_at, **caps)
+    record(services.db, _actor(principal), "key.created", principal.org_id, key.id, scopes=key.scopes)
+    return {**_key_out(key), "secret": secret}
+
+
+@router.post("/keys/{key_id}/revoke", summary="Revoke an API key")
+def post_revoke(key_id: str, services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("admin")
+    key = revoke_key(services.db, key_id, principal.org_id)
+    record(services.db, _actor(principal), "key.revoked", principal.org_id, key.id)
+    return _key_out(key)
+
+
+@router.post("/keys/{key_id}/rotate", status_code=201,
+             summary="Replace a key by a new one with the same scopes and caps (old one revoked, or after a grace)")
+def post_rotate(key_id: str, services: ServicesDep, principal: PrincipalDep, grace_seconds: int = 0) -> dict:
+    principal.require("admin")
+    key, secret = rotate_key(services.db, key_id, principal.org_id, grace_seconds)
+    record(services.db, _actor(principal), "key.rotated", principal.org_id, key.id, previous=key_id,
+           grace_seconds=grace_seconds)
+    return {**_key_out(key), "secret": secret}
+
+
+@router.get("/audit", summary="The organisation's audit log, newest first")
+def get_audit(services: ServicesDep, principal: PrincipalDep, limit: int = 200) -> dict:
+    principal.require("admin")
+    return {"events": audit_log(services.db, principal.org_id, max(1, min(limit, 1000)))}

@@ -1,0 +1,149 @@
+"""People through the HTTP API on SQLite and PostgreSQL: sign-up, sessions with CSRF, lockout, members and
+roles, invitations, key management and rotation, the audit log."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from solvent.accounts import people
+from solvent.api import create_app
+from solvent.billing import Billing, ensure_plans
+from solvent.config import Settings
+from solvent.jobs import JobQueue
+from solvent.services import Services
+from solvent.storage import LocalImageStore
+
+PW = "correct horse battery"
+
+
+def make_client(db, tmp_path, secure=False):
+    ensure_plans(db)
+    settings = Settings(home=tmp_path / "home", cookie_secure=secure)
+    services = Services(settings, db, JobQueue(db), LocalImageStore(tmp_path / "images"), Billing(db))
+    return TestClient(create_app(services))
+
+
+@pytest.fixture
+def client(db, tmp_path):
+    return make_client(db, tmp_path)
+
+
+def signup(client, email="ann@example.com", pw=PW):
+    r = client.post("/api/auth/signup", json={"email": email, "password": pw, "name": "Ann"})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_signup_session_cookie_and_csrf(client):
+    out = signup(client)
+    assert client.cookies.get("solvent_session") and client.cookies.get("solvent_csrf") == out["csrf_token"]
+    me = client.get("/api/me").json()
+    assert me["user"]["email"] == "ann@example.com" and me["role"] == "owner" and me["org"]["plan"] == "community"
+    r = client.post("/api/keys", json={"name": "ci"})  # a write with the cookie but no CSRF token
+    assert r.status_code == 403 and r.json()["error"]["field"] == "x-csrf-token"
+    r = client.post("/api/keys", json={"name": "ci"}, headers={"X-CSRF-Token": "forged"})
+    assert r.status_code == 403
+    r = client.post("/api/keys", json={"name": "ci"}, headers={"X-CSRF-Token": out["csrf_token"]})
+    assert r.status_code == 201 and r.json()["secret"].startswith("sk-solvent-")
+    assert client.post("/api/auth/logout", headers={"X-CSRF-Token": out["csrf_token"]}).status_code == 200
+    client.cookies.clear()
+    assert client.get("/api/me").status_code == 401
+
+
+def test_cookies_are_httponly_and_secure_by_default(db, tmp_path):
+    c = make_client(db, tmp_path, secure=True)
+    r = c.post("/api/auth/signup", json={"email": "sec@example.com", "password": PW})
+    cookies = r.headers.get_list("set-cookie")
+    session = next(x for x in cookies if x.startswith("solvent_session="))
+    assert "HttpOnly" in session and "Secure" in session and "SameSite=lax" in session
+    assert "HttpOnly" not in next(x for x in cookies if x.startswith("solvent_csrf="))
+
+
+def test_duplicate_and_bad_signups(client):
+    signup(client)
+    r = client.post("/api/auth/signup", json={"email": "ANN@example.com", "password": PW})
+    assert r.status_code == 409 and r.json()["error"]["field"] == "email"
+    r = client.post("/api/auth/signup", json={"email": "not-an-email", "password": PW})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "email"
+    r = client.post("/api/auth/signup", json={"email": "b@example.com", "password": "short"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "password"
+
+
+def test_wrong_passwords_lock_the_account(client, monkeypatch):
+    signup(client)
+    client.cookies.clear()
+    for _ in range(people.MAX_FAILURES):
+        r = client.post("/api/auth/login", json={"email": "ann@example.com", "password": "wrong password!"})
+        assert r.status_code == 401 and r.json()["error"]["message"] == "wrong email or password."
+    r = client.post("/api/auth/login", json={"email": "ann@example.com", "password": PW})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "account_locked" and int(r.headers["Retry-After"]) > 0
+    # An unknown email costs the same argon2 verification as a known one (no timing oracle).
+    calls = []
+    real = people._hasher
+
+    class Spy:
+        def verify(self, h, p):
+            calls.append(h)
+            return real.verify(h, p)
+
+    monkeypatch.setattr(people, "_hasher", Spy())
+    r = client.post("/api/auth/login", json={"email": "nobody@example.com", "password": PW})
+    assert r.status_code == 401 and r.json()["error"]["message"] == "wrong email or password." and len(calls) == 1
+
+
+def test_invitations_roles_and_members(db, tmp_path):
+    owner, bob = make_client(db, tmp_path), make_client(db, tmp_path)
+    csrf = signup(owner)["csrf_token"]
+    h = {"X-CSRF-Token": csrf}
+    r = owner.post("/api/org/invitations", json={"email": "bob@example.com", "role": "member"}, headers=h)
+    assert r.status_code == 201
+    token = r.json()["token"]
+    r = bob.post("/api/invitations/accept", json={"token": token, "email": "eve@example.com", "password": PW})
+    assert r.status_code == 403 and r.json()["error"]["field"] == "email"  # someone else's invitation
+    r = bob.post("/api/invitations/accept", json={"token": token, "email": "bob@example.com", "password": PW})
+    assert r.status_code == 200, r.text
+    bh = {"X-CSRF-Token": r.json()["csrf_token"]}
+    assert bob.get("/api/me").json()["role"] == "member"
+    assert bob.post("/api/invitations/accept", json={"token": token, "email": "bob@example.com",
+                                                     "password": PW}).status_code == 409
+    assert bob.post("/api/org/invitations", json={"email": "c@example.com"}, headers=bh).status_code == 403
+    assert bob.get("/api/keys").status_code == 403
+    members = owner.get("/api/org/members").json()["members"]
+    bob_id = next(m["user_id"] for m in members if m["email"] == "bob@example.com")
+    owner_id = next(m["user_id"] for m in members if m["role"] == "owner")
+    assert owner.put(f"/api/org/members/{bob_id}", json={"role": "admin"}, headers=h).status_code == 200
+    assert bob.get("/api/keys").status_code == 200
+    r = bob.put(f"/api/org/members/{owner_id}", json={"role": "member"}, headers=bh)
+    assert r.status_code == 403  # an admin cannot demote an owner
+    r = owner.put(f"/api/org/members/{owner_id}", json={"role": "member"}, headers=h)
+    assert r.status_code == 409  # the last owner stays
+    assert owner.delete(f"/api/org/members/{bob_id}", headers=h).status_code == 200
+    assert bob.get("/api/me").status_code == 401  # removed: the session no longer opens the organisation
+    actions = [e["action"] for e in owner.get("/api/audit").json()["events"]]
+    for a in ("user.created", "login", "invitation.created", "invitation.accepted", "member.role",
+              "member.removed"):
+        assert a in actions, (a, actions)
+
+
+def test_keys_rotate_revoke_expire_and_caps(client):
+    h = {"X-CSRF-Token": signup(client)["csrf_token"]}
+    r = client.post("/api/keys", headers=h, json={"name": "bot", "scopes": ["generate"], "max_steps": 10, "rpm": 5})
+    key = r.json()
+    assert key["max_steps"] == 10 and key["rpm"] == 5
+    r = client.post("/api/keys", headers=h, json={"scopes": ["operator"]})
+    assert r.status_code == 403  # an organisation cannot mint platform-operator keys
+    r = client.post("/api/keys", headers=h, json={"rpm": -1})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "rpm"
+    r = client.post(f"/api/keys/{key['id']}/rotate", headers=h)
+    assert r.status_code == 201 and r.json()["rotated_from"] == key["id"] and r.json()["max_steps"] == 10
+    new_secret = r.json()["secret"]
+    api = TestClient(client.app)
+    assert api.get("/api/me", headers={"Authorization": f"Bearer {key['secret']}"}).status_code == 401
+    assert api.get("/api/me", headers={"Authorization": f"Bearer {new_secret}"}).status_code == 200
+    listed = client.get("/api/keys").json()["keys"]
+    assert all("secret" not in k for k in listed) and len(listed) == 2
+    client.post(f"/api/keys/{r.json()['id']}/revoke", headers=h)
+    assert api.get("/api/me", headers={"Authorization": f"Bearer {new_secret}"}).status_code == 401
+    actions = [e["action"] for e in client.get("/api/audit").json()["events"]]
+    assert {"key.created", "key.rotated", "key.revoked"} <= set(actions)
