@@ -168,7 +168,61 @@ def cmd_grants_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_create(args: argparse.Namespace) -> int:
+    import getpass
+
+    from ..accounts import create_user
+
+    services = _services()
+    password = args.password or getpass.getpass("password (10+ characters): ")
+    user, org_id = create_user(services.db, args.email, password, args.name or "", args.org_name,
+                               args.plan or services.settings.default_plan, operator=args.operator, actor="cli")
+    print(f"user {user.id} ({user.email}) owns organisation {org_id}" + (" [operator]" if args.operator else ""))
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from ..storage.models import Membership, User
+
+    with _services().db.session() as s:
+        users = s.scalars(select(User).order_by(User.created_at)).all()
+        print(f"{'ID':<28} {'EMAIL':<32} {'OPERATOR':<8} ORGANISATIONS (ROLE)")
+        for u in users:
+            ms = s.scalars(select(Membership).where(Membership.user_id == u.id)).all()
+            orgs = ", ".join(f"{m.org_id} ({m.role})" for m in ms)
+            print(f"{u.id:<28} {u.email[:32]:<32} {'yes' if u.operator else 'no':<8} {orgs}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from ..accounts import audit_log
+
+    for e in reversed(audit_log(_services().db, args.org, args.limit)):
+        print(f"{e['at']}  {e['actor']:<34} {e['action']:<22} {e['org_id'] or '-':<28} {e['target']}  "
+              f"{json.dumps(e['details']) if e['details'] else ''}")
+    return 0
+
+
 def add_parsers(sub) -> None:
+    u = sub.add_parser("users", help="studio users", description="Create and list users (email + password).")
+    usub = u.add_subparsers(dest="users_command", metavar="ACTION", required=True)
+    uc = usub.add_parser("create", help="create a user who owns a new organisation")
+    uc.add_argument("email")
+    uc.add_argument("--password", help="(default: asked for, not echoed)")
+    uc.add_argument("--name")
+    uc.add_argument("--org-name")
+    uc.add_argument("--plan")
+    uc.add_argument("--operator", action="store_true", help="may administer the platform")
+    uc.set_defaults(func=cmd_users_create)
+    usub.add_parser("list", help="users and their organisations").set_defaults(func=cmd_users_list)
+
+    a = sub.add_parser("audit", help="the audit log", description="Account and admin actions, oldest first.")
+    a.add_argument("--org", help="one organisation (default: all)")
+    a.add_argument("--limit", type=int, default=200)
+    a.set_defaults(func=cmd_audit)
+
     o = sub.add_parser("orgs", help="organisations", description="Create and list organisations; change plans.")
     osub = o.add_subparsers(dest="orgs_command", metavar="ACTION", required=True)
     oc = osub.add_parser("create", help="create an organisation")

@@ -153,8 +153,24 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
             print("error: no organisation yet; run `solvent serve` once or pass --org")
             return 2
         org_id = org.id
-    key, secret = create_key(services.db, org_id, args.name or "", tuple(args.scopes.split(",")))
+    from datetime import UTC, datetime
+
+    expires = datetime.fromisoformat(args.expires) if args.expires else None
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    caps = {k: getattr(args, k) for k in ("credit_cap_mc", "max_pixels", "max_steps", "rpm", "concurrent_jobs")}
+    key, secret = create_key(services.db, org_id, args.name or "", tuple(args.scopes.split(",")), expires,
+                             cap_period=args.cap_period, **caps)
     print(f"key {key.id} for {org_id} with scopes {','.join(key.scopes)}\nsecret (shown once): {secret}")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from ..accounts import rotate_key
+
+    key, secret = rotate_key(_services().db, args.key_id, grace_seconds=args.grace)
+    print(f"key {key.id} replaces {args.key_id}" + (f" (which stops in {args.grace} s)" if args.grace else
+                                                     " (revoked now)") + f"\nsecret (shown once): {secret}")
     return 0
 
 
@@ -183,6 +199,9 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     settings = get_settings()
     db = Database(settings.db_url)
     db.create_all()
+    from ..billing import ensure_plans
+
+    ensure_plans(db)
     print(f"database at revision {current(db)}: {settings.db_url.split('@')[-1]}")
     return 0
 
@@ -223,8 +242,19 @@ def add_parsers(sub) -> None:
     kc = ksub.add_parser("create", help="create a key (the secret is shown once)")
     kc.add_argument("--org", help="organisation id (default: the first)")
     kc.add_argument("--name")
-    kc.add_argument("--scopes", default="generate,read", help="comma-separated: generate, read, admin")
+    kc.add_argument("--scopes", default="generate,read", help="comma-separated: generate, read, admin, operator")
+    kc.add_argument("--expires", help="ISO time after which the key stops working")
+    kc.add_argument("--credit-cap-mc", type=int, help="milli-credits the key may spend per --cap-period")
+    kc.add_argument("--cap-period", choices=("day", "month"), default="month")
+    kc.add_argument("--max-pixels", type=int)
+    kc.add_argument("--max-steps", type=int)
+    kc.add_argument("--rpm", type=int, help="generation requests per minute")
+    kc.add_argument("--concurrent-jobs", type=int)
     kc.set_defaults(func=cmd_keys_create)
+    kro = ksub.add_parser("rotate", help="replace a key by a new one with the same scopes and caps")
+    kro.add_argument("key_id")
+    kro.add_argument("--grace", type=int, default=0, help="seconds the old key keeps working (default 0)")
+    kro.set_defaults(func=cmd_keys_rotate)
     kl = ksub.add_parser("list", help="list keys (never their secrets)")
     kl.add_argument("--org")
     kl.set_defaults(func=cmd_keys_list)

@@ -15,7 +15,7 @@ def run(home, *args):
 def test_db_keys_workers(tmp_path):
     home = tmp_path / "h"
     up = run(home, "db", "upgrade")
-    assert up.returncode == 0 and "revision 0001" in up.stdout
+    assert up.returncode == 0 and "revision 0003" in up.stdout
     assert "no organisation yet" in run(home, "keys", "create").stdout
     from solvent.accounts import create_org
     from solvent.storage import Database
@@ -36,3 +36,35 @@ def test_db_keys_workers(tmp_path):
     w = run(home, "workers", "create", "--name", "gpu1", "--provider", "lambda")
     assert "wt-solvent-" in w.stdout
     assert "gpu1" in run(home, "workers", "list").stdout
+
+
+def test_orgs_plans_credits_grants_users_audit(tmp_path):
+    home = tmp_path / "h"
+    made = run(home, "orgs", "create", "acme", "--plan", "payg", "--key")
+    assert made.returncode == 0, made.stderr
+    org = made.stdout.split()[1]
+    assert "sk-solvent-" in made.stdout
+    assert run(home, "credits", "adjust", org, "12.5", "--idempotency-key", "t1").returncode == 0
+    again = run(home, "credits", "adjust", org, "12.5", "--idempotency-key", "t1")
+    assert "already applied" in again.stdout and "12.500" in again.stdout  # a retried top-up adds nothing
+    g = run(home, "credits", "grant", org, "100", "--purpose", "research", "--expires", "2099-01-01")
+    assert g.returncode == 0 and "112.500" in g.stdout
+    grant_id = g.stdout.split()[1].rstrip(":")
+    bad = run(home, "credits", "adjust", org, "-50")
+    assert bad.returncode == 2 and "below zero" in bad.stderr
+    bad = run(home, "credits", "adjust", org, "1.0005")
+    assert bad.returncode == 2 and "3 decimals" in bad.stderr
+    statement = run(home, "credits", "statement", org).stdout.splitlines()
+    assert statement[0].startswith("created_at,txn_id,kind,account,amount_mc") and len(statement) == 5
+    assert run(home, "grants", "revoke", org, grant_id).returncode == 0
+    assert '"available_mc": 12500' in run(home, "credits", "balance", org).stdout
+    assert run(home, "plans", "set", "payg", "rpm=7", "allowed_models=[\"solvent-tiny\"]").returncode == 0
+    plans = run(home, "plans", "list").stdout
+    assert "payg" in plans and "  7 " in plans
+    bad = run(home, "plans", "set", "payg", "rpm=-1")
+    assert bad.returncode == 2 and "`rpm`" in bad.stderr
+    assert run(home, "orgs", "set-plan", org, "professional").returncode == 0
+    assert "professional" in run(home, "orgs", "list").stdout
+    u = run(home, "users", "create", "ann@example.com", "--password", "correct horse battery")
+    assert u.returncode == 0 and "ann@example.com" in run(home, "users", "list").stdout
+    assert "user.created" in run(home, "audit").stdout

@@ -178,3 +178,16 @@ def admin_put_plan(plan_id: str, body: PlanIn, services: ServicesDep, principal:
 def admin_given_away(services: ServicesDep, principal: PrincipalDep, org: str | None = None) -> dict:
     principal.require("operator")
     return {"given_away_mc": services.billing.ledger.given_away(org)}
+
+
+@router.get("/admin/orgs", tags=["admin"], summary="Organisations with plan and balance")
+def admin_orgs(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("operator")
+    from sqlalchemy import select
+
+    from ...storage.models import Organisation
+
+    with services.db.session() as s:
+        orgs = s.scalars(select(Organisation).order_by(Organisation.created_at)).all()
+    return {"orgs": [{"id": o.id, "name": o.name, "plan": o.plan_id, "created_at": o.created_at,
+                      "balance": services.billing.ledger.balance(o.id)} for o in orgs]}
