@@ -199,6 +199,13 @@ def test_grant_is_used_first_and_reported_as_given_away(app, db):
     gid = r.json()["grant_id"]
     assert app.client.get("/api/admin/given-away", headers=admin_h).json()["given_away_mc"] == {f"grant:{gid}": 2_000}
     assert app.client.get("/api/billing/grants", headers=h).json()["grants"][0]["remaining_mc"] == 1_000
+    assert app.client.get(f"/api/billing/balance?org={org}", headers=admin_h).json()["available_mc"] == 6_000
+    assert app.client.get(f"/api/billing/balance?org={admin_org}", headers=h).status_code == 403
+    csv_text = app.client.get(f"/api/admin/orgs/{org}/statement", params={"format": "csv"}, headers=admin_h).text
+    assert csv_text.count("grant:") >= 2
+    orgs = {o["id"]: o for o in app.client.get("/api/admin/orgs", headers=admin_h).json()["orgs"]}
+    assert orgs[org]["plan"] == "payg" and app.client.get("/api/admin/orgs", headers=h).status_code == 403
+    assert app.client.get("/api/admin/users", headers=admin_h).status_code == 200
 
 
 def test_expired_revoked_and_rotated_keys(app, db):
@@ -303,3 +310,36 @@ def test_race_50_requests_balance_10_over_http(app, db):
     assert (bal["available_mc"], bal["held_mc"]) == (0, 0)
     kinds = [x["kind"] for x in app.client.get("/api/billing/statement", headers=h).json()["transactions"]]
     assert kinds.count("capture") == 10 and kinds.count("reserve") == 10
+
+
+def test_commercial_use_and_licence_in_the_image_metadata(app, db, engine):
+    """A real worker makes the images: the non-commercial plan and the model's licence are in them."""
+    import io
+
+    from PIL import Image
+
+    from solvent.engine import parse_infotext, read_metadata
+    from solvent.workers import WorkerLoop
+
+    w, _ = create_worker(db, name="real")
+    loop = WorkerLoop(engine, LocalBackend(app.services, w.id), declaration(engine), poll=0.05)
+    t = threading.Thread(target=loop.run, daemon=True)
+    t.start()
+    try:
+        for plan, credits, expected in (("community", 0, "no (non-commercial plan)"), ("payg", 10, "yes")):
+            _, h, _ = app.org(plan, credits=credits)
+            job = app.post(h, steps=4).json()
+            while job["state"] not in ("succeeded", "failed", "canceled"):
+                time.sleep(0.1)
+                job = app.client.get(f"/api/jobs/{job['id']}", headers=h).json()
+            assert job["state"] == "succeeded", job
+            assert job["license"] == "Apache-2.0" and job["commercial_use"] is (plan != "community")
+            png = app.client.get(job["images"][0]["url"], headers=h).content
+            text, meta = read_metadata(png)
+            info = parse_infotext(text)
+            assert info["Commercial use"] == expected and info["License"] == "Apache-2.0"
+            assert meta["params"]["terms"]["commercial_use"] is (plan != "community")
+            assert Image.open(io.BytesIO(png)).size == (64, 64)
+    finally:
+        loop.stop()
+        t.join(timeout=30)

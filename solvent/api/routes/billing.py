@@ -191,3 +191,27 @@ def admin_orgs(services: ServicesDep, principal: PrincipalDep) -> dict:
         orgs = s.scalars(select(Organisation).order_by(Organisation.created_at)).all()
     return {"orgs": [{"id": o.id, "name": o.name, "plan": o.plan_id, "created_at": o.created_at,
                       "balance": services.billing.ledger.balance(o.id)} for o in orgs]}
+
+
+@router.get("/admin/users", tags=["admin"], summary="Users and their memberships")
+def admin_users(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("operator")
+    from sqlalchemy import select
+
+    from ...storage.models import Membership, User
+
+    with services.db.session() as s:
+        users = s.scalars(select(User).order_by(User.created_at)).all()
+        ms = s.scalars(select(Membership)).all()
+        return {"users": [{"id": u.id, "email": u.email, "name": u.name, "operator": u.operator,
+                           "created_at": u.created_at, "last_login_at": u.last_login_at,
+                           "locked": u.locked_until is not None,
+                           "orgs": [{"org_id": m.org_id, "role": m.role} for m in ms if m.user_id == u.id]}
+                          for u in users]}
+
+
+@router.get("/admin/orgs/{org_id}/statement", tags=["admin"], summary="An organisation's ledger statement")
+def admin_statement(org_id: str, services: ServicesDep, principal: PrincipalDep,
+                    format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Any:
+    principal.require("operator")
+    return statement(services, principal, org=org_id, since=None, format=format)
