@@ -4,8 +4,8 @@ Recipe (seeded, deterministic on one machine; CPU-only fits in about an hour on 
 is used when present):
 1. VAE: reconstruct 64×64 scenes through 16×16×4 latents (MSE + a tiny KL term).
 2. Encode a fixed pool of scenes to latents once; scale latents to unit variance.
-3. Text encoder + UNet jointly: epsilon prediction on SD's scaled-linear noise schedule,
-   10% empty captions (for classifier-free guidance), AdamW with warm-up and cosine decay,
+3. Text encoder + UNet jointly: epsilon prediction on DDPM's linear noise schedule with offset
+   noise 0.1 (so backgrounds follow the prompt, not leftover signal), 10% empty captions (for classifier-free guidance), AdamW with warm-up and cosine decay,
    an exponential moving average of the weights, which is what ships.
 4. Token embeddings the captions never used are set to the end-of-text embedding (the padding
    the model learned to ignore), so out-of-vocabulary words are ignored gracefully.
@@ -82,7 +82,7 @@ def tokenize(tokenizer, captions: list[str], device) -> torch.Tensor:
 
 
 def train_unet(pipe, scenes, latents, rng: random.Random, steps: int, batch: int, device, lr: float = 1e-3,
-               ema_decay: float = 0.998):
+               ema_decay: float = 0.998, offset_noise: float = 0.1):
     unet, te, sched, tok = pipe.unet, pipe.text_encoder, pipe.scheduler, pipe.tokenizer
     unet.train()
     te.train()
@@ -102,7 +102,9 @@ def train_unet(pipe, scenes, latents, rng: random.Random, steps: int, batch: int
         ids = tokenize(tok, caps, device)
         seen.update(ids.unique().tolist())
         x0 = latents[idx]
-        noise = torch.randn(x0.shape, generator=gen).to(device)
+        noise = torch.randn(x0.shape, generator=gen)
+        # Offset noise: a random per-channel constant, so the image mean must come from the prompt.
+        noise = (noise + offset_noise * torch.randn(x0.shape[0], x0.shape[1], 1, 1, generator=gen)).to(device)
         t = torch.randint(0, sched.config.num_train_timesteps, (batch,), generator=gen).to(device)
         a = alphas[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--unet-steps", type=int, default=3000)
     p.add_argument("--unet-batch", type=int, default=48)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--offset-noise", type=float, default=0.1, help="per-channel constant noise (0 = off)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present) or a torch device")
     args = p.parse_args(argv)
 
@@ -170,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     latents = latents * scale
 
     # 4. Text encoder + UNet
-    unet_loss, seen = train_unet(pipe, scenes, latents, rng, args.unet_steps, args.unet_batch, device, args.lr)
+    unet_loss, seen = train_unet(pipe, scenes, latents, rng, args.unet_steps, args.unet_batch, device, args.lr,
+                                 offset_noise=args.offset_noise)
     silenced = silence_unseen_tokens(pipe.text_encoder, seen, pipe.tokenizer.eos_token_id)
 
     # 5. Write the weights that ship
