@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     default_plan: str = "community"
     # Stripe webhook signing secret (whsec_…); unset = the webhook answers 404 and top-ups are manual.
     stripe_webhook_secret: str | None = None
+    # Which model serves each Stability v2beta stable-image service (JSON object).
+    stability_v2_models: dict[str, str] = {"core": "solvent-tiny", "sd3": "solvent-tiny", "ultra": "solvent-tiny"}
+    # OpenAI model names → Solvent models (`default` serves requests that name none).
+    openai_models: dict[str, str] = {"default": "solvent-tiny", "dall-e-2": "solvent-tiny", "dall-e-3": "solvent-tiny",
+                                      "gpt-image-1": "solvent-tiny"}
     # Studio session cookies carry the Secure flag (browsers accept it on http://localhost too).
     cookie_secure: bool = True
     # Stripe signatures older than this many seconds are refused as replays.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -17,9 +19,19 @@ def get_services(request: Request) -> Services:
 
 
 def _bearer(request: Request) -> str | None:
+    """The API key: `Authorization: Bearer <key>`, or HTTP Basic whose password is the key (A1111 clients)."""
     auth = request.headers.get("authorization", "")
     scheme, _, value = auth.partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+    value = value.strip()
+    if scheme.lower() == "bearer" and value:
+        return value
+    if scheme.lower() == "basic" and value:
+        try:
+            _, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password or None
+    return None
 
 
 SESSION_COOKIE, CSRF_COOKIE = "solvent_session", "solvent_csrf"

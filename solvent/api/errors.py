@@ -1,10 +1,16 @@
-"""One renderer for the native API: `{"error": {"code", "message", "field"}}` with the error's status."""
+"""Error rendering: one renderer per API surface, chosen by path prefix.
+
+The native API answers `{"error": {"code", "message", "field"}}` with the error's status; each
+compatibility layer registers its own renderer (Stability, AUTOMATIC1111, OpenAI shapes).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import SolventError
@@ -16,6 +22,22 @@ def render(status: int, code: str, message: str, field: str | None = None, heade
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+# (path prefix, renderer); the first match wins, the native renderer is the fallback.
+Renderer = Callable[..., Response]
+SURFACES: list[tuple[str, Renderer]] = []
+
+
+def register_surface(prefix: str, renderer: Renderer) -> None:
+    if all(p != prefix for p, _ in SURFACES):
+        SURFACES.append((prefix, renderer))
+        SURFACES.sort(key=lambda x: -len(x[0]))
+
+
+def _renderer(request: Request) -> Renderer:
+    path = request.url.path
+    return next((r for p, r in SURFACES if path.startswith(p)), render)
+
+
 def _field(loc: tuple) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
@@ -23,15 +45,15 @@ def _field(loc: tuple) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(SolventError)
-    async def solvent_error(_: Request, exc: SolventError):
+    async def solvent_error(request: Request, exc: SolventError):
         headers = {}
         if exc.extra.get("retry_after") is not None:
             headers["Retry-After"] = str(int(exc.extra["retry_after"]))
         extra = {k: v for k, v in exc.extra.items() if k != "retry_after"}
-        return render(exc.status, exc.code, exc.message, exc.field, headers or None, **extra)
+        return _renderer(request)(exc.status, exc.code, exc.message, exc.field, headers or None, **extra)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError):
+    async def validation_error(request: Request, exc: RequestValidationError):
         err = exc.errors()[0]
         field = _field(tuple(err.get("loc", ())))
         kind = err.get("type", "")
@@ -44,9 +66,9 @@ def install(app: FastAPI) -> None:
             shown = err.get("input")
             shown = repr(shown) if not isinstance(shown, dict | list) else type(shown).__name__
             message = f"`{field}` {err.get('msg', 'is invalid').lower()} but is {shown}."
-        return render(422, "validation_error", message, field)
+        return _renderer(request)(422, "validation_error", message, field)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException):
+    async def http_error(request: Request, exc: StarletteHTTPException):
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
-        return render(exc.status_code, code, str(exc.detail))
+        return _renderer(request)(exc.status_code, code, str(exc.detail))

@@ -97,6 +97,7 @@ class ApiKey(Base):
     rpm: Mapped[int | None] = mapped_column(Integer, default=None)
     concurrent_jobs: Mapped[int | None] = mapped_column(Integer, default=None)
     rotated_from: Mapped[str | None] = mapped_column(String(40), default=None)
+    preferences: Mapped[dict[str, Any]] = mapped_column(default=dict)  # e.g. A1111's sd_model_checkpoint
 
 
 class Worker(Base):

@@ -37,7 +37,8 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
         hardware = {"kind": dev.type, "cpus": os.cpu_count()}
     models = [{"id": r.id, "family": r.family, "native_resolution": r.native_resolution,
                "default_steps": r.default_steps, "default_cfg": r.default_cfg, "default_sampler": r.default_sampler,
-               "license_name": r.license_name, "license_url": r.license_url}
+               "license_name": r.license_name, "license_url": r.license_url, "short_hash": r.short_hash,
+               "sha256": r.sha256}
               for r in engine.store.list()]
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,
             "instance_type": instance_type, "models": models, "loaded": engine.loaded_models()}

@@ -29,6 +29,7 @@ def upgrade() -> None:
         b.add_column(sa.Column("rpm", sa.Integer(), nullable=True))
         b.add_column(sa.Column("concurrent_jobs", sa.Integer(), nullable=True))
         b.add_column(sa.Column("rotated_from", sa.String(40), nullable=True))
+        b.add_column(sa.Column("preferences", sa.JSON(), nullable=False, server_default="{}"))
     op.create_index("ix_jobs_org_created", "jobs", ["org_id", "created_at"])
     op.create_table(
         "plans",
@@ -116,7 +117,7 @@ def downgrade() -> None:
     op.drop_index("ix_jobs_org_created", "jobs")
     with op.batch_alter_table("api_keys") as b:
         for c in ("expires_at", "credit_cap_mc", "cap_period", "max_pixels", "max_steps", "rpm", "concurrent_jobs",
-                  "rotated_from"):
+                  "rotated_from", "preferences"):
             b.drop_column(c)
     op.drop_index("ix_organisations_stripe_customer_id", "organisations")
     with op.batch_alter_table("organisations") as b:

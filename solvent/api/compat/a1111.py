@@ -1,0 +1,307 @@
+"""AUTOMATIC1111's `/sdapi/v1`: txt2img, img2img, progress, models, samplers, options, interrupt, png-info.
+
+Auth: Bearer, or HTTP Basic whose password is an API key (`webuiapi.set_auth(user, key)`).
+Fields A1111 has and Solvent does not implement (hires fix, face restoration, tiling, scripts,
+subseeds) are accepted and ignored, as A1111 itself ignores unknown fields.
+inpainting_fill: 0 fill (masked area painted with the image's mean colour first), 1 original,
+2 latent noise (strength 1.0), 3 latent nothing (masked area grey first).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from PIL import Image, ImageFilter, ImageStat
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+
+from ...engine.metadata import parse_infotext, read_metadata
+from ...engine.samplers import SAMPLERS, resolve_sampler
+from ...errors import ValidationFailed
+from ...storage.models import ApiKey, Job, JobState
+from ..deps import PrincipalDep, ServicesDep
+from ..errors import register_surface
+from ..schemas import GenerationIn
+from .common import b64, decode_b64_image, generate, served
+
+router = APIRouter(prefix="/sdapi/v1", tags=["automatic1111"])
+
+
+def render(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None,
+           **extra: Any) -> Response:
+    if status == 422:  # FastAPI's validation shape, as A1111 answers it
+        return JSONResponse({"detail": [{"loc": ["body", field or "body"], "msg": message, "type": code}]},
+                            status_code=422, headers=headers)
+    return JSONResponse({"error": code, "detail": message, "body": "", "errors": ""}, status_code=status,
+                        headers=headers)
+
+
+register_surface("/sdapi/", render)
+
+
+class Txt2Img(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    prompt: str = Field("", max_length=10_000)
+    negative_prompt: str = Field("", max_length=10_000)
+    styles: list[str] | None = None
+    seed: int = Field(-1, ge=-1, le=2**32 - 1)
+    sampler_name: str | None = None
+    sampler_index: str | None = None
+    batch_size: int = Field(1, ge=1, le=16)
+    n_iter: int = Field(1, ge=1, le=16)
+    steps: int = Field(20, ge=1, le=150)
+    cfg_scale: float = Field(7.0, ge=0, le=35)
+    width: int = Field(512, ge=8, le=4096)
+    height: int = Field(512, ge=8, le=4096)
+    override_settings: dict[str, Any] | None = None
+    send_images: bool = True
+
+
+class Img2Img(Txt2Img):
+    init_images: list[str] = Field(default_factory=list)
+    denoising_strength: float = Field(0.75, ge=0, le=1)
+    mask: str | None = None
+    mask_blur: int = Field(4, ge=0, le=64)
+    inpainting_fill: int = Field(1, ge=0, le=3)
+    inpainting_mask_invert: int = Field(0, ge=0, le=1)
+    include_init_images: bool = False
+
+
+def _parse(model, data: Any):
+    if not isinstance(data, dict):
+        raise ValidationFailed("the body must be a JSON object.", field="body")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(x) for x in err.get("loc", ())) or "body"
+        raise ValidationFailed(f"{err.get('msg', 'invalid')} (`{field}` = {err.get('input')!r})", field=field) from e
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"{}")
+    except json.JSONDecodeError as e:
+        raise ValidationFailed(f"the body is not valid JSON: {e.msg}", field="body") from e
+
+
+def _key_prefs(services, principal) -> dict:
+    if principal.key_id is None:
+        return {}
+    with services.db.session() as s:
+        key = s.get(ApiKey, principal.key_id)
+        return dict(key.preferences or {}) if key else {}
+
+
+def _model_for(services, principal, t: Txt2Img) -> str:
+    models = served(services)
+    wanted = (t.override_settings or {}).get("sd_model_checkpoint") or _key_prefs(services, principal).get(
+        "sd_model_checkpoint")
+    if wanted:
+        return _checkpoint(models, wanted)
+    return "solvent-tiny" if "solvent-tiny" in models or not models else sorted(models)[0]
+
+
+def _title(model_id: str, record: dict) -> str:
+    return f"{model_id} [{record.get('short_hash') or ''}]".replace(" []", "")
+
+
+def _checkpoint(models: dict, name: str) -> str:
+    """A model id from an A1111 checkpoint title (`name [hash]`), file name or id."""
+    base = str(name).split(" [", 1)[0].strip()
+    for mid, rec in models.items():
+        if base in (mid, _title(mid, rec)) or name == _title(mid, rec) or base.rsplit(".", 1)[0] == mid:
+            return mid
+    raise ValidationFailed(f"`sd_model_checkpoint` {name!r} is not a served model; one of "
+                           f"{', '.join(_title(m, r) for m, r in models.items()) or 'none'}.",
+                           field="sd_model_checkpoint", value=name)
+
+
+def _fields(services, principal, t: Txt2Img) -> dict:
+    sampler = t.sampler_name or t.sampler_index
+    if sampler:
+        sampler = resolve_sampler(sampler, "sampler_name").name
+    prompt = t.prompt
+    return dict(model=_model_for(services, principal, t), prompt=prompt, negative_prompt=t.negative_prompt,
+                width=t.width, height=t.height, steps=t.steps, cfg_scale=t.cfg_scale, sampler=sampler, seed=t.seed,
+                batch_size=t.batch_size)
+
+
+async def _run(request: Request, services, principal, t: Txt2Img, fields: dict) -> dict:
+    images, seeds, infotexts = [], [], []
+    first_seed = None
+    for i in range(t.n_iter):
+        f = dict(fields)
+        if first_seed is not None:
+            f["seed"] = first_seed + i * t.batch_size
+        done = await generate(request, services, principal, GenerationIn(**f), allow_cancel=True)
+        if done.images and first_seed is None:
+            first_seed = done.images[0][1]
+        images += [b64(d) for d, _, _ in done.images]
+        seeds += [seed for _, seed, _ in done.images]
+        infotexts += done.infotexts
+        if done.job.state == JobState.canceled:
+            break  # interrupted: return what was made
+    params = t.model_dump()
+    info = {"prompt": t.prompt, "all_prompts": [t.prompt] * len(seeds), "negative_prompt": t.negative_prompt,
+            "all_negative_prompts": [t.negative_prompt] * len(seeds), "seed": seeds[0] if seeds else t.seed,
+            "all_seeds": seeds, "subseed": -1, "all_subseeds": [-1] * len(seeds), "subseed_strength": 0,
+            "width": fields["width"], "height": fields["height"], "sampler_name": t.sampler_name or t.sampler_index,
+            "cfg_scale": t.cfg_scale, "steps": t.steps, "batch_size": t.batch_size, "restore_faces": False,
+            "sd_model_name": fields["model"], "sd_model_hash": None, "seed_resize_from_w": -1,
+            "seed_resize_from_h": -1, "denoising_strength": fields.get("strength"), "extra_generation_params": {},
+            "index_of_first_image": 0, "infotexts": infotexts, "styles": t.styles or [],
+            "job_timestamp": datetime.now(UTC).strftime("%Y%m%d%H%M%S"), "clip_skip": 1,
+            "is_using_inpainting_conditioning": False}
+    return {"images": images if t.send_images else [], "parameters": params, "info": json.dumps(info)}
+
+
+@router.post("/txt2img", summary="A1111: text to image")
+async def txt2img(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
+    t = _parse(Txt2Img, await _json(request))
+    return await _run(request, services, principal, t, _fields(services, principal, t))
+
+
+def _png(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return b64(buf.getvalue())
+
+
+@router.post("/img2img", summary="A1111: image to image and inpainting")
+async def img2img(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
+    t = _parse(Img2Img, await _json(request))
+    if not t.init_images:
+        raise ValidationFailed("`init_images` needs at least one image.", field="init_images")
+    init = Image.open(io.BytesIO(decode_b64_image(t.init_images[0], "init_images"))).convert("RGB")
+    fields = _fields(services, principal, t)
+    fields.update(strength=max(0.01, t.denoising_strength))
+    if "width" not in t.model_fields_set and "height" not in t.model_fields_set:
+        fields.update(width=init.width, height=init.height)
+    if (fields["width"], fields["height"]) != init.size:
+        init = init.resize((fields["width"], fields["height"]), Image.LANCZOS)
+    if t.mask is not None:
+        mask = Image.open(io.BytesIO(decode_b64_image(t.mask, "mask"))).convert("L").resize(init.size)
+        if t.inpainting_mask_invert:
+            mask = Image.eval(mask, lambda v: 255 - v)
+        if t.mask_blur:
+            mask = mask.filter(ImageFilter.GaussianBlur(t.mask_blur))
+        hard = mask.point(lambda v: 255 if v >= 128 else 0)
+        if t.inpainting_fill == 0:  # fill: the image's mean colour under the mask
+            mean = tuple(int(c) for c in ImageStat.Stat(init, Image.eval(hard, lambda v: 255 - v)).mean)
+            init = Image.composite(Image.new("RGB", init.size, mean), init, hard)
+        elif t.inpainting_fill == 3:  # latent nothing: neutral grey under the mask
+            init = Image.composite(Image.new("RGB", init.size, (127, 127, 127)), init, hard)
+        elif t.inpainting_fill == 2:  # latent noise: repaint from pure noise
+            fields["strength"] = 1.0
+        fields["mask"] = _png(mask)
+    fields["init_image"] = _png(init)
+    out = await _run(request, services, principal, t, fields)
+    if t.include_init_images:
+        out["images"] += t.init_images
+    return out
+
+
+@router.get("/progress", summary="A1111: progress of the caller's running job, with a live preview")
+def progress(services: ServicesDep, principal: PrincipalDep, skip_current_image: bool = False) -> dict:
+    with services.db.session() as s:
+        q = select(Job).where(Job.org_id == principal.org_id, Job.state.in_((JobState.running, JobState.queued)))
+        if principal.key_id:
+            q = q.where(Job.api_key_id == principal.key_id)
+        jobs = s.scalars(q.order_by(Job.created_at)).all()
+    running = next((j for j in jobs if j.state == JobState.running), None)
+    if running is None:
+        return {"progress": 0.0, "eta_relative": 0.0, "current_image": None, "textinfo": None,
+                "state": {"skipped": False, "interrupted": False, "job": "", "job_count": len(jobs),
+                          "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}}
+    steps = int(running.params.get("steps") or 20)
+    p = float(running.progress or 0.0)
+    elapsed = (datetime.now(UTC) - (running.started_at or running.created_at)).total_seconds()
+    eta = elapsed * (1 - p) / p if p > 0 else 0.0
+    return {"progress": p, "eta_relative": eta,
+            "current_image": None if skip_current_image else running.preview, "textinfo": None,
+            "state": {"skipped": False, "interrupted": bool(running.cancel_requested), "job": running.id,
+                      "job_count": len(jobs), "job_timestamp": running.created_at.strftime("%Y%m%d%H%M%S"),
+                      "job_no": 0, "sampling_step": int(round(p * steps)), "sampling_steps": steps}}
+
+
+@router.post("/interrupt", summary="A1111: stop the caller's running and queued jobs")
+def interrupt(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("generate")
+    with services.db.session() as s:
+        q = select(Job.id).where(Job.org_id == principal.org_id, Job.state.in_((JobState.running, JobState.queued)))
+        if principal.key_id:
+            q = q.where(Job.api_key_id == principal.key_id)
+        ids = list(s.scalars(q))
+    for job_id in ids:
+        services.queue.cancel(principal.org_id, job_id)
+    return {}
+
+
+@router.post("/skip", summary="A1111: same as interrupt (Solvent runs one job per request)")
+def skip(services: ServicesDep, principal: PrincipalDep) -> dict:
+    return interrupt(services, principal)
+
+
+@router.get("/scripts", summary="A1111: scripts (Solvent runs none)")
+def scripts(principal: PrincipalDep) -> dict:
+    return {"txt2img": [], "img2img": []}
+
+
+@router.get("/sd-models", summary="A1111: checkpoints (the models Solvent's workers serve)")
+def sd_models(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
+    principal.require("read")
+    return [{"title": _title(m, r), "model_name": m, "hash": r.get("short_hash") or None,
+             "sha256": r.get("sha256") or None, "filename": m, "config": None}
+            for m, r in sorted(served(services).items())]
+
+
+@router.get("/samplers", summary="A1111: samplers")
+def samplers(principal: PrincipalDep) -> list[dict]:
+    return [{"name": s.a1111[0], "aliases": list(s.a1111[1:]) + [s.name], "options": {}}
+            for s in SAMPLERS if s.a1111]
+
+
+@router.get("/options", summary="A1111: options (the default checkpoint of this key)")
+def get_options(services: ServicesDep, principal: PrincipalDep) -> dict:
+    models = served(services)
+    current = _key_prefs(services, principal).get("sd_model_checkpoint")
+    if current is None:
+        mid = "solvent-tiny" if "solvent-tiny" in models or not models else sorted(models)[0]
+        current = _title(mid, models.get(mid, {}))
+    return {"sd_model_checkpoint": current, "sd_checkpoint_hash": None, "samples_format": "png",
+            "CLIP_stop_at_last_layers": 1, "eta_noise_seed_delta": 0}
+
+
+@router.post("/options", summary="A1111: set options; `sd_model_checkpoint` sets this key's default model")
+async def set_options(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
+    data = await _json(request)
+    if not isinstance(data, dict):
+        raise ValidationFailed("the body must be a JSON object.", field="body")
+    if "sd_model_checkpoint" in data:
+        if principal.key_id is None:
+            raise ValidationFailed("`sd_model_checkpoint` is remembered per API key; call with a key.",
+                                   field="sd_model_checkpoint")
+        models = served(services)
+        mid = _checkpoint(models, data["sd_model_checkpoint"])
+        with services.db.session() as s:
+            key = s.get(ApiKey, principal.key_id)
+            key.preferences = {**(key.preferences or {}), "sd_model_checkpoint": _title(mid, models[mid])}
+    return {}
+
+
+@router.post("/png-info", summary="A1111: read the generation parameters in an image")
+async def png_info(request: Request, principal: PrincipalDep) -> dict:
+    data = await _json(request)
+    raw = decode_b64_image((data or {}).get("image", ""), "image")
+    try:
+        text, _ = read_metadata(raw)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValidationFailed(f"`image` is not a readable image: {e}", field="image") from e
+    parsed = parse_infotext(text) if text else {}
+    return {"info": text or "", "items": {"parameters": text} if text else {}, "parameters": parsed}

@@ -1,0 +1,111 @@
+"""What every compatibility layer shares: submit a request as an ordinary job and wait for it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import time
+from dataclasses import dataclass
+
+from fastapi import Request
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from ...accounts import Principal
+from ...errors import Cancelled, EngineError, InvalidImage, SolventError
+from ...storage.models import FINAL_STATES, Image, Job, JobState
+from ..admission import admit
+from ..schemas import GenerationIn
+
+WAIT_SECONDS = 600  # a synchronous compat request gives up (and cancels its job) after this long
+
+
+class TimedOut(SolventError):
+    status = 504
+    code = "timeout"
+
+
+@dataclass
+class Done:
+    job: Job
+    images: list[tuple[bytes, int, str]]  # (PNG with metadata, seed, image id)
+    infotexts: list[str]
+
+
+async def submit(request: Request, services, principal: Principal, body: GenerationIn) -> Job:
+    job, _ = await asyncio.to_thread(admit, services, principal, body, request.headers.get("idempotency-key"),
+                                     request.app.state.admission_hooks)
+    return job
+
+
+async def wait(request: Request, services, principal: Principal, job: Job, allow_cancel: bool = False) -> Done:
+    """Poll the job until it is final; cancel it if the client goes away or it takes too long."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while job.state not in FINAL_STATES:
+        if await request.is_disconnected():
+            await asyncio.to_thread(services.queue.cancel, principal.org_id, job.id)
+            raise Cancelled("the client disconnected; the job was canceled.", field="request")
+        if time.monotonic() > deadline:
+            await asyncio.to_thread(services.queue.cancel, principal.org_id, job.id)
+            raise TimedOut(f"job {job.id} did not finish within {WAIT_SECONDS} s; it was canceled.", field="job")
+        await asyncio.sleep(0.05)
+        job = await asyncio.to_thread(services.queue.get, principal.org_id, job.id)
+    if job.state == JobState.failed:
+        raise EngineError(f"generation failed: {job.error_message}", field="job", value=job.id)
+    if job.state == JobState.canceled and not allow_cancel:
+        raise Cancelled(f"job {job.id} was canceled.", field="job", value=job.id)
+
+    def load() -> list[tuple[bytes, int, str]]:
+        with services.db.session() as s:
+            rows = s.scalars(select(Image).where(Image.job_id == job.id).order_by(Image.index)).all()
+        return [(services.images.get(r.blob), r.seed, r.id) for r in rows]
+
+    images = await asyncio.to_thread(load)
+    return Done(job, images, list((job.result or {}).get("infotexts", [])))
+
+
+async def generate(request: Request, services, principal: Principal, body: GenerationIn,
+                   allow_cancel: bool = False) -> Done:
+    return await wait(request, services, principal, await submit(request, services, principal, body), allow_cancel)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def decode_b64_image(value: str, field: str) -> bytes:
+    """Base64 or a data URL → bytes (a clear 400 naming the field when it is not)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidImage(f"`{field}` must be a base64-encoded image.", field=field)
+    if value.startswith("data:"):
+        value = value.split(",", 1)[-1]
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InvalidImage(f"`{field}` is not valid base64: {e}.", field=field) from e
+
+
+def image_size(data: bytes, field: str) -> tuple[int, int]:
+    try:
+        with PILImage.open(io.BytesIO(data)) as img:
+            return img.size
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InvalidImage(f"`{field}` is not a readable image: {e}.", field=field) from e
+
+
+def reencode(data: bytes, fmt: str) -> bytes:
+    """A stored PNG in another format, keeping its metadata."""
+    if fmt == "png":
+        return data
+    from ...engine.metadata import encode_image, read_metadata
+
+    text, solvent = read_metadata(data)
+    return encode_image(PILImage.open(io.BytesIO(data)), fmt, text or "", solvent)
+
+
+def served(services) -> dict[str, dict]:
+    from ...jobs.workers import served_models
+
+    return served_models(services.db)

@@ -1,0 +1,267 @@
+"""OpenAI Images: `/v1/images/generations`, `/v1/images/edits`, `/v1/models`, and signed image links.
+
+`model` is a Solvent model id, or an OpenAI name (`dall-e-2`, `dall-e-3`, `gpt-image-1`) mapped by
+`SOLVENT_OPENAI_MODELS`. `quality` scales the model's default steps (low ½, standard/medium/auto
+1×, hd/high 2×); `style` `vivid` raises CFG by half, `natural` leaves it. `url` responses are
+HMAC-signed links to Solvent that expire after an hour. Errors use OpenAI's envelope; a request
+the caller's credits cannot pay for is a 429 `insufficient_quota` that tells the client not to retry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import os
+import re
+import secrets
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from PIL import Image, ImageOps
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ...engine.families import FAMILIES
+from ...errors import BadRequest, Forbidden, NotFound, ValidationFailed
+from ..deps import PrincipalDep, ServicesDep
+from ..errors import register_surface
+from ..routes.jobs import image_row
+from ..schemas import GenerationIn
+from .common import b64, generate, reencode, served
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+LINK_SECONDS = 3600
+QUALITY = {"low": 0.5, "standard": 1.0, "medium": 1.0, "auto": 1.0, "hd": 2.0, "high": 2.0}
+
+
+def render(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None,
+           **extra: Any) -> Response:
+    headers = dict(headers or {})
+    kind = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
+            404: "invalid_request_error", 409: "invalid_request_error", 422: "invalid_request_error",
+            429: "rate_limit_error"}.get(status, "server_error")
+    if status == 401:
+        code = "invalid_api_key"
+    if status == 402:  # OpenAI's quota error: a 429 the client must not retry
+        status, kind, code = 429, "insufficient_quota", "insufficient_quota"
+        headers["x-should-retry"] = "false"
+    body = {"error": {"message": message, "type": kind, "param": field, "code": code}}
+    return JSONResponse(body, status_code=400 if status == 422 else status, headers=headers or None)
+
+
+register_surface("/v1/images", render)
+register_surface("/v1/models", render)
+
+
+class Generations(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: str = Field(..., min_length=1, max_length=32_000)
+    model: str | None = None
+    n: int = Field(1, ge=1, le=10)
+    size: str | None = "auto"
+    response_format: str | None = "url"
+    quality: str | None = "auto"
+    style: str | None = None
+    user: str | None = Field(None, max_length=256)
+    background: str | None = None
+    output_format: str | None = "png"
+    output_compression: int | None = Field(None, ge=0, le=100)
+    moderation: str | None = None
+
+
+def _parse(data: dict) -> Generations:
+    try:
+        return Generations.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(x) for x in err.get("loc", ())) or "body"
+        if err.get("type") == "extra_forbidden":
+            raise ValidationFailed(f"Unrecognized request argument supplied: {field}", field=field) from e
+        raise ValidationFailed(f"Invalid value for '{field}': {err.get('msg', 'invalid').lower()} "
+                               f"(got {err.get('input')!r}).", field=field) from e
+
+
+def _model(services, name: str | None) -> tuple[str, dict]:
+    mapping = services.settings.openai_models
+    models = served(services)
+    mid = mapping.get(name or "", name) if name else mapping.get("default", "solvent-tiny")
+    if mid not in models:
+        raise NotFound(f"The model `{name}` does not exist or you do not have access to it.", field="model",
+                       value=name)
+    return mid, models[mid]
+
+
+def _size(size: str | None, family) -> tuple[int, int]:
+    if size in (None, "auto"):
+        return family.native, family.native
+    m = re.fullmatch(r"(\d{2,4})x(\d{2,4})", size)
+    if not m:
+        raise ValidationFailed(f"Invalid value for 'size': {size!r}; use 'WIDTHxHEIGHT' or 'auto'.", field="size",
+                               value=size)
+    w, h = int(m.group(1)), int(m.group(2))
+    try:
+        family.validate_size(w, h)
+    except ValidationFailed as e:
+        raise ValidationFailed(f"Invalid value for 'size': {size!r}: {e.message}", field="size", value=size) from e
+    return w, h
+
+
+def _fields(services, g: Generations) -> dict:
+    mid, record = _model(services, g.model)
+    family = FAMILIES[record["family"]]
+    w, h = _size(g.size, family)
+    if g.response_format not in (None, "url", "b64_json"):
+        raise ValidationFailed(f"Invalid value for 'response_format': {g.response_format!r}; use 'url' or "
+                               "'b64_json'.", field="response_format", value=g.response_format)
+    if g.quality not in (None, *QUALITY):
+        raise ValidationFailed(f"Invalid value for 'quality': {g.quality!r}; one of {', '.join(QUALITY)}.",
+                               field="quality", value=g.quality)
+    if g.style not in (None, "vivid", "natural"):
+        raise ValidationFailed(f"Invalid value for 'style': {g.style!r}; use 'vivid' or 'natural'.", field="style",
+                               value=g.style)
+    if g.output_format not in (None, "png", "jpeg", "webp"):
+        raise ValidationFailed(f"Invalid value for 'output_format': {g.output_format!r}.", field="output_format",
+                               value=g.output_format)
+    steps = int(record.get("default_steps") or family.default_steps)
+    steps = max(1, min(150, round(steps * QUALITY[g.quality or "auto"])))
+    cfg = float(record.get("default_cfg") or family.default_cfg)
+    if g.style == "vivid":
+        cfg = min(35.0, cfg * 1.5)
+    return dict(model=mid, prompt=g.prompt, width=w, height=h, steps=steps, cfg_scale=cfg, batch_size=g.n)
+
+
+def _secret(request: Request) -> bytes:
+    app = request.app
+    if getattr(app.state, "link_secret", None) is None:
+        services = app.state.services
+        path = services.settings.home / "link-signing.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        app.state.link_secret = path.read_text().strip().encode()
+    return app.state.link_secret
+
+
+def _sign(secret: bytes, image_id: str, fmt: str, expires: int) -> str:
+    return hmac.new(secret, f"{image_id}.{fmt}:{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+async def _respond(request: Request, services, principal, fields: dict, g: Generations) -> dict:
+    done = await generate(request, services, principal, GenerationIn(**fields))
+    fmt = g.output_format or "png"
+    data: list[dict] = []
+    if g.response_format == "b64_json":
+        data = [{"b64_json": b64(reencode(d, fmt)), "revised_prompt": g.prompt} for d, _, _ in done.images]
+    else:
+        expires = int(time.time()) + LINK_SECONDS
+        base = str(request.base_url).rstrip("/")
+        for _, _, image_id in done.images:
+            sig = _sign(_secret(request), image_id, fmt, expires)
+            data.append({"url": f"{base}/v1/images/files/{image_id}.{fmt}?expires={expires}&signature={sig}",
+                         "revised_prompt": g.prompt})
+    return {"created": int(time.time()), "data": data,
+            "usage": {"images": len(done.images), "credits_mc": done.job.params.get("price_mc")}}
+
+
+@router.post("/images/generations", summary="OpenAI Images: create images from a prompt")
+async def generations(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except json.JSONDecodeError as e:
+        raise BadRequest(f"We could not parse the JSON body of your request: {e.msg}.", field="body") from e
+    if not isinstance(body, dict):
+        raise BadRequest("The body of your request must be a JSON object.", field="body")
+    g = _parse(body)
+    return await _respond(request, services, principal, _fields(services, g), g)
+
+
+def _png(img: Image.Image) -> str:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return b64(buf.getvalue())
+
+
+@router.post("/images/edits", summary="OpenAI Images: edit an image (transparent mask areas are repainted)")
+async def edits(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise BadRequest("Edits take multipart/form-data with an `image` file.", field="image")
+    form = await request.form()
+    files: dict[str, bytes] = {}
+    fields: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        if hasattr(value, "read"):
+            files.setdefault(key.removesuffix("[]"), await value.read())
+        else:
+            fields[key] = value
+    if "image" not in files:
+        raise ValidationFailed("Missing required parameter: 'image'.", field="image")
+    for k in ("n", "output_compression"):
+        if k in fields:
+            try:
+                fields[k] = int(fields[k])
+            except ValueError as e:
+                raise ValidationFailed(f"Invalid value for '{k}': must be an integer.", field=k) from e
+    g = _parse(fields)
+    out = _fields(services, g)
+    try:
+        image = Image.open(io.BytesIO(files["image"]))
+        image.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ValidationFailed(f"Invalid image: {e}.", field="image") from e
+    if "size" not in fields:
+        out.update(width=image.width, height=image.height)
+    size = (out["width"], out["height"])
+    mask = None
+    if "mask" in files:
+        try:
+            m = Image.open(io.BytesIO(files["mask"]))
+            m.load()
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ValidationFailed(f"Invalid mask: {e}.", field="mask") from e
+        if m.size != image.size:
+            raise ValidationFailed(f"Invalid mask: it must be the size of the image ({image.width}x{image.height}) "
+                                   f"but is {m.width}x{m.height}.", field="mask")
+        if "A" not in m.getbands():
+            raise ValidationFailed("Invalid mask: it needs an alpha channel (transparent = edit).", field="mask")
+        mask = ImageOps.invert(m.getchannel("A"))
+    elif "A" in image.getbands():
+        mask = ImageOps.invert(image.getchannel("A"))
+    out["init_image"] = _png(image.convert("RGB").resize(size))
+    if mask is not None:
+        out["mask"] = _png(mask.resize(size))
+        out["strength"] = 1.0
+    return await _respond(request, services, principal, out, g)
+
+
+@router.get("/images/files/{name}", summary="A signed, expiring link to an image", include_in_schema=False)
+def image_file(name: str, request: Request, services: ServicesDep, expires: int = 0, signature: str = "") -> Response:
+    image_id, _, fmt = name.rpartition(".")
+    if fmt not in ("png", "jpeg", "webp") or not image_id:
+        raise NotFound("No such image.", field="image")
+    if not hmac.compare_digest(_sign(_secret(request), image_id, fmt, expires), signature):
+        raise Forbidden("This link's signature is not valid.", field="signature")
+    if expires < time.time():
+        raise Forbidden("This link has expired; request the image again.", field="expires")
+    from sqlalchemy import select
+
+    from ...storage.models import Image as ImageRow
+
+    with services.db.session() as s:
+        row = s.scalar(select(ImageRow).where(ImageRow.id == image_id))
+    if row is None:
+        raise NotFound("No such image.", field="image")
+    row = image_row(services, row.org_id, image_id)
+    data = reencode(services.images.get(row.blob), fmt)
+    return Response(data, media_type=f"image/{fmt}", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/models", summary="OpenAI: the models Solvent serves")
+def list_models(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("read")
+    return {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "solvent"}
+                                       for m in sorted(served(services))]}

@@ -1,0 +1,410 @@
+"""Stability REST API v1 (`/v1/generation`, `/v1/engines`, `/v1/user`) and v2beta stable-image.
+
+Engine ids are Solvent's model ids. Validation follows the public spec with its named errors;
+errors are `{"id", "name", "message"}` (v2beta: `{"id", "name", "errors": [...]}`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ...engine.families import FAMILIES
+from ...engine.samplers import resolve_sampler, stability_names
+from ...errors import BadRequest, Forbidden, NotFound, ValidationFailed
+from ..deps import PrincipalDep, ServicesDep
+from ..errors import register_surface
+from ..schemas import GenerationIn
+from .common import b64, generate, image_size, reencode, served
+
+router = APIRouter(tags=["stability"], include_in_schema=True)
+
+STYLE_PRESETS = {
+    "enhance": "highly detailed, sharp focus", "anime": "anime style, key visual, vibrant",
+    "photographic": "photograph, 35mm, natural light", "digital-art": "digital art, concept art",
+    "comic-book": "comic book style, bold lines", "fantasy-art": "fantasy art, epic, detailed",
+    "line-art": "line art, ink drawing", "analog-film": "analog film photo, film grain",
+    "neon-punk": "neon punk, cyberpunk, vibrant neon", "isometric": "isometric, 3d, clean",
+    "low-poly": "low poly, 3d render", "origami": "origami, folded paper", "modeling-compound":
+    "clay model, plasticine", "cinematic": "cinematic still, dramatic lighting", "3d-model": "3d model render",
+    "pixel-art": "pixel art, 16-bit", "tile-texture": "seamless tile texture",
+}
+CLIP_PRESETS = ("FAST_BLUE", "FAST_GREEN", "NONE", "SIMPLE", "SLOW", "SLOWER", "SLOWEST")
+SDXL_DIMENSIONS = {(1024, 1024), (1152, 896), (1216, 832), (1344, 768), (1536, 640), (640, 1536), (768, 1344),
+                   (832, 1216), (896, 1152)}
+PIXEL_BOUNDS = {"tiny": (64 * 64, 256 * 256), "sd1": (262_144, 1_048_576), "sd2": (589_824, 1_048_576)}
+ASPECT_RATIOS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
+NAMED = {"invalid_samples", "invalid_height_or_width", "invalid_file_size", "invalid_mime_type",
+         "invalid_image_dimensions", "invalid_mask_image", "invalid_prompts", "invalid_pixel_count",
+         "invalid_sdxl_v1_dimensions"}
+
+
+class StabilityError(BadRequest):
+    """A 400 with one of the spec's error names as its code."""
+
+
+def _name(status: int, code: str) -> str:
+    if code in NAMED:
+        return code
+    return {400: "bad_request", 401: "unauthorized", 402: "insufficient_balance", 403: "permission_denied",
+            404: "not_found", 409: "conflict", 422: "bad_request", 429: "rate_limit_exceeded",
+            504: "timeout"}.get(status, "server_error")
+
+
+def render_v1(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None,
+              **extra: Any) -> Response:
+    prefixed = field is None or message.startswith((field, f"`{field}`"))
+    text = message if prefixed else f"{field}: {message}"
+    body = {"id": uuid.uuid4().hex, "name": _name(status, code), "message": text}
+    return JSONResponse(body, status_code=400 if status == 422 else status, headers=headers)
+
+
+def render_v2(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None,
+              **extra: Any) -> Response:
+    body = {"id": uuid.uuid4().hex, "name": _name(status, code), "errors": [message]}
+    return JSONResponse(body, status_code=400 if status == 422 else status, headers=headers)
+
+
+register_surface("/v1/generation", render_v1)
+register_surface("/v1/engines", render_v1)
+register_surface("/v1/user", render_v1)
+register_surface("/v2beta", render_v2)
+
+
+# ----------------------------------------------------------------------------------------------
+# Requests
+# ----------------------------------------------------------------------------------------------
+
+
+class TextPrompt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(..., max_length=2000)
+    weight: float = 1.0
+
+
+class TextToImage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text_prompts: list[TextPrompt]
+    cfg_scale: float = Field(7.0, ge=0, le=35)
+    clip_guidance_preset: str = "NONE"
+    height: int | None = None
+    width: int | None = None
+    samples: int = Field(1, ge=1, le=10)
+    seed: int = Field(0, ge=0, le=4_294_967_295)
+    steps: int | None = Field(None, ge=10, le=150)
+    sampler: str | None = None
+    style_preset: str | None = None
+    extras: dict[str, Any] | None = None
+
+
+def _org_header(request: Request, principal) -> None:
+    org = request.headers.get("organization")
+    if org and org != principal.org_id:
+        raise Forbidden(f"this API key belongs to organisation {principal.org_id!r}, not {org!r}.",
+                        field="Organization", value=org)
+
+
+def _engine(services, engine_id: str) -> dict:
+    record = served(services).get(engine_id)
+    if record is None:
+        raise NotFound(f"engine {engine_id!r} was not found; see GET /v1/engines/list.", field="engine_id",
+                       value=engine_id)
+    return record
+
+
+def _check_size(family: str, width: int, height: int) -> None:
+    for name, v in (("width", width), ("height", height)):
+        if v % 64:
+            raise _named("invalid_height_or_width", f"{name} must be a multiple of 64 but is {v}", name, v)
+    if family == "sdxl":
+        if (width, height) not in SDXL_DIMENSIONS:
+            allowed = ", ".join(f"{w}x{h}" for w, h in sorted(SDXL_DIMENSIONS))
+            raise _named("invalid_sdxl_v1_dimensions", f"for SDXL engines width and height must be one of "
+                         f"{allowed} but are {width}x{height}", "width", f"{width}x{height}")
+        return
+    lo, hi = PIXEL_BOUNDS.get(family, PIXEL_BOUNDS["sd1"])
+    if not lo <= width * height <= hi:
+        raise _named("invalid_pixel_count", f"for this engine {lo} <= width*height <= {hi} but it is "
+                     f"{width * height} ({width}x{height})", "width", width * height)
+
+
+def _named(name: str, message: str, field: str, value: Any = None) -> StabilityError:
+    err = StabilityError(message, field=field, value=value)
+    err.code = name
+    return err
+
+
+def _prompts(items: list[TextPrompt], style: str | None) -> tuple[str, str]:
+    pos, neg = [], []
+    if not items or not any(p.text.strip() for p in items):
+        raise _named("invalid_prompts", "text_prompts must contain at least one prompt with text", "text_prompts")
+    for p in items:
+        text = p.text.strip()
+        if not text:
+            continue
+        w = abs(p.weight)
+        part = text if math.isclose(w, 1.0) else f"({text}:{w:g})"
+        (neg if p.weight < 0 else pos).append(part)
+    if style is not None:
+        if style not in STYLE_PRESETS:
+            raise ValidationFailed(f"style_preset must be one of {', '.join(STYLE_PRESETS)} but is {style!r}",
+                                   field="style_preset", value=style)
+        pos.append(STYLE_PRESETS[style])
+    return ", ".join(pos), ", ".join(neg)
+
+
+def _common(services, engine_id: str, t: TextToImage, accept: str, width: int | None, height: int | None) -> dict:
+    record = _engine(services, engine_id)
+    family = FAMILIES[record["family"]]
+    width, height = width or family.native, height or family.native
+    _check_size(record["family"], width, height)
+    if t.samples > 1 and "image/png" in accept:
+        raise _named("invalid_samples", "samples > 1 is only allowed with Accept: application/json", "samples",
+                     t.samples)
+    if t.clip_guidance_preset not in CLIP_PRESETS:
+        raise ValidationFailed(f"clip_guidance_preset must be one of {', '.join(CLIP_PRESETS)} but is "
+                               f"{t.clip_guidance_preset!r}", field="clip_guidance_preset",
+                               value=t.clip_guidance_preset)
+    if t.sampler is not None:
+        if t.sampler not in stability_names():
+            raise ValidationFailed(f"sampler must be one of {', '.join(stability_names())} but is {t.sampler!r}",
+                                   field="sampler", value=t.sampler)
+        resolve_sampler(t.sampler)
+    prompt, negative = _prompts(t.text_prompts, t.style_preset)
+    return dict(model=engine_id, prompt=prompt, negative_prompt=negative, width=width, height=height,
+                steps=t.steps, cfg_scale=t.cfg_scale, sampler=t.sampler, seed=t.seed or -1, batch_size=t.samples)
+
+
+async def _answer(request: Request, services, principal, fields: dict) -> Response:
+    accept = request.headers.get("accept", "application/json")
+    done = await generate(request, services, principal, GenerationIn(**fields))
+    if "image/png" in accept:
+        data, seed, _ = done.images[0]
+        return Response(data, media_type="image/png", headers={"Finish-Reason": "SUCCESS", "Seed": str(seed)})
+    return JSONResponse({"artifacts": [{"base64": b64(d), "seed": seed, "finishReason": "SUCCESS"}
+                                       for d, seed, _ in done.images]})
+
+
+def _parse(model, data: dict) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(str(x) for x in err.get("loc", ())) or "body"
+        raise ValidationFailed(f"{field}: {err.get('msg', 'is invalid').lower()}", field=field) from e
+
+
+@router.post("/v1/generation/{engine_id}/text-to-image", summary="Stability v1: text to image")
+async def text_to_image(engine_id: str, request: Request, services: ServicesDep, principal: PrincipalDep):
+    _org_header(request, principal)
+    try:
+        data = json.loads(await request.body() or b"{}")
+    except json.JSONDecodeError as e:
+        raise BadRequest(f"the body is not valid JSON: {e.msg}", field="body") from e
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object", field="body")
+    t = _parse(TextToImage, data)
+    fields = _common(services, engine_id, t, request.headers.get("accept", ""), t.width, t.height)
+    return await _answer(request, services, principal, fields)
+
+
+async def _form(request: Request) -> tuple[dict, dict[str, bytes]]:
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        raise BadRequest(f"this endpoint takes multipart/form-data, not {ctype or 'nothing'!r}", field="body")
+    form = await request.form()
+    fields: dict[str, Any] = {}
+    files: dict[str, bytes] = {}
+    prompts: dict[int, dict] = {}
+    for key, value in form.multi_items():
+        if hasattr(value, "read"):
+            data = await value.read()
+            if len(data) > 10 * 1024 * 1024:
+                raise _named("invalid_file_size", f"{key} is larger than 10 MiB", key, len(data))
+            files[key] = data
+        elif key.startswith("text_prompts["):
+            idx, _, rest = key[len("text_prompts["):].partition("]")
+            try:
+                prompts.setdefault(int(idx), {})[rest.strip("[]")] = value
+            except ValueError as e:
+                raise _named("invalid_prompts", f"bad prompt field {key!r}", "text_prompts") from e
+        else:
+            fields[key] = value
+    fields["text_prompts"] = [prompts[i] for i in sorted(prompts)]
+    return fields, files
+
+
+class ImageToImage(TextToImage):
+    model_config = ConfigDict(extra="ignore")
+    init_image_mode: str = "IMAGE_STRENGTH"
+    image_strength: float = Field(0.35, ge=0, le=1)
+    step_schedule_start: float = Field(0.65, ge=0, le=1)
+    step_schedule_end: float | None = Field(None, ge=0, le=1)
+    mask_source: str | None = None
+
+
+def _init_image(files: dict[str, bytes], key: str = "init_image") -> bytes:
+    data = files.get(key)
+    if not data:
+        raise BadRequest(f"{key}: is required", field=key)
+    return data
+
+
+async def _img2img_fields(engine_id: str, request: Request, services) -> tuple[dict, dict[str, bytes]]:
+    fields, files = await _form(request)
+    t = _parse(ImageToImage, fields)
+    init = _init_image(files)
+    w, h = image_size(init, "init_image")
+    try:
+        out = _common(services, engine_id, t, request.headers.get("accept", ""), w, h)
+    except StabilityError as e:
+        if e.code in ("invalid_height_or_width", "invalid_pixel_count", "invalid_sdxl_v1_dimensions"):
+            e.code, e.field = "invalid_image_dimensions", "init_image"
+            e.message = f"init_image dimensions {w}x{h} are not valid for this engine: {e.message}"
+        raise
+    if t.init_image_mode == "IMAGE_STRENGTH":
+        strength = 1 - t.image_strength
+    elif t.init_image_mode == "STEP_SCHEDULE":
+        strength = 1 - t.step_schedule_start
+    else:
+        raise ValidationFailed(f"init_image_mode must be IMAGE_STRENGTH or STEP_SCHEDULE but is "
+                               f"{t.init_image_mode!r}", field="init_image_mode", value=t.init_image_mode)
+    out.update(init_image=b64(init), strength=max(0.01, min(1.0, strength)))
+    return {**out, "_mask_source": t.mask_source}, files
+
+
+@router.post("/v1/generation/{engine_id}/image-to-image", summary="Stability v1: image to image")
+async def image_to_image(engine_id: str, request: Request, services: ServicesDep, principal: PrincipalDep):
+    _org_header(request, principal)
+    fields, _ = await _img2img_fields(engine_id, request, services)
+    fields.pop("_mask_source")
+    return await _answer(request, services, principal, fields)
+
+
+@router.post("/v1/generation/{engine_id}/image-to-image/masking", summary="Stability v1: inpainting")
+async def masking(engine_id: str, request: Request, services: ServicesDep, principal: PrincipalDep):
+    import io
+
+    from PIL import Image, ImageOps
+
+    _org_header(request, principal)
+    fields, files = await _img2img_fields(engine_id, request, services)
+    source = fields.pop("_mask_source")
+    init = Image.open(io.BytesIO(files["init_image"]))
+    if source in ("MASK_IMAGE_WHITE", "MASK_IMAGE_BLACK"):
+        data = files.get("mask_image")
+        if not data:
+            raise _named("invalid_mask_image", "mask_image: is required for mask_source " + source, "mask_image")
+        mask = Image.open(io.BytesIO(data)).convert("L")
+        if mask.size != init.size:
+            raise _named("invalid_mask_image", f"mask_image must be {init.size[0]}x{init.size[1]} like init_image "
+                         f"but is {mask.size[0]}x{mask.size[1]}", "mask_image")
+        if source == "MASK_IMAGE_BLACK":
+            mask = ImageOps.invert(mask)
+    elif source == "INIT_IMAGE_ALPHA":
+        if "A" not in init.getbands():
+            raise _named("invalid_mask_image", "init_image has no alpha channel for mask_source INIT_IMAGE_ALPHA",
+                         "init_image")
+        mask = ImageOps.invert(init.getchannel("A"))  # transparent = repaint
+    else:
+        raise ValidationFailed(f"mask_source must be MASK_IMAGE_WHITE, MASK_IMAGE_BLACK or INIT_IMAGE_ALPHA but "
+                               f"is {source!r}", field="mask_source", value=source)
+    buf = io.BytesIO()
+    mask.save(buf, "PNG")
+    fields["mask"] = b64(buf.getvalue())
+    if source == "INIT_IMAGE_ALPHA":
+        rgb = io.BytesIO()
+        init.convert("RGB").save(rgb, "PNG")
+        fields["init_image"] = b64(rgb.getvalue())
+    return await _answer(request, services, principal, fields)
+
+
+@router.post("/v1/generation/{engine_id}/image-to-image/upscale", summary="Stability v1: upscale")
+async def upscale(engine_id: str, request: Request, services: ServicesDep, principal: PrincipalDep):
+    _org_header(request, principal)
+    raise NotFound(f"engine {engine_id!r} is not an upscaler, and no upscaler model is installed on this server",
+                   field="engine_id", value=engine_id)
+
+
+@router.get("/v1/engines/list", summary="Stability v1: engines (Solvent's models)")
+def engines(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
+    principal.require("read")
+    return [{"id": m, "name": m, "description": f"{FAMILIES[r['family']].label} model served by Solvent",
+             "type": "PICTURE"} for m, r in sorted(served(services).items())]
+
+
+@router.get("/v1/user/account", summary="Stability v1: the account")
+def account(services: ServicesDep, principal: PrincipalDep) -> dict:
+    from ...accounts import me
+
+    info = me(services.db, principal)
+    user = info.get("user") or {}
+    return {"id": user.get("id") or principal.key_id, "email": user.get("email", ""), "profile_picture": "",
+            "organizations": [{"id": info["org"]["id"], "name": info["org"]["name"],
+                               "role": info.get("role") or "MEMBER", "is_default": True}]}
+
+
+@router.get("/v1/user/balance", summary="Stability v1: credit balance")
+def balance(services: ServicesDep, principal: PrincipalDep) -> dict:
+    mc = services.billing.ledger.balance(principal.org_id)["available_mc"]
+    return {"credits": mc / 1000}  # the wire format is a JSON number; the ledger stays in integers
+
+
+# ----------------------------------------------------------------------------------------------
+# v2beta stable-image
+# ----------------------------------------------------------------------------------------------
+
+
+def _aspect_size(native: int, ratio: str) -> tuple[int, int]:
+    a, b = (int(x) for x in ratio.split(":"))
+    w = max(8, round(native * math.sqrt(a / b) / 8) * 8)
+    h = max(8, round(native * math.sqrt(b / a) / 8) * 8)
+    return w, h
+
+
+@router.post("/v2beta/stable-image/generate/{service}", summary="Stability v2beta: stable-image generate")
+async def stable_image(service: str, request: Request, services: ServicesDep, principal: PrincipalDep):
+    models = services.settings.stability_v2_models
+    if service not in models:
+        raise NotFound(f"unknown service {service!r}; one of {', '.join(models)}", field="service", value=service)
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        raise BadRequest("this endpoint takes multipart/form-data", field="body")
+    form = {k: v for k, v in (await request.form()).multi_items() if not hasattr(v, "read")}
+    prompt = str(form.get("prompt", ""))
+    if not 1 <= len(prompt) <= 10000:
+        raise ValidationFailed("prompt: must be 1 to 10000 characters", field="prompt")
+    ratio = str(form.get("aspect_ratio", "1:1"))
+    if ratio not in ASPECT_RATIOS:
+        raise ValidationFailed(f"aspect_ratio: must be one of {', '.join(ASPECT_RATIOS)} but is {ratio!r}",
+                               field="aspect_ratio", value=ratio)
+    fmt = str(form.get("output_format", "png"))
+    if fmt not in ("png", "jpeg", "webp"):
+        raise ValidationFailed(f"output_format: must be png, jpeg or webp but is {fmt!r}", field="output_format")
+    try:
+        seed = int(form.get("seed", 0))
+    except ValueError as e:
+        raise ValidationFailed("seed: must be an integer", field="seed") from e
+    if not 0 <= seed <= 4_294_967_294:
+        raise ValidationFailed("seed: must be between 0 and 4294967294", field="seed", value=seed)
+    style = form.get("style_preset")
+    if style is not None and style not in STYLE_PRESETS:
+        raise ValidationFailed(f"style_preset: must be one of {', '.join(STYLE_PRESETS)}", field="style_preset")
+    model = models[service]
+    record = _engine(services, model)
+    w, h = _aspect_size(FAMILIES[record["family"]].native, ratio)
+    full = prompt + (", " + STYLE_PRESETS[style] if style else "")
+    done = await generate(request, services, principal, GenerationIn(
+        model=model, prompt=full, negative_prompt=str(form.get("negative_prompt", ""))[:10000], width=w, height=h,
+        seed=seed or -1))
+    data, seed_used, _ = done.images[0]
+    data = reencode(data, fmt)
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"image": b64(data), "finish_reason": "SUCCESS", "seed": seed_used})
+    return Response(data, media_type=f"image/{fmt}", headers={"finish-reason": "SUCCESS", "seed": str(seed_used)})
