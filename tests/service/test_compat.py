@@ -39,7 +39,7 @@ class Live:
         db = Database(f"sqlite:///{tmp / 'solvent.db'}")
         db.create_all()
         ensure_plans(db)
-        set_plan(db, "payg", concurrent_jobs=8, rpm=1000)
+        set_plan(db, "payg", concurrent_jobs=8, rpm=1000, max_steps=150)
         queue, billing = JobQueue(db), Billing(db)
         queue.in_final.append(billing.settle_in)
         self.services = Services(settings, db, queue, LocalImageStore(tmp / "images"), billing)
