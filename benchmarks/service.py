@@ -3,7 +3,8 @@
     python benchmarks/service.py [--runs 5] [--admissions 300] [--skip-postgres]
 
 (a) admission: authenticated job creations per second over HTTP (4 client threads), SQLite and
-    PostgreSQL, against `solvent serve --no-worker` with a declared (idle) worker;
+    PostgreSQL, against `solvent serve --no-worker` with a declared (idle) worker; each admission
+    validates, checks the plan's limits, prices and reserves credits, and enqueues;
 (b) end-to-end: one solvent-tiny image through HTTP, the queue and the in-process worker, vs a
     bare `Engine.generate` call with the same settings (median of --runs);
 (c) throughput: 4 concurrent clients through the server, images per second, vs the bare engine
@@ -60,6 +61,9 @@ class Server:
                 time.sleep(0.2)
         self.key = (home / "admin-key.txt").read_text().strip()
         self.headers = {"Authorization": f"Bearer {self.key}"}
+        # Measure the queue and the credit reservation, not the plan's rate limits.
+        subprocess.run([sys.executable, "-m", "solvent.cli.main", "plans", "set", "enterprise",
+                        "concurrent_jobs=100000000", "rpm=100000000"], env=env, check=True, capture_output=True)
 
     def declare_idle_worker(self) -> None:
         out = subprocess.run([sys.executable, "-m", "solvent.cli.main", "workers", "create"], env=self.env,
