@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     aging_skips: int = 5
     # Credit pricing as JSON (see solvent/billing/pricing.py); unset = the documented defaults.
     pricing: str | None = None
+    # GPU-hour grants are converted to credits at this rate (250 credits = $2.50 an hour).
+    credits_per_gpu_hour: int = 250
     # Plan of organisations created by sign-up or `solvent orgs create` without --plan.
     default_plan: str = "community"
     # Stripe webhook signing secret (whsec_…); unset = the webhook answers 404 and top-ups are manual.

@@ -38,6 +38,6 @@ def build_services(settings: Settings | None = None, migrate: bool = True) -> Se
     if migrate:
         ensure_plans(db)
     queue = JobQueue(db, limits)
-    billing = Billing(db, Pricing.from_json(settings.pricing))
+    billing = Billing(db, Pricing.from_json(settings.pricing), settings.credits_per_gpu_hour)
     queue.in_final.append(billing.settle_in)  # a final job always has its credits captured or released
     return Services(settings, db, queue, LocalImageStore(settings.images_dir), billing)

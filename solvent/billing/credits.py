@@ -110,8 +110,9 @@ class Source:
 class CreditLedger:
     """Ledger operations; the `*_in` methods run inside the caller's transaction."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, credits_per_gpu_hour: int = 250):
         self.db = db
+        self.credits_per_gpu_hour = credits_per_gpu_hour  # converts GPU-hour grants into credits
 
     # ------------------------------------------------------------------------------------------
     # Periods, allowances and expiry
@@ -299,10 +300,22 @@ class CreditLedger:
             return post(s, org_id, "adjustment", key, [("sys:adjustments", -mc), ("paid", mc)], memo=memo,
                         actor=actor)
 
-    def grant(self, org_id: str, mc: int, *, purpose: str = "", starts_at: datetime | None = None,
+    def grant(self, org_id: str, mc: int | None = None, *, purpose: str = "", starts_at: datetime | None = None,
               expires_at: datetime | None = None, daily_cap_mc: int | None = None, key: str | None = None,
-              actor: str = "system") -> Grant:
-        """Give an organisation credits on purpose; consumed before paid credits; reported as given away."""
+              actor: str = "system", gpu_hours: float | None = None) -> Grant:
+        """Give an organisation credits (or GPU-hours, converted at `credits_per_gpu_hour`) on purpose.
+
+        Grants are consumed before paid credits and reported as given away.
+        """
+        millihours = None
+        if gpu_hours is not None:
+            if mc is not None:
+                raise ValidationFailed("give either credits or GPU-hours, not both.", field="gpu_hours")
+            if not isinstance(gpu_hours, int | float) or isinstance(gpu_hours, bool) or not 0 < gpu_hours <= 10**7:
+                raise ValidationFailed(f"`gpu_hours` must be a number from 0 to 10^7 but is {gpu_hours!r}.",
+                                       field="gpu_hours", value=gpu_hours)
+            millihours = round(gpu_hours * 1000)
+            mc = millihours * self.credits_per_gpu_hour
         _check_amount(mc)
         if daily_cap_mc is not None:
             _check_amount(daily_cap_mc, "daily_cap")
@@ -317,7 +330,7 @@ class CreditLedger:
                 if txn is not None:
                     return s.get(Grant, txn.grant_id)
             g = Grant(org_id=org_id, purpose=purpose, amount_mc=mc, daily_cap_mc=daily_cap_mc, starts_at=starts_at,
-                      expires_at=expires_at)
+                      expires_at=expires_at, gpu_millihours=millihours)
             s.add(g)
             s.flush()
             post(s, org_id, "grant", key or f"grant:{g.id}", [("sys:grants", -mc), (f"grant:{g.id}", mc)],
@@ -396,8 +409,12 @@ class CreditLedger:
             bal = balances(s, org_id)
             out = []
             for g in s.scalars(select(Grant).where(Grant.org_id == org_id).order_by(Grant.created_at)):
-                out.append({"id": g.id, "purpose": g.purpose, "amount_mc": g.amount_mc,
-                            "remaining_mc": bal.get(f"grant:{g.id}", 0), "daily_cap_mc": g.daily_cap_mc,
+                left = bal.get(f"grant:{g.id}", 0)
+                out.append({"id": g.id, "purpose": g.purpose, "amount_mc": g.amount_mc, "remaining_mc": left,
+                            "gpu_hours": g.gpu_millihours / 1000 if g.gpu_millihours else None,
+                            "remaining_gpu_hours": (round(left / self.credits_per_gpu_hour / 1000, 3)
+                                                    if g.gpu_millihours else None),
+                            "daily_cap_mc": g.daily_cap_mc,
                             "starts_at": g.starts_at.isoformat(),
                             "expires_at": g.expires_at.isoformat() if g.expires_at else None,
                             "revoked_at": g.revoked_at.isoformat() if g.revoked_at else None,

@@ -53,10 +53,10 @@ ACTIVE = (JobState.queued, JobState.running)
 
 
 class Billing:
-    def __init__(self, db: Database, pricing: Pricing | None = None):
+    def __init__(self, db: Database, pricing: Pricing | None = None, credits_per_gpu_hour: int = 250):
         self.db = db
         self.pricing = pricing or Pricing()
-        self.ledger = CreditLedger(db)
+        self.ledger = CreditLedger(db, credits_per_gpu_hour)
 
     # ------------------------------------------------------------------------------------------
     # Checks

@@ -128,11 +128,19 @@ def cmd_credits_adjust(args: argparse.Namespace) -> int:
 
 def cmd_credits_grant(args: argparse.Namespace) -> int:
     services = _services()
+    from ..errors import ValidationFailed
+
+    gpu = args.credits.lower().endswith("h")
+    try:
+        hours = float(args.credits[:-1]) if gpu else None
+    except ValueError as e:
+        raise ValidationFailed(f"`credits` {args.credits!r} is not a number of GPU-hours.", field="credits") from e
     g = services.billing.ledger.grant(
-        args.org, _mc(args.credits), purpose=args.purpose, starts_at=_when(args.starts), expires_at=_when(args.expires),
+        args.org, None if gpu else _mc(args.credits), gpu_hours=hours,
+        purpose=args.purpose, starts_at=_when(args.starts), expires_at=_when(args.expires),
         daily_cap_mc=_mc(args.daily_cap) if args.daily_cap else None,
         key=f"cli-grant:{args.idempotency_key}" if args.idempotency_key else None, actor="cli")
-    print(f"grant {g.id}: {args.credits} credits to {args.org} ({args.purpose}); available "
+    print(f"grant {g.id}: {args.credits}{'' if gpu else ' credits'} to {args.org} ({args.purpose}); available "
           f"{services.billing.ledger.balance(args.org)['available']} credits")
     return 0
 
@@ -261,7 +269,7 @@ def add_parsers(sub) -> None:
     ca.set_defaults(func=cmd_credits_adjust)
     cg = csub.add_parser("grant", help="grant compute: credits consumed before paid ones, reported as given away")
     cg.add_argument("org")
-    cg.add_argument("credits")
+    cg.add_argument("credits", help="credits, or GPU-hours with an h suffix (e.g. 10h)")
     cg.add_argument("--purpose", required=True, help="why (research, partner, free tier …)")
     cg.add_argument("--starts", help="ISO time (default now)")
     cg.add_argument("--expires", help="ISO time (default never)")

@@ -242,6 +242,8 @@ class Grant(Base):
     purpose: Mapped[str] = mapped_column(Text, default="")
     amount_mc: Mapped[int] = mapped_column(BigInteger)
     daily_cap_mc: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Set when granted as GPU time: the GPU-hours (in milli-hours) converted at the operator's rate.
+    gpu_millihours: Mapped[int | None] = mapped_column(BigInteger, default=None)
     starts_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)

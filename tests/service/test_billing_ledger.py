@@ -108,6 +108,20 @@ def test_grants_are_consumed_first_and_reported_as_given_away(ledger, db):
     assert settle(ledger, "j2", 1_000).paid_by == "paid"
 
 
+def test_gpu_hour_grants_convert_at_the_operators_rate(ledger, db):
+    org = _org(db)
+    g = ledger.grant(org, gpu_hours=2, purpose="research cluster time")
+    assert g.amount_mc == 2 * 250 * 1000  # 250 credits per GPU-hour by default
+    reserve(ledger, org, "j", 125_000)
+    settle(ledger, "j", 125_000)
+    row = ledger.grants(org)[0]
+    assert (row["gpu_hours"], row["remaining_gpu_hours"]) == (2.0, 1.5)
+    with pytest.raises(ValidationFailed):
+        ledger.grant(org, 1000, gpu_hours=1, purpose="both")
+    with pytest.raises(ValidationFailed):
+        ledger.grant(org, gpu_hours=-1, purpose="negative")
+
+
 def test_grant_daily_cap_expiry_and_revocation(ledger, db):
     org = _org(db)
     now = datetime(2026, 11, 22, 12, tzinfo=UTC)

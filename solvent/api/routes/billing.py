@@ -103,7 +103,8 @@ class CreditsIn(BaseModel):
 
 class GrantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    credits: int = Field(..., gt=0, le=10**12)
+    credits: int | None = Field(None, gt=0, le=10**12)
+    gpu_hours: float | None = Field(None, gt=0, le=10**7, description="GPU time, converted at the operator's rate")
     purpose: str = Field(..., min_length=1, max_length=500)
     starts_at: datetime | None = None
     expires_at: datetime | None = None
@@ -141,7 +142,7 @@ def admin_adjust(org_id: str, body: CreditsIn, services: ServicesDep, principal:
 def admin_grant(org_id: str, body: GrantIn, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("operator")
     g = services.billing.ledger.grant(
-        org_id, body.credits * 1000, purpose=body.purpose, starts_at=body.starts_at, expires_at=body.expires_at,
+        org_id, body.credits * 1000 if body.credits else None, gpu_hours=body.gpu_hours, purpose=body.purpose, starts_at=body.starts_at, expires_at=body.expires_at,
         daily_cap_mc=body.daily_cap_credits * 1000 if body.daily_cap_credits else None,
         key=f"admin-grant:{body.idempotency_key}" if body.idempotency_key else None, actor=_actor(principal))
     record(services.db, _actor(principal), "grant.created", org_id, g.id, credits=body.credits, purpose=body.purpose)

@@ -97,6 +97,7 @@ def upgrade() -> None:
         sa.Column("purpose", sa.Text(), nullable=False),
         sa.Column("amount_mc", sa.BigInteger(), nullable=False),
         sa.Column("daily_cap_mc", sa.BigInteger(), nullable=True),
+        sa.Column("gpu_millihours", sa.BigInteger(), nullable=True),
         sa.Column("starts_at", UTCDateTime(), nullable=False),
         sa.Column("expires_at", UTCDateTime(), nullable=True),
         sa.Column("revoked_at", UTCDateTime(), nullable=True),
