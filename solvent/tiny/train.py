@@ -4,8 +4,11 @@ Recipe (seeded, deterministic on one machine; CPU-only fits in about an hour on 
 is used when present):
 1. VAE: reconstruct 64×64 scenes through 16×16×4 latents (MSE + a tiny KL term).
 2. Encode a fixed pool of scenes to latents once; scale latents to unit variance.
+   Pre-train the text encoder to read a caption's attributes (background, colour, shape, position,
+   size of the main object) through linear heads, so its features are informative from the start.
 3. Text encoder + UNet jointly: epsilon prediction on DDPM's linear noise schedule with offset
-   noise 0.1 (so backgrounds follow the prompt, not leftover signal), 10% empty captions (for classifier-free guidance), AdamW with warm-up and cosine decay,
+   noise 0.1 (so backgrounds follow the prompt, not leftover signal), the attribute heads kept as
+   an auxiliary loss (weight 0.1; the heads are not shipped), 10% empty captions (for classifier-free guidance), AdamW with warm-up and cosine decay,
    an exponential moving average of the weights, which is what ships.
 4. Token embeddings the captions never used are set to the end-of-text embedding (the padding
    the model learned to ignore), so out-of-vocabulary words are ignored gracefully.
@@ -29,7 +32,31 @@ from tqdm import tqdm
 
 from . import weights_dir
 from .arch import build_pipeline, save_pipeline
-from .scenes import caption, draw, random_scene
+from .scenes import COLOURS, POSITIONS, SHAPES, SIZES, caption, draw, random_scene
+
+# What the auxiliary heads read back from a caption's text features (main object and background).
+ATTRS = {"background": list(COLOURS), "colour": list(COLOURS), "shape": list(SHAPES), "position": list(POSITIONS),
+         "size": list(SIZES)}
+
+
+def _targets(scene) -> dict[str, int]:
+    o = scene.main
+    return {"background": ATTRS["background"].index(scene.background), "colour": ATTRS["colour"].index(o.colour),
+            "shape": ATTRS["shape"].index(o.shape), "position": ATTRS["position"].index(o.position),
+            "size": ATTRS["size"].index(o.size)}
+
+
+class AttributeHeads(torch.nn.Module):
+    """Linear read-outs of scene attributes from the mean text feature (training only; never shipped)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({k: torch.nn.Linear(width, len(v)) for k, v in ATTRS.items()})
+
+    def loss(self, feats: torch.Tensor, ids: torch.Tensor, targets: dict[str, torch.Tensor], eos: int):
+        keep = (ids != eos).float().unsqueeze(-1)
+        pooled = (feats * keep).sum(1) / keep.sum(1).clamp(min=1)
+        return sum(F.cross_entropy(head(pooled), targets[k]) for k, head in self.heads.items()) / len(self.heads)
 
 
 def _to_tensor(images: np.ndarray, device) -> torch.Tensor:
@@ -81,12 +108,31 @@ def tokenize(tokenizer, captions: list[str], device) -> torch.Tensor:
                      return_tensors="pt").input_ids.to(device)
 
 
+def pretrain_text(te, tok, heads, rng: random.Random, steps: int, batch: int, device, lr: float = 2e-3) -> float:
+    """Teach the text encoder to say what a caption describes, so the UNet has something to attend to."""
+    te.train()
+    opt = torch.optim.AdamW(list(te.parameters()) + list(heads.parameters()), lr=lr)
+    losses = []
+    bar = tqdm(range(steps), desc="text", unit="step")
+    for _ in bar:
+        scenes = [random_scene(rng) for _ in range(batch)]
+        ids = tokenize(tok, [caption(sc, rng) for sc in scenes], device)
+        tg = {k: torch.tensor([_targets(sc)[k] for sc in scenes], device=device) for k in ATTRS}
+        loss = heads.loss(te(ids)[0], ids, tg, tok.eos_token_id)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+    return float(np.mean(losses[-20:]))
+
+
 def train_unet(pipe, scenes, latents, rng: random.Random, steps: int, batch: int, device, lr: float = 1e-3,
-               ema_decay: float = 0.998, offset_noise: float = 0.1):
+               ema_decay: float = 0.998, offset_noise: float = 0.1, heads=None, aux_weight: float = 0.1):
     unet, te, sched, tok = pipe.unet, pipe.text_encoder, pipe.scheduler, pipe.tokenizer
     unet.train()
     te.train()
-    params = list(unet.parameters()) + list(te.parameters())
+    params = list(unet.parameters()) + list(te.parameters()) + (list(heads.parameters()) if heads else [])
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     ema_unet, ema_te = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
     alphas = sched.alphas_cumprod.to(device)
@@ -100,6 +146,7 @@ def train_unet(pipe, scenes, latents, rng: random.Random, steps: int, batch: int
         idx = [rng.randrange(len(scenes)) for _ in range(batch)]
         caps = ["" if rng.random() < 0.1 else caption(scenes[i], rng) for i in idx]
         ids = tokenize(tok, caps, device)
+        named = [j for j, c in enumerate(caps) if c]
         seen.update(ids.unique().tolist())
         x0 = latents[idx]
         noise = torch.randn(x0.shape, generator=gen)
@@ -111,6 +158,9 @@ def train_unet(pipe, scenes, latents, rng: random.Random, steps: int, batch: int
         cond = te(ids)[0]
         pred = unet(xt, t, cond).sample
         loss = F.mse_loss(pred, noise)
+        if heads is not None and named:  # keep the text features informative while the UNet learns to read them
+            tg = {k: torch.tensor([_targets(scenes[idx[j]])[k] for j in named], device=device) for k in ATTRS}
+            loss = loss + aux_weight * heads.loss(cond[named], ids[named], tg, tok.eos_token_id)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -120,7 +170,7 @@ def train_unet(pipe, scenes, latents, rng: random.Random, steps: int, batch: int
             for ema, live in ((ema_unet, unet), (ema_te, te)):
                 for pe, pl in zip(ema.parameters(), live.parameters(), strict=True):
                     pe.mul_(d).add_(pl.detach(), alpha=1 - d)
-        losses.append(loss.item())
+        losses.append(F.mse_loss(pred.detach(), noise).item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     pipe.unet, pipe.text_encoder = ema_unet, ema_te
     return float(np.mean(losses[-200:])), seen
@@ -146,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--unet-batch", type=int, default=48)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--offset-noise", type=float, default=0.1, help="per-channel constant noise (0 = off)")
+    p.add_argument("--text-steps", type=int, default=300, help="text-encoder pre-training steps (attribute heads)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present) or a torch device")
     args = p.parse_args(argv)
 
@@ -173,8 +224,10 @@ def main(argv: list[str] | None = None) -> None:
     latents = latents * scale
 
     # 4. Text encoder + UNet
+    heads = AttributeHeads(pipe.text_encoder.config.hidden_size).to(device)
+    text_loss = pretrain_text(pipe.text_encoder, pipe.tokenizer, heads, rng, args.text_steps, 256, device)
     unet_loss, seen = train_unet(pipe, scenes, latents, rng, args.unet_steps, args.unet_batch, device, args.lr,
-                                 offset_noise=args.offset_noise)
+                                 offset_noise=args.offset_noise, heads=heads)
     silenced = silence_unseen_tokens(pipe.text_encoder, seen, pipe.tokenizer.eos_token_id)
 
     # 5. Write the weights that ship
@@ -184,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         "trained": True,
         "recipe": recipe,
         "vae_final_mse": round(vae_mse, 6),
+        "text_pretrain_loss": round(text_loss, 6),
         "unet_final_loss": round(unet_loss, 6),
         "latent_scaling_factor": round(scale, 6),
         "tokens_seen": len(seen),
