@@ -159,6 +159,8 @@ class ModelStore:
 
         fam = FAMILIES["tiny"]
         man = manifest()
+        sched = builtin_dir() / "scheduler" / "scheduler_config.json"
+        pred = json.loads(sched.read_text()).get("prediction_type", "epsilon") if sched.is_file() else "epsilon"
         return ModelRecord(
             id=BUILTIN_ID,
             family="tiny",
@@ -169,6 +171,7 @@ class ModelStore:
             default_steps=fam.default_steps,
             default_cfg=fam.default_cfg,
             default_sampler=fam.default_sampler,
+            prediction_type=pred,
             files=man.get("files", []),
             size_bytes=sum(f["size"] for f in man.get("files", [])),
             sha256=man.get("sha256", ""),

@@ -2,7 +2,7 @@
 
 VAE with a 4× downsampling (64×64 pixels ↔ 16×16×4 latents), a CLIP text encoder over the real
 CLIP BPE vocabulary (so any English prompt tokenises; unseen words are ignored), a two-level
-UNet with cross-attention, and SD's scaled-linear noise schedule.
+UNet with cross-attention, DDPM's linear noise schedule and v-prediction (as SD 2.x).
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ UNET = dict(
 )
 # DDPM's linear betas (terminal signal 0.6% vs 6.8% with SD's scaled-linear) and trailing timestep
 # spacing (sampling starts at t = 999): on 16×16 latents the leftover signal at SD's last step
-# carries the background colour, so a model trained on it ignores the prompt's background.
+# carries the background colour, so a model trained on it ignores the prompt's background. With so
+# little signal left, the UNet predicts v (as SD 2.x does), not epsilon: see train.train_unet.
 SCHEDULER = dict(
     num_train_timesteps=1000, beta_schedule="linear", beta_start=0.0001, beta_end=0.02,
-    prediction_type="epsilon", timestep_spacing="trailing", steps_offset=0, clip_sample=False,
+    prediction_type="v_prediction", timestep_spacing="trailing", steps_offset=0, clip_sample=False,
 )
 
 

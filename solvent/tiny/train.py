@@ -6,7 +6,7 @@ is used when present):
 2. Encode a fixed pool of scenes to latents once; scale latents to unit variance.
    Pre-train the text encoder to read a caption's attributes (background, colour, shape, position,
    size of the main object) through linear heads, so its features are informative from the start.
-3. Text encoder + UNet jointly: epsilon prediction on DDPM's linear noise schedule with offset
+3. Text encoder + UNet jointly: v-prediction on DDPM's linear noise schedule with offset
    noise 0.1 (so backgrounds follow the prompt, not leftover signal), the attribute heads kept as
    an auxiliary loss (weight 0.1; the heads are not shipped), 10% empty captions (for classifier-free guidance), AdamW with warm-up and cosine decay,
    an exponential moving average of the weights, which is what ships.
@@ -136,6 +136,7 @@ def train_unet(pipe, scenes, latents, rng: random.Random, steps: int, batch: int
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     ema_unet, ema_te = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
     alphas = sched.alphas_cumprod.to(device)
+    v_pred = sched.config.prediction_type == "v_prediction"
     seen: set[int] = set()
     losses = []
     gen = torch.Generator(device="cpu").manual_seed(rng.randrange(2**31))
@@ -157,7 +158,11 @@ def train_unet(pipe, scenes, latents, rng: random.Random, steps: int, batch: int
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         cond = te(ids)[0]
         pred = unet(xt, t, cond).sample
-        loss = F.mse_loss(pred, noise)
+        # v-prediction: near t = 999 (signal 0.6%) an epsilon target is met by echoing the input, which
+        # teaches nothing and makes x0 = (x_t - σ·ε̂)/α blow up 150× at sampling time; v asks for the
+        # image there, which only the prompt can supply.
+        target = a.sqrt() * noise - (1 - a).sqrt() * x0 if v_pred else noise
+        loss = F.mse_loss(pred, target)
         if heads is not None and named:  # keep the text features informative while the UNet learns to read them
             tg = {k: torch.tensor([_targets(scenes[idx[j]])[k] for j in named], device=device) for k in ATTRS}
             loss = loss + aux_weight * heads.loss(cond[named], ids[named], tg, tok.eos_token_id)
@@ -170,7 +175,7 @@ def train_unet(pipe, scenes, latents, rng: random.Random, steps: int, batch: int
             for ema, live in ((ema_unet, unet), (ema_te, te)):
                 for pe, pl in zip(ema.parameters(), live.parameters(), strict=True):
                     pe.mul_(d).add_(pl.detach(), alpha=1 - d)
-        losses.append(F.mse_loss(pred.detach(), noise).item())
+        losses.append(F.mse_loss(pred.detach(), target).item())
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
     pipe.unet, pipe.text_encoder = ema_unet, ema_te
     return float(np.mean(losses[-200:])), seen
