@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .billing import Billing, Pricing, ensure_plans
 from .config import Settings, get_settings
 from .jobs import JobQueue, QueueLimits
+from .ledger.costing import record_job_cost_in
 from .storage import Database, ImageStore, LocalImageStore
 
 
@@ -40,4 +41,5 @@ def build_services(settings: Settings | None = None, migrate: bool = True) -> Se
     queue = JobQueue(db, limits)
     billing = Billing(db, Pricing.from_json(settings.pricing), settings.credits_per_gpu_hour)
     queue.in_final.append(billing.settle_in)  # a final job always has its credits captured or released
+    queue.in_final.append(record_job_cost_in)  # …and then its cost and revenue priced, in the same transaction
     return Services(settings, db, queue, LocalImageStore(settings.images_dir), billing)

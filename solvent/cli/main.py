@@ -239,10 +239,11 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--revision", help="branch, tag or commit")
     mp.set_defaults(func=cmd_models_pull)
 
-    from . import billing, server
+    from . import billing, ledger, server
 
     server.add_parsers(sub)
     billing.add_parsers(sub)
+    ledger.add_parsers(sub)
 
     s = sub.add_parser("samplers", help="the sampler table (Solvent, AUTOMATIC1111, Stability, diffusers names)")
     s.set_defaults(func=cmd_samplers)

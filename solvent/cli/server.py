@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         engine = Engine(settings)
         decl = declaration(engine, provider=args.provider, region=args.region, instance_type=args.instance_type,
-                           name="in-process")
+                           name="in-process", commitment=args.commitment, usd_per_hour=args.usd_per_hour)
         worker, _ = create_worker(services.db, name="in-process", provider=args.provider)
         loop = WorkerLoop(engine, LocalBackend(services, worker.id), decl, lease_seconds=settings.lease_seconds)
         thread = threading.Thread(target=loop.run, name="worker", daemon=True)
@@ -92,7 +92,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print("error: `--token` (or SOLVENT_WORKER_TOKEN) is required; create one with `solvent workers create`.")
         return 2
     engine = Engine(get_settings())
-    decl = declaration(engine, args.provider, args.region, args.instance_type, args.name or "")
+    decl = declaration(engine, args.provider, args.region, args.instance_type, args.name or "", args.commitment,
+                       args.usd_per_hour)
     loop = WorkerLoop(engine, HttpBackend(args.server, token), decl, poll=args.poll,
                       lease_seconds=get_settings().lease_seconds)
     signals = {"n": 0}
@@ -206,6 +207,14 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pricing_args(p) -> None:
+    from ..ledger.catalog import COMMITMENTS
+
+    p.add_argument("--commitment", default="on_demand", choices=COMMITMENTS,
+                   help="how this machine is paid for; with --provider and --instance-type it picks the catalog price")
+    p.add_argument("--usd-per-hour", help="this worker's own rate in USD/hour (overrides the catalog)")
+
+
 def add_parsers(sub) -> None:
     s = sub.add_parser("serve", help="run the API and an in-process worker", description="Run Solvent's server.")
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -214,6 +223,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--provider", default="local", help="where the in-process worker runs (for the ledger)")
     s.add_argument("--region", default="")
     s.add_argument("--instance-type", default="")
+    _pricing_args(s)
     s.add_argument("--grace", type=float, default=30, help="seconds a running job may finish on shutdown")
     s.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     s.set_defaults(func=cmd_serve)
@@ -225,6 +235,7 @@ def add_parsers(sub) -> None:
     w.add_argument("--provider", default="local", help="aws, gcp, coreweave, lambda, azure, onprem, …")
     w.add_argument("--region", default="")
     w.add_argument("--instance-type", default="", help="e.g. g5.xlarge")
+    _pricing_args(w)
     w.add_argument("--name", help="worker name (default: host name)")
     w.add_argument("--poll", type=float, default=0.5, help="seconds between polls when idle")
     w.set_defaults(func=cmd_worker)

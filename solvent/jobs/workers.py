@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from ..errors import NotFound, Unauthorized
 from ..storage.db import Database, utcnow
-from ..storage.models import Worker
+from ..storage.models import Worker, WorkerUptime
 
 TOKEN_PREFIX = "wt-solvent-"
 ALIVE_SECONDS = 60  # a worker that has not checked in for this long serves nothing
@@ -42,7 +42,8 @@ def authenticate_worker(db: Database, token: str | None) -> Worker:
 
 def declare(db: Database, worker_id: str, **declared: Any) -> Worker:
     """Record what a worker says about itself (hardware, provider, region, instance type, models)."""
-    allowed = {"name", "hardware", "provider", "region", "instance_type", "models", "loaded", "status"}
+    allowed = {"name", "hardware", "provider", "region", "instance_type", "commitment", "models", "loaded", "status"}
+    now = utcnow()
     with db.session() as s:
         w = s.get(Worker, worker_id)
         if w is None:
@@ -50,8 +51,19 @@ def declare(db: Database, worker_id: str, **declared: Any) -> Worker:
         for k, v in declared.items():
             if k in allowed and v is not None:
                 setattr(w, k, v)
-        w.last_heartbeat_at = utcnow()
+        w.last_heartbeat_at = now
+        _uptime(s, worker_id, now)
     return w
+
+
+def _uptime(s, worker_id: str, now: datetime) -> None:
+    """Extend the worker's current stretch of uptime, or open a new one after a gap (the ledger prices both)."""
+    last = s.scalar(select(WorkerUptime).where(WorkerUptime.worker_id == worker_id)
+                    .order_by(WorkerUptime.last_seen_at.desc()).limit(1))
+    if last is not None and (now - last.last_seen_at).total_seconds() <= ALIVE_SECONDS:
+        last.last_seen_at = max(last.last_seen_at, now)
+    else:
+        s.add(WorkerUptime(worker_id=worker_id, started_at=now, last_seen_at=now))
 
 
 def alive(db: Database, within: int = ALIVE_SECONDS) -> list[Worker]:

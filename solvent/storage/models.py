@@ -114,6 +114,18 @@ class Worker(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
     status: Mapped[str] = mapped_column(String(16), default="idle")
+    # How the ledger prices this worker's time: on_demand | 1y | 3y | spot | capacity_block | onprem.
+    commitment: Mapped[str] = mapped_column(String(16), default="on_demand")
+
+
+class WorkerUptime(Base):
+    """One stretch of time a worker was alive (consecutive heartbeats); busy or idle, it costs money."""
+
+    __tablename__ = "worker_uptime"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    worker_id: Mapped[str] = mapped_column(String(40), index=True)
+    started_at: Mapped[datetime] = mapped_column()
+    last_seen_at: Mapped[datetime] = mapped_column()
 
 
 class Job(Base):
@@ -325,3 +337,72 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(60))
     target: Mapped[str] = mapped_column(String(120), default="")
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# ----------------------------------------------------------------------------------------------
+# The compute ledger: versioned prices and what each job cost. Money is integer micro-dollars.
+# ----------------------------------------------------------------------------------------------
+
+
+class PriceVersion(Base):
+    """An operator's price for an instance type and commitment (or one worker), from a moment on.
+
+    Rows are only ever added: a new price starts a new version, so past costs never change.
+    `provider = "worker"` rows price one worker (`instance_type` = its id) explicitly.
+    """
+
+    __tablename__ = "price_versions"
+    __table_args__ = (Index("ix_price_versions_key", "provider", "instance_type", "commitment", "effective_from"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    instance_type: Mapped[str] = mapped_column(String(100))
+    commitment: Mapped[str] = mapped_column(String(16), default="on_demand")
+    gpus: Mapped[int] = mapped_column(Integer, default=1)
+    micros_per_hour: Mapped[int] = mapped_column(BigInteger)  # per instance
+    source: Mapped[str] = mapped_column(Text, default="")
+    effective_from: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100), default="cli")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobCost(Base):
+    """What one finished job cost (device time × its worker's rate) and what it brought in."""
+
+    __tablename__ = "job_costs"
+    __table_args__ = (Index("ix_job_costs_finished", "finished_at"),)
+    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org_id: Mapped[str] = mapped_column(String(40), index=True)
+    worker_id: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
+    provider: Mapped[str] = mapped_column(String(64), default="")
+    instance_type: Mapped[str] = mapped_column(String(100), default="")
+    commitment: Mapped[str] = mapped_column(String(16), default="")
+    model: Mapped[str] = mapped_column(String(100), default="")
+    plan_id: Mapped[str] = mapped_column(String(40), default="")
+    state: Mapped[str] = mapped_column(String(16), default="")
+    paid_by: Mapped[str] = mapped_column(String(16), default="")  # plan | paid | grant | free | mixed | ""
+    grant_ids: Mapped[list[Any]] = mapped_column(default=list)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    device_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    rate_micros_per_hour: Mapped[int] = mapped_column(BigInteger, default=0)  # effective, what the operator pays
+    list_rate_micros_per_hour: Mapped[int] = mapped_column(BigInteger, default=0)  # on-demand list price
+    rate_source: Mapped[str] = mapped_column(String(200), default="")  # "" = unpriced
+    cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    list_cost_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    captured_mc: Mapped[int] = mapped_column(BigInteger, default=0)
+    revenue_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    given_away_mc: Mapped[int] = mapped_column(BigInteger, default=0)  # captured from grants and free allowances
+    finished_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Finances(Base):
+    """What the operator tells the ledger about money outside it, as of a moment (rows only added)."""
+
+    __tablename__ = "finances"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    as_of: Mapped[datetime] = mapped_column(default=utcnow)
+    cash_micros: Mapped[int] = mapped_column(BigInteger)
+    payroll_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # per month
+    rent_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # per month
+    other_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # per month
+    committed_cloud_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # per month, owed used or not
+    actor: Mapped[str] = mapped_column(String(100), default="cli")

@@ -12,6 +12,7 @@ from ..errors import SolventError
 from ..jobs import results
 from ..jobs.queue import LeaseLost
 from ..jobs.workers import declare
+from ..ledger.catalog import set_worker_rate
 
 
 @dataclass
@@ -30,7 +31,10 @@ class LocalBackend:
         self.worker_id = worker_id
 
     def hello(self, decl: dict[str, Any]) -> None:
+        decl = dict(decl)
+        rate = decl.pop("usd_per_hour", None)
         declare(self.s.db, self.worker_id, status="idle", **decl)
+        set_worker_rate(self.s.db, self.worker_id, rate)
 
     def lease(self, loaded: list[str]) -> Leased | None:
         w = declare(self.s.db, self.worker_id, loaded=loaded)

@@ -24,7 +24,8 @@ log = logging.getLogger("solvent.worker")
 PREVIEW_EVERY = 0.5  # seconds between previews sent to the server
 
 
-def declaration(engine, provider: str = "local", region: str = "", instance_type: str = "", name: str = "") -> dict:
+def declaration(engine, provider: str = "local", region: str = "", instance_type: str = "", name: str = "",
+                commitment: str = "on_demand", usd_per_hour: str | None = None) -> dict:
     """What this worker tells the server: hardware, location, models it can serve."""
     import torch
 
@@ -41,7 +42,8 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
                "sha256": r.sha256}
               for r in engine.store.list()]
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,
-            "instance_type": instance_type, "models": models, "loaded": engine.loaded_models()}
+            "instance_type": instance_type, "commitment": commitment, "usd_per_hour": usd_per_hour, "models": models,
+            "loaded": engine.loaded_models()}
 
 
 class WorkerLoop:

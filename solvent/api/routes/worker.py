@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import BadRequest
 from ...jobs import results
 from ...jobs.workers import declare
+from ...ledger.catalog import COMMITMENTS, set_worker_rate
 from ..deps import ServicesDep, WorkerDep
 
 router = APIRouter(prefix="/api/worker", tags=["worker"])
@@ -23,6 +24,8 @@ class Hello(BaseModel):
     provider: str = "local"
     region: str = ""
     instance_type: str = ""
+    commitment: Literal[COMMITMENTS] = "on_demand"  # type: ignore[valid-type]
+    usd_per_hour: str | None = Field(None, description="this worker's own rate, overriding the price catalog")
     models: list[dict[str, Any]] = Field(default_factory=list)
     loaded: list[str] = Field(default_factory=list)
 
@@ -49,7 +52,8 @@ class FailIn(BaseModel):
 
 @router.post("/hello", summary="Declare hardware, location and models")
 def hello(body: Hello, services: ServicesDep, worker: WorkerDep) -> dict:
-    declare(services.db, worker.id, status="idle", **body.model_dump())
+    declare(services.db, worker.id, status="idle", **body.model_dump(exclude={"usd_per_hour"}))
+    set_worker_rate(services.db, worker.id, body.usd_per_hour)
     return {"worker_id": worker.id, "lease_seconds": services.settings.lease_seconds}
 
 

@@ -1,0 +1,146 @@
+"""`solvent prices` and `solvent ledger`: what GPUs cost, what jobs cost, and how long the money lasts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+
+from .billing import _services, _when
+
+
+def cmd_prices_list(args: argparse.Namespace) -> int:
+    from ..ledger.catalog import list_prices
+
+    with _services().db.session() as s:
+        rows = [p for p in list_prices(s) if not args.provider or p.provider == args.provider]
+    if args.json:
+        print(json.dumps([p.to_dict() for p in rows], indent=2))
+        return 0
+    print(f"{'provider':<10} {'instance type':<26} {'commitment':<14} {'GPUs':>4} {'$/hour':>10} {'$/GPU-h':>9}  "
+          "source")
+    for p in rows:
+        since = f"operator, from {p.effective_from:%Y-%m-%d %H:%M}" if p.effective_from else f"{p.source}, {p.as_of}"
+        print(f"{p.provider:<10} {p.instance_type[:26]:<26} {p.commitment:<14} {p.gpus:>4} "
+              f"{p.micros_per_hour / 1e6:>10.4f} {p.micros_per_gpu_hour / 1e6:>9.4f}  {since}")
+    return 0
+
+
+def cmd_prices_set(args: argparse.Namespace) -> int:
+    from ..ledger.catalog import set_price
+
+    p = set_price(_services().db, args.provider, args.instance_type, args.usd_per_hour, commitment=args.commitment,
+                  gpus=args.gpus, source=args.source, effective_from=_when(args.effective_from))
+    print(json.dumps(p.to_dict(), indent=2))
+    return 0
+
+
+def cmd_prices_onprem(args: argparse.Namespace) -> int:
+    from ..ledger.catalog import OnPrem, set_price
+
+    calc = OnPrem(capex_usd=args.capex, gpus=args.gpus, years=args.years, overhead=args.overhead,
+                  utilisation=args.utilisation, kw_per_gpu=args.kw_per_gpu, pue=args.pue, usd_per_kwh=args.usd_per_kwh,
+                  colocation_usd_per_gpu_hour=args.colocation)
+    micros = calc.micros_per_gpu_hour()
+    print(f"on-premises cost: ${micros / 1e6:.4f} per GPU-hour")
+    if args.save:
+        p = set_price(_services().db, "onprem", args.save, f"{micros / 1e6:.6f}", commitment="onprem",
+                      source=f"on-premises amortisation ({vars(calc)})")
+        print(f"saved as provider onprem, instance type {p.instance_type!r}: start workers with "
+              f"--provider onprem --instance-type {p.instance_type} --commitment onprem")
+    return 0
+
+
+def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
+    end = _when(args.until) or datetime.now(UTC)
+    start = _when(args.since) or end - timedelta(days=args.days)
+    return start, end
+
+
+def cmd_ledger_report(args: argparse.Namespace) -> int:
+    from ..ledger.reports import report
+
+    start, end = _window(args)
+    r = report(_services().db, start, end, args.by, org_id=args.org)
+    if args.format == "json":
+        print(json.dumps(r.to_dict(), indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(r.csv())
+    else:
+        print(r.text())
+    return 0
+
+
+def cmd_ledger_finances(args: argparse.Namespace) -> int:
+    from ..ledger.runway import set_finances
+
+    row = set_finances(_services().db, args.cash, args.payroll, args.rent, args.other, args.committed_cloud)
+    print(f"recorded finances as of {row.as_of:%Y-%m-%d %H:%M} UTC; see `solvent ledger runway`.")
+    return 0
+
+
+def cmd_ledger_runway(args: argparse.Namespace) -> int:
+    from ..ledger.runway import from_ledger
+
+    r = from_ledger(_services().db, days=args.days)
+    print(json.dumps(r.to_dict(), indent=2) if args.json else r.text())
+    return 0
+
+
+def add_parsers(sub) -> None:
+    from ..ledger.catalog import COMMITMENTS
+    from ..ledger.reports import BY
+
+    p = sub.add_parser("prices", help="the GPU price catalog", description="List list prices (shipped, with source "
+                       "and date) and the operator's own prices; add a price version; price owned GPUs.")
+    psub = p.add_subparsers(dest="prices_command", metavar="ACTION", required=True)
+    pl = psub.add_parser("list", help="shipped list prices and operator versions")
+    pl.add_argument("--provider", help="only this provider (aws, gcp, coreweave, lambda, azure, onprem, …)")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=cmd_prices_list)
+    ps = psub.add_parser("set", help="add a price version (past costs keep the price they were made at)")
+    ps.add_argument("provider")
+    ps.add_argument("instance_type")
+    ps.add_argument("usd_per_hour", help="USD per hour for the whole instance, e.g. 21.958")
+    ps.add_argument("--commitment", default="on_demand", choices=COMMITMENTS)
+    ps.add_argument("--gpus", type=int, default=1, help="GPUs in the instance (default 1)")
+    ps.add_argument("--source", default="operator", help="where the price comes from (e.g. 'EDP contract 2026')")
+    ps.add_argument("--effective-from", help="ISO time it applies from, UTC (default now)")
+    ps.set_defaults(func=cmd_prices_set)
+    po = psub.add_parser("onprem", help="amortised cost per GPU-hour of GPUs you own")
+    po.add_argument("--capex", required=True, help="purchase price of the servers, USD")
+    po.add_argument("--gpus", type=int, required=True, help="GPUs bought")
+    po.add_argument("--years", default="4", help="depreciation period (default 4)")
+    po.add_argument("--overhead", default="0.1", help="installation, network, spares, as a fraction of capex")
+    po.add_argument("--utilisation", default="0.7", help="expected busy fraction, 0–1 (default 0.7)")
+    po.add_argument("--kw-per-gpu", default="0.7", help="power per GPU incl. its share of the server, kW")
+    po.add_argument("--pue", default="1.4", help="data-centre power usage effectiveness (default 1.4)")
+    po.add_argument("--usd-per-kwh", default="0.12")
+    po.add_argument("--colocation", default="0", help="colocation USD per GPU-hour")
+    po.add_argument("--save", metavar="NAME", help="save as price version onprem/NAME (commitment onprem)")
+    po.set_defaults(func=cmd_prices_onprem)
+
+    g = sub.add_parser("ledger", help="the compute ledger: cost, revenue, margin, idle, runway",
+                       description="Cost and revenue of every job, idle capacity, compute given away, and runway.")
+    gsub = g.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
+    gr = gsub.add_parser("report", help="cost, revenue, margin, utilisation, idle cost, giveaways")
+    gr.add_argument("--by", default="day", choices=BY)
+    gr.add_argument("--since", help="ISO start, UTC (default: --days before --until)")
+    gr.add_argument("--until", help="ISO end, UTC, exclusive (default now)")
+    gr.add_argument("--days", type=int, default=30)
+    gr.add_argument("--org", help="one organisation (idle capacity is left out)")
+    gr.add_argument("--format", default="text", choices=("text", "json", "csv"))
+    gr.set_defaults(func=cmd_ledger_report)
+    gf = gsub.add_parser("finances", help="record cash on hand and monthly fixed costs (USD)")
+    gf.add_argument("--cash", required=True, help="cash in the bank, USD")
+    gf.add_argument("--payroll", default="0", help="per month")
+    gf.add_argument("--rent", default="0", help="per month")
+    gf.add_argument("--other", default="0", help="other fixed costs per month")
+    gf.add_argument("--committed-cloud", default="0", help="reservations and committed-use spend per month, "
+                    "owed whether used or not")
+    gf.set_defaults(func=cmd_ledger_finances)
+    gw = gsub.add_parser("runway", help="gross and net burn and runway from the ledger's recent trend")
+    gw.add_argument("--days", type=int, default=30, help="trend window (default 30 days)")
+    gw.add_argument("--json", action="store_true")
+    gw.set_defaults(func=cmd_ledger_runway)

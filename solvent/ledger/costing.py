@@ -1,0 +1,162 @@
+"""What a worker's time costs, what each job cost, and what it brought in.
+
+A worker's rate comes from what it declared: an explicit rate (a `worker` price version), or
+its provider, instance type and commitment looked up in the operator's prices and then the
+shipped catalog, per GPU × the GPUs it holds (one unless its hardware says `gpus_used`). Every
+finished job gets a `JobCost` row inside the transaction that finishes it (a queue `in_final`
+hook that runs after billing settled the credits): device time × rate, list cost at the
+on-demand price, the credits captured, the revenue recognised (paid credits at their price;
+plan allowance at the plan's fee amortised over what it includes; grants and free allowances
+bring nothing and count as given away). Idle cost is a worker's uptime priced at its rate
+minus what its jobs cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..billing.plans import MC_PER_CREDIT, MICROS_PER_CREDIT
+from ..storage.db import utcnow
+from ..storage.models import CreditHold, Job, JobCost, Plan, PriceVersion, Worker, WorkerUptime
+from .catalog import WORKER, price_at
+
+MS_PER_HOUR = 3_600_000
+MICROS_PER_MC = MICROS_PER_CREDIT // MC_PER_CREDIT  # 1 mc = 10 µ$ at list price
+
+
+def cost_of(ms: int, micros_per_hour: int) -> int:
+    """µ$ for `ms` milliseconds at a rate, rounded half up (exact integers)."""
+    return (ms * micros_per_hour + MS_PER_HOUR // 2) // MS_PER_HOUR
+
+
+@dataclass(frozen=True)
+class Rate:
+    micros_per_hour: int  # what the operator pays for this worker's time
+    list_micros_per_hour: int  # the on-demand list price of the same hardware
+    source: str  # "" when nothing prices this worker (its time costs 0 and reports say so)
+
+
+def gpus_held(worker: Worker) -> int:
+    try:
+        return max(1, int((worker.hardware or {}).get("gpus_used", 1)))
+    except (TypeError, ValueError):
+        return 1
+
+
+def worker_rate(s: Session, worker: Worker, at: datetime) -> Rate:
+    explicit = price_at(s, WORKER, worker.id, "on_demand", at)
+    held = gpus_held(worker)
+    listed = price_at(s, worker.provider, worker.instance_type, "on_demand", at)
+    list_rate = listed.micros_per_gpu_hour * held if listed else 0
+    if explicit is not None:
+        return Rate(explicit.micros_per_hour, list_rate or explicit.micros_per_hour, f"worker rate ({explicit.source})")
+    p = price_at(s, worker.provider, worker.instance_type, worker.commitment or "on_demand", at)
+    if p is None:
+        return Rate(0, list_rate, "")
+    src = f"{p.provider} {p.instance_type} {p.commitment} ({p.source}{', ' + p.as_of if p.as_of else ''})"
+    return Rate(p.micros_per_gpu_hour * held, list_rate or p.micros_per_gpu_hour * held, src)
+
+
+def _device_ms(job: Job) -> int:
+    usage = (job.result or {}).get("usage") or {}
+    if usage.get("device_seconds") is not None:
+        return max(0, round(float(usage["device_seconds"]) * 1000))
+    if job.started_at and job.finished_at:  # failed or canceled mid-run: the device was held all the same
+        return max(0, round((job.finished_at - job.started_at).total_seconds() * 1000))
+    return 0
+
+
+def _money(s: Session, job: Job) -> tuple[int, int, int, str, list[str]]:
+    """(captured mc, revenue µ$, given-away mc, paid_by, grant ids) from the job's settled hold."""
+    hold = s.get(CreditHold, job.id)
+    if hold is None or hold.state != "captured":
+        return 0, 0, 0, "", []
+    revenue = given = 0
+    grants: list[str] = []
+    plan = None
+    for _, _, dest, taken in hold.legs:
+        if not taken:
+            continue
+        if dest == "sys:revenue:paid":
+            revenue += taken * MICROS_PER_MC
+        elif dest == "sys:revenue:plan":
+            plan = plan or s.get(Plan, job.params.get("plan") or "")
+            if plan is not None and plan.price_micros and plan.included_mc:
+                revenue += plan.price_micros * taken // plan.included_mc
+            else:
+                revenue += taken * MICROS_PER_MC
+        else:
+            given += taken
+            if dest.startswith("sys:given_away:grant:"):
+                grants.append(dest.rsplit(":", 1)[1])
+    return hold.captured_mc, revenue, given, hold.paid_by, grants
+
+
+def record_job_cost_in(s: Session, job: Job) -> JobCost | None:
+    """Price a finished job (idempotent: a job is priced once, by the transaction that finished it)."""
+    if job.worker_id is None or s.get(JobCost, job.id) is not None:
+        return None
+    worker = s.get(Worker, job.worker_id)
+    finished = job.finished_at or utcnow()
+    rate = worker_rate(s, worker, finished) if worker else Rate(0, 0, "")
+    ms = _device_ms(job)
+    captured, revenue, given, paid_by, grants = _money(s, job)
+    usage = (job.result or {}).get("usage") or {}
+    row = JobCost(
+        job_id=job.id, org_id=job.org_id, worker_id=job.worker_id,
+        provider=worker.provider if worker else "", instance_type=worker.instance_type if worker else "",
+        commitment=worker.commitment if worker else "", model=job.model, plan_id=job.params.get("plan") or "",
+        state=str(job.state), paid_by=paid_by, grant_ids=grants,
+        images=int(usage.get("images") or len((job.result or {}).get("images", []))),
+        device_ms=ms, rate_micros_per_hour=rate.micros_per_hour, list_rate_micros_per_hour=rate.list_micros_per_hour,
+        rate_source=rate.source[:200], cost_micros=cost_of(ms, rate.micros_per_hour),
+        list_cost_micros=cost_of(ms, rate.list_micros_per_hour), captured_mc=captured, revenue_micros=revenue,
+        given_away_mc=given, finished_at=finished,
+    )
+    s.add(row)
+    return row
+
+
+def _boundaries(s: Session, worker: Worker, start: datetime, end: datetime) -> list[datetime]:
+    """Moments inside (start, end) where one of this worker's prices changes."""
+    keys = [(WORKER, worker.id), (worker.provider, worker.instance_type)]
+    out = set()
+    for provider, itype in keys:
+        for when in s.scalars(select(PriceVersion.effective_from).where(
+                PriceVersion.provider == provider, PriceVersion.instance_type == itype,
+                PriceVersion.effective_from > start, PriceVersion.effective_from < end)):
+            out.add(when)
+    return sorted(out)
+
+
+def uptime_segments(s: Session, worker: Worker, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The worker's uptime clipped to [start, end)."""
+    rows = s.scalars(select(WorkerUptime).where(WorkerUptime.worker_id == worker.id,
+                                                WorkerUptime.started_at < end, WorkerUptime.last_seen_at > start))
+    return [(max(r.started_at, start), min(r.last_seen_at, end)) for r in rows]
+
+
+def uptime_cost(s: Session, worker: Worker, start: datetime, end: datetime) -> tuple[int, int]:
+    """(uptime ms, µ$) of a worker in [start, end), each stretch split where its price changes."""
+    total_ms = total = 0
+    for a, b in uptime_segments(s, worker, start, end):
+        cuts = [a, *_boundaries(s, worker, a, b), b]
+        for x, y in zip(cuts, cuts[1:], strict=False):
+            ms = round((y - x) / timedelta(milliseconds=1))
+            total_ms += ms
+            total += cost_of(ms, worker_rate(s, worker, x).micros_per_hour)
+    return total_ms, total
+
+
+def job_cost_out(row: JobCost) -> dict[str, Any]:
+    return {"job_id": row.job_id, "worker_id": row.worker_id, "provider": row.provider,
+            "instance_type": row.instance_type, "commitment": row.commitment, "device_ms": row.device_ms,
+            "rate_micros_per_hour": row.rate_micros_per_hour, "rate_source": row.rate_source,
+            "cost_micros": row.cost_micros, "list_cost_micros": row.list_cost_micros,
+            "captured_mc": row.captured_mc, "revenue_micros": row.revenue_micros,
+            "given_away_mc": row.given_away_mc, "paid_by": row.paid_by}

@@ -1,0 +1,221 @@
+"""Reports over the ledger: cost, revenue, margin, utilisation, idle cost and what was given away.
+
+`report(db, start, end, by)` groups finished jobs by a time bucket (day, week, month) or a
+dimension (model, plan, org, worker, provider, paid_by, grant) and adds, for time buckets and
+worker/provider groups, the idle cost of the workers' uptime (its own `__idle__` line, as
+OpenCost does). Refunded jobs keep their cost but lose their revenue. All sums are integers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from ..errors import ValidationFailed
+from ..storage.db import Database
+from ..storage.models import CreditHold, JobCost, Worker
+from .catalog import fmt_usd
+from .costing import MICROS_PER_MC, uptime_cost
+
+TIME_BUCKETS = ("day", "week", "month")
+DIMENSIONS = ("model", "plan", "org", "worker", "provider", "paid_by", "grant")
+BY = (*TIME_BUCKETS, *DIMENSIONS, "total")
+IDLE = "__idle__"
+
+
+@dataclass
+class Line:
+    key: str
+    jobs: int = 0
+    images: int = 0
+    device_ms: int = 0
+    uptime_ms: int = 0
+    cost_micros: int = 0
+    list_cost_micros: int = 0
+    idle_micros: int = 0
+    revenue_micros: int = 0
+    captured_mc: int = 0
+    given_away_mc: int = 0
+    given_away_cost_micros: int = 0  # what the compute given away cost the operator
+    unpriced_jobs: int = 0
+
+    @property
+    def total_cost_micros(self) -> int:
+        return self.cost_micros + self.idle_micros
+
+    @property
+    def margin_micros(self) -> int:
+        return self.revenue_micros - self.total_cost_micros
+
+    @property
+    def cost_per_image_micros(self) -> int | None:
+        return -(-self.total_cost_micros // self.images) if self.images else None
+
+    @property
+    def utilisation_bp(self) -> int | None:
+        """Busy device time over uptime, in basis points (10000 = 100%)."""
+        return min(10000, self.device_ms * 10000 // self.uptime_ms) if self.uptime_ms else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "jobs": self.jobs, "images": self.images, "device_ms": self.device_ms,
+                "uptime_ms": self.uptime_ms, "cost_micros": self.cost_micros,
+                "list_cost_micros": self.list_cost_micros, "idle_micros": self.idle_micros,
+                "total_cost_micros": self.total_cost_micros, "revenue_micros": self.revenue_micros,
+                "margin_micros": self.margin_micros, "cost_per_image_micros": self.cost_per_image_micros,
+                "utilisation_bp": self.utilisation_bp, "captured_mc": self.captured_mc,
+                "given_away_mc": self.given_away_mc, "given_away_value_micros": self.given_away_mc * MICROS_PER_MC,
+                "given_away_cost_micros": self.given_away_cost_micros, "unpriced_jobs": self.unpriced_jobs}
+
+
+@dataclass
+class Report:
+    start: datetime
+    end: datetime
+    by: str
+    lines: list[Line]
+    total: Line = field(default_factory=lambda: Line("total"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "by": self.by,
+                "lines": [ln.to_dict() for ln in self.lines], "total": self.total.to_dict()}
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        cols = list(Line("x").to_dict())
+        w = csv.DictWriter(buf, fieldnames=[self.by if c == "key" else c for c in cols])
+        w.writeheader()
+        for ln in [*self.lines, self.total]:
+            d = ln.to_dict()
+            d[self.by] = d.pop("key")
+            w.writerow(d)
+        return buf.getvalue()
+
+    def text(self) -> str:
+        head = (f"{self.by:<22} {'jobs':>6} {'images':>7} {'GPU-h':>8} {'cost':>11} {'idle':>10} {'revenue':>11} "
+                f"{'margin':>11} {'$/image':>9} {'util':>5} {'given away':>11}")
+        rows = [f"Compute ledger {self.start:%Y-%m-%d %H:%M} – {self.end:%Y-%m-%d %H:%M} UTC", head, "-" * len(head)]
+        for ln in [*self.lines, self.total]:
+            if ln is self.total:
+                rows.append("-" * len(head))
+            util = f"{ln.utilisation_bp // 100}%" if ln.utilisation_bp is not None else "-"
+            cpi = fmt_usd(ln.cost_per_image_micros, 4) if ln.cost_per_image_micros is not None else "-"
+            rows.append(f"{ln.key[:22]:<22} {ln.jobs:>6} {ln.images:>7} {ln.device_ms / 3.6e6:>8.3f} "
+                        f"{fmt_usd(ln.cost_micros):>11} {fmt_usd(ln.idle_micros):>10} {fmt_usd(ln.revenue_micros):>11} "
+                        f"{fmt_usd(ln.margin_micros):>11} {cpi:>9} {util:>5} {fmt_usd(ln.given_away_cost_micros):>11}")
+        if self.total.unpriced_jobs:
+            rows.append(f"{self.total.unpriced_jobs} job(s) ran on workers with no price: set one with "
+                        "`solvent prices set` or start the worker with --usd-per-hour.")
+        return "\n".join(rows)
+
+
+def bucket(when: datetime, by: str) -> str:
+    if by == "day":
+        return when.strftime("%Y-%m-%d")
+    if by == "week":
+        y, w, _ = when.isocalendar()
+        return f"{y}-W{w:02d}"
+    return when.strftime("%Y-%m")
+
+
+def _bucket_bounds(start: datetime, end: datetime, by: str) -> list[tuple[str, datetime, datetime]]:
+    out, cur = [], start
+    while cur < end:
+        if by == "day":
+            nxt = datetime(cur.year, cur.month, cur.day, tzinfo=cur.tzinfo) + timedelta(days=1)
+        elif by == "week":
+            d = datetime(cur.year, cur.month, cur.day, tzinfo=cur.tzinfo)
+            nxt = d + timedelta(days=7 - d.weekday())
+        else:
+            nxt = datetime(cur.year + cur.month // 12, cur.month % 12 + 1, 1, tzinfo=cur.tzinfo)
+        nxt = min(nxt, end)
+        out.append((bucket(cur, by), cur, nxt))
+        cur = nxt
+    return out
+
+
+def _keys(row: JobCost, by: str) -> list[str]:
+    if by in TIME_BUCKETS:
+        return [bucket(row.finished_at, by)]
+    if by == "total":
+        return ["total"]
+    if by == "grant":
+        return list(row.grant_ids) or ["(none)"]
+    value = {"model": row.model, "plan": row.plan_id, "org": row.org_id, "worker": row.worker_id,
+             "provider": row.provider, "paid_by": row.paid_by}[by]
+    return [value or "(none)"]
+
+
+def report(db: Database, start: datetime, end: datetime, by: str = "day", org_id: str | None = None) -> Report:
+    if by not in BY:
+        raise ValidationFailed(f"`by` must be one of {', '.join(BY)} but is {by!r}.", field="by", value=by)
+    if end <= start:
+        raise ValidationFailed(f"`until` ({end.isoformat()}) must be after `since` ({start.isoformat()}).",
+                               field="until", value=end.isoformat())
+    lines: dict[str, Line] = {}
+    total = Line("total")
+    with db.session() as s:
+        q = select(JobCost).where(JobCost.finished_at >= start, JobCost.finished_at < end)
+        if org_id:
+            q = q.where(JobCost.org_id == org_id)
+        rows = list(s.scalars(q))
+        refunded = set(s.scalars(select(CreditHold.job_id).where(CreditHold.state == "refunded",
+                                                                 CreditHold.job_id.in_([r.job_id for r in rows]))))
+        for row in rows:
+            revenue = 0 if row.job_id in refunded else row.revenue_micros
+            keys = _keys(row, by)
+            for ln in [*(lines.setdefault(k, Line(k)) for k in keys), total]:
+                share = len(keys) if ln is not total else 1  # a job paid from two grants is split between them
+                ln.jobs += 1
+                ln.images += row.images
+                ln.device_ms += row.device_ms // share
+                ln.cost_micros += row.cost_micros // share
+                ln.list_cost_micros += row.list_cost_micros // share
+                ln.revenue_micros += revenue // share
+                ln.captured_mc += row.captured_mc // share
+                ln.given_away_mc += row.given_away_mc // share
+                if row.given_away_mc and row.captured_mc:
+                    ln.given_away_cost_micros += row.cost_micros * row.given_away_mc // row.captured_mc // share
+                ln.unpriced_jobs += not row.rate_source
+        if not org_id:  # idle capacity is the operator's, not an organisation's
+            _idle(s, start, end, by, lines, total)
+    ordered = sorted(lines.values(), key=lambda ln: (ln.key == IDLE, ln.key))
+    return Report(start, end, by, ordered, total)
+
+
+def _idle(s, start: datetime, end: datetime, by: str, lines: dict[str, Line], total: Line) -> None:
+    workers = list(s.scalars(select(Worker)))
+    spans = _bucket_bounds(start, end, by) if by in TIME_BUCKETS else [(None, start, end)]
+    for w in workers:
+        for key, a, b in spans:
+            up_ms, up_cost = uptime_cost(s, w, a, b)
+            if not up_ms:
+                continue
+            busy = sum(s.scalars(select(JobCost.cost_micros).where(
+                JobCost.worker_id == w.id, JobCost.finished_at >= a, JobCost.finished_at < b)))
+            idle = max(0, up_cost - busy)
+            if by in TIME_BUCKETS:
+                target = lines.setdefault(key, Line(key))
+            elif by == "worker":
+                target = lines.setdefault(w.id, Line(w.id))
+            elif by == "provider":
+                target = lines.setdefault(w.provider or "(none)", Line(w.provider or "(none)"))
+            else:
+                target = lines.setdefault(IDLE, Line(IDLE))
+            target.idle_micros += idle
+            target.uptime_ms += up_ms
+            total.idle_micros += idle
+            total.uptime_ms += up_ms
+
+
+def monthly_trend(db: Database, now: datetime, days: int = 30) -> dict[str, int]:
+    """Cost (busy + idle) and revenue over the last `days`, scaled to a 30-day month."""
+    r = report(db, now - timedelta(days=days), now, "total")
+    t = r.total
+    return {"cloud_micros": t.total_cost_micros * 30 // days, "revenue_micros": t.revenue_micros * 30 // days,
+            "given_away_cost_micros": t.given_away_cost_micros * 30 // days, "images": t.images * 30 // days}
+
