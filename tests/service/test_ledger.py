@@ -1,0 +1,198 @@
+"""The compute ledger on real SQLite and PostgreSQL: exact arithmetic on a constructed fleet (two
+priced providers and an explicitly priced worker, jobs paid by credits, a plan, the free tier and a
+grant, idle stretches, a price change mid-period), the shipped catalog, on-prem amortisation and the
+runway of the Stability 2023 worked example."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import update
+
+from solvent.accounts import create_org
+from solvent.billing import Billing, ensure_plans
+from solvent.billing.pricing import PriceRequest
+from solvent.billing.service import Payer
+from solvent.errors import ValidationFailed
+from solvent.jobs import JobQueue, QueueLimits
+from solvent.jobs.workers import create_worker
+from solvent.ledger.catalog import OnPrem, catalog, price_at, set_price, set_worker_rate, usd_to_micros
+from solvent.ledger.costing import cost_of, record_job_cost_in
+from solvent.ledger.reports import report
+from solvent.ledger.runway import compute, from_ledger, set_finances
+from solvent.storage.models import JobCost, WorkerUptime
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
+H = timedelta(hours=1)
+
+
+class Fleet:
+    def __init__(self, db):
+        ensure_plans(db)
+        self.db = db
+        self.queue = JobQueue(db, QueueLimits(max_queued_per_org=1000, max_queued_total=1000))
+        self.billing = Billing(db)
+        self.queue.in_final.append(self.billing.settle_in)
+        self.queue.in_final.append(record_job_cost_in)
+        self.aws, _ = create_worker(db, "aws-1", provider="aws", instance_type="g5.xlarge")
+        self.gcp, _ = create_worker(db, "gcp-1", provider="gcp", instance_type="g2-standard-4", commitment="1y")
+        self.own, _ = create_worker(db, "own-1", provider="local")
+
+    def job(self, org: str, worker, device_seconds: float, images: int = 1, fail: bool = False) -> str:
+        req = PriceRequest(model="solvent-tiny", cost_class="tiny", width=64, height=64, steps=20, images=images)
+        job, _ = self.queue.enqueue(org, "solvent-tiny", {"prompt": "x", "batch_size": images},
+                                 on_insert=lambda s, j: self.billing.admit_in(s, j, Payer(org, None), req))
+        leased = self.queue.lease(worker.id)
+        assert leased.id == job.id
+        if fail:
+            self.queue.fail(job.id, worker.id, "boom", "failed on purpose")
+        else:
+            self.queue.complete(job.id, worker.id, {"images": [{"index": i} for i in range(images)],
+                                                    "usage": {"device_seconds": device_seconds, "images": images}})
+        return job.id
+
+    def at(self, job_id: str, when: datetime) -> None:
+        with self.db.session() as s:
+            s.execute(update(JobCost).where(JobCost.job_id == job_id).values(finished_at=when))
+
+    def up(self, worker, start: datetime, end: datetime) -> None:
+        with self.db.session() as s:
+            s.add(WorkerUptime(worker_id=worker.id, started_at=start, last_seen_at=end))
+
+    def cost(self, job_id: str) -> JobCost:
+        with self.db.session() as s:
+            return s.get(JobCost, job_id)
+
+
+@pytest.fixture
+def fleet(db):
+    return Fleet(db)
+
+
+def test_catalog_rows_have_a_source_and_a_date_and_exact_prices():
+    rows = catalog()
+    assert {p.provider for p in rows} >= {"aws", "gcp", "coreweave", "lambda", "azure"}
+    assert {p.instance_type for p in rows if p.provider == "aws"} >= {"p4d.24xlarge", "p4de.24xlarge", "p5.48xlarge",
+                                                                     "g5.xlarge", "g6.xlarge", "g6e.xlarge"}
+    assert {p.instance_type for p in rows if p.provider == "gcp"} >= {"a2-highgpu-1g", "a3-highgpu-8g",
+                                                                     "g2-standard-4"}
+    assert all(p.source and p.as_of for p in rows)
+    p5 = next(p for p in rows if (p.instance_type, p.commitment) == ("p5.48xlarge", "on_demand"))
+    assert (p5.micros_per_hour, p5.micros_per_gpu_hour) == (55_040_000, 6_880_000)
+    assert {p.commitment for p in rows if p.instance_type == "a3-highgpu-8g"} == {"on_demand", "spot", "1y", "3y"}
+    assert usd_to_micros("1.0065") == 1_006_500 and usd_to_micros("$0.0000005") == 1
+    for junk in ("abc", "-1", "nan", "1e99"):
+        with pytest.raises(ValidationFailed, match="usd_per_hour"):
+            usd_to_micros(junk)
+
+
+def test_onprem_amortisation_is_the_reference_formula():
+    # 8 GPUs for $300,000 over 4 years, 10% overhead, 70% busy, 0.7 kW × PUE 1.4 × $0.12/kWh, no colo:
+    # 330000 / (4 × 8760 × 8 × 0.7) + 0.7 × 1.4 × 0.12 / 0.7 = 1.681751…+0.168 = 1.849751… $/GPU-h
+    assert OnPrem(capex_usd="300000", gpus=8).micros_per_gpu_hour() == 1_849_751
+    assert OnPrem(capex_usd="300000", gpus=8, colocation_usd_per_gpu_hour="0.25").micros_per_gpu_hour() == 2_099_751
+    with pytest.raises(ValidationFailed, match="utilisation"):
+        OnPrem(capex_usd="1", gpus=1, utilisation="1.5").micros_per_gpu_hour()
+
+
+def test_price_versions_never_rewrite_a_past_cost(fleet, db):
+    org = create_org(db, "payg", plan_id="payg").id
+    fleet.billing.ledger.purchase(org, 1_000_000, "buy")
+    a = fleet.job(org, fleet.aws, 1.8)
+    assert fleet.cost(a).cost_micros == 503  # 1.8 s × $1.006/h (catalog, on demand)
+    set_price(db, "aws", "g5.xlarge", "1.20", source="negotiated", effective_from=datetime.now(UTC) - timedelta(
+        seconds=1))
+    b = fleet.job(org, fleet.aws, 1.8)
+    assert fleet.cost(b).cost_micros == 600 and fleet.cost(b).rate_source.startswith("aws g5.xlarge on_demand")
+    assert fleet.cost(a).cost_micros == 503  # unchanged
+    with db.session() as s:
+        assert price_at(s, "aws", "g5.xlarge", "on_demand", T0).micros_per_hour == 1_006_000
+    with pytest.raises(ValidationFailed, match="commitment"):
+        set_price(db, "aws", "g5.xlarge", "1", commitment="forever")
+
+
+def test_job_cost_revenue_and_giveaways_by_who_paid(fleet, db):
+    payg = create_org(db, "payg", plan_id="payg").id
+    fleet.billing.ledger.purchase(payg, 1_000_000, "buy")
+    pro = create_org(db, "pro", plan_id="professional").id
+    free = create_org(db, "free", plan_id="community").id
+    granted = create_org(db, "granted", plan_id="payg").id
+    grant = fleet.billing.ledger.grant(granted, 50_000, purpose="research")
+    set_worker_rate(db, fleet.own.id, "2.50")
+
+    paid = fleet.cost(fleet.job(payg, fleet.gcp, 1.8))
+    # the worker pays the 1-year commitment ($0.445/h); list is on demand ($0.707/h); 100 mc at $0.01/credit
+    assert (paid.cost_micros, paid.list_cost_micros, paid.revenue_micros, paid.paid_by) == (223, 354, 1000, "paid")
+    plan = fleet.cost(fleet.job(pro, fleet.own, 3.6))
+    # explicit $2.50/h; plan revenue is the fee amortised over its allowance: $20 × 100 / 1,000,000 mc
+    assert (plan.cost_micros, plan.revenue_micros, plan.paid_by, plan.rate_source) == (
+        2500, 2000, "plan", "worker rate (declared by the worker)")
+    given = fleet.cost(fleet.job(free, fleet.aws, 1.8))
+    assert (given.revenue_micros, given.given_away_mc, given.paid_by) == (0, 100, "free")
+    g = fleet.cost(fleet.job(granted, fleet.aws, 1.8, images=2))
+    assert (g.revenue_micros, g.given_away_mc, g.grant_ids, g.images, g.captured_mc) == (0, 200, [grant.id], 2, 200)
+    failed = fleet.cost(fleet.job(payg, fleet.aws, 0, fail=True))
+    assert (failed.state, failed.captured_mc, failed.revenue_micros) == ("failed", 0, 0)
+    assert record_job_cost_in is not None and cost_of(1, 3_600_000) == 1 and cost_of(1, 1_799_999) == 0
+
+
+def test_day_report_with_idle_time_and_a_price_change_mid_period(fleet, db):
+    payg = create_org(db, "payg", plan_id="payg").id
+    fleet.billing.ledger.purchase(payg, 1_000_000, "buy")
+    free = create_org(db, "free", plan_id="community").id
+    a = fleet.job(payg, fleet.aws, 1.8)  # $1.006/h → 503 µ$
+    set_price(db, "aws", "g5.xlarge", "1.20", effective_from=T0 + H)  # the operator's rate from 01:00 on day 1
+    b = fleet.job(free, fleet.aws, 1.8)  # now at $1.20/h → 600 µ$
+    c = fleet.job(payg, fleet.gcp, 1.8)  # 223 µ$
+    fleet.at(a, T0 + H / 6)
+    fleet.at(b, T0 + H * 1.5)
+    fleet.at(c, T0 + timedelta(days=1, minutes=10))
+    fleet.up(fleet.aws, T0, T0 + 2 * H)  # up 2 h on day 1: 1 h at 1.006 + 1 h at 1.20
+    fleet.up(fleet.gcp, T0 + timedelta(days=1), T0 + timedelta(days=1, minutes=30))  # 30 min at 0.445
+
+    r = report(db, T0, T0 + timedelta(days=2), "day")
+    day1, day2 = r.lines
+    assert (day1.key, day1.jobs, day1.cost_micros, day1.uptime_ms) == ("2026-01-05", 2, 1103, 7_200_000)
+    assert day1.idle_micros == 1_006_000 + 1_200_000 - 1103
+    assert (day1.revenue_micros, day1.given_away_mc, day1.given_away_cost_micros) == (1000, 100, 600)
+    assert day1.margin_micros == 1000 - (1_006_000 + 1_200_000)
+    assert day1.utilisation_bp == 3600 * 10000 // 7_200_000  # 3.6 s busy of 2 h → 5 bp
+    assert (day2.key, day2.cost_micros, day2.idle_micros) == ("2026-01-06", 223, 222_500 - 223)
+    assert r.total.total_cost_micros == 1_006_000 + 1_200_000 + 222_500
+    assert r.total.cost_per_image_micros == -(-r.total.total_cost_micros // 3)
+
+    by_provider = {ln.key: ln for ln in report(db, T0, T0 + timedelta(days=2), "provider").lines}
+    assert (by_provider["aws"].cost_micros, by_provider["aws"].idle_micros) == (1103, 2_206_000 - 1103)
+    assert (by_provider["gcp"].cost_micros, by_provider["gcp"].idle_micros) == (223, 222_277)
+    by_paid = {ln.key: ln for ln in report(db, T0, T0 + timedelta(days=2), "paid_by").lines}
+    assert set(by_paid) == {"paid", "free", "__idle__"} and by_paid["__idle__"].idle_micros == 2_206_000 - 1103 + 222_277
+    one_org = report(db, T0, T0 + timedelta(days=2), "total", org_id=free)
+    assert (one_org.total.jobs, one_org.total.idle_micros) == (1, 0)  # an organisation never sees the idle fleet
+    csv_text = report(db, T0, T0 + timedelta(days=2), "week").csv()
+    assert csv_text.splitlines()[0].startswith("week,jobs,images") and "2026-W02" in csv_text
+    with pytest.raises(ValidationFailed, match="`by`"):
+        report(db, T0, T0 + H, "colour")
+
+
+def test_runway_of_the_stability_2023_example():
+    m = 1_000_000
+    r = compute(cash_micros=4_000_000 * m, cloud_metered_micros=8_250_000 * m, fixed_micros=4_500_000 * m,
+                revenue_micros=920_000 * m)
+    assert (r.gross_burn_micros, r.net_burn_micros) == (12_750_000 * m, 11_830_000 * m)
+    assert r.months == Decimal("0.34") and r.days == Decimal("10.3")  # about ten days
+    committed = compute(4_000_000 * m, 1_000_000 * m, 4_500_000 * m, 920_000 * m, cloud_committed_micros=8_250_000 * m)
+    assert committed.net_burn_micros == 11_830_000 * m  # commitments are owed even when the GPUs sit idle
+    assert compute(1 * m, 1 * m, 0, 2 * m).months is None  # revenue covers the burn
+
+
+def test_runway_from_the_ledger_trend(fleet, db):
+    with pytest.raises(ValidationFailed, match="finances"):
+        from_ledger(db)
+    set_finances(db, cash="100000", payroll="20000", rent="5000", committed_cloud="1000")
+    now = T0 + timedelta(days=30)
+    fleet.up(fleet.aws, T0, T0 + 10 * H)  # 10 h at $1.006 in the last 30 days
+    r = from_ledger(db, now=now, days=30)
+    assert r.cloud_metered_micros == 10_060_000 and r.cloud_committed_micros == 1_000_000_000
+    assert r.net_burn_micros == 26_000_000_000 and r.months == Decimal("3.85")
