@@ -126,7 +126,8 @@ def test_remote_worker_killed_mid_job_loses_nothing(tmp_path):
             time.sleep(1.0)
             os.killpg(a.pid, signal.SIGKILL)  # the worker vanishes mid-job
             a.wait()
-            b = solvent("worker", "--server", base, "--token", tokens[1], "--poll", "0.1", env=wenv)
+            b = solvent("worker", "--server", base, "--token", tokens[1], "--poll", "0.1", "--provider", "lambda",
+                        "--instance-type", "gpu_1x_a10", "--usd-per-hour", "2.50", env=wenv)
             workers.append(b)
             done = wait_job(base, key, job["id"], timeout=240)
             assert done["state"] == "succeeded", done
@@ -138,6 +139,16 @@ def test_remote_worker_killed_mid_job_loses_nothing(tmp_path):
             listed = subprocess.run([sys.executable, "-m", "solvent.cli.main", "workers", "list"], env=env,
                                     capture_output=True, text=True, timeout=60).stdout
             assert "aws" in listed
+            # The compute ledger priced the finished job at worker b's declared rate, and both workers' uptime.
+            r = httpx.get(f"{base}/api/admin/ledger/report", params={"by": "provider"}, headers=h, timeout=30).json()
+            lines = {ln["key"]: ln for ln in r["lines"]}
+            lam = lines["lambda"]
+            assert lam["jobs"] == 1 and lam["images"] == 1 and lam["device_ms"] > 0
+            assert lam["cost_micros"] == (lam["device_ms"] * 2_500_000 + 1_800_000) // 3_600_000
+            assert lam["uptime_ms"] >= lam["device_ms"] and lines["aws"]["uptime_ms"] > 0
+            text = subprocess.run([sys.executable, "-m", "solvent.cli.main", "ledger", "report", "--by", "worker"],
+                                  env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+            assert "Compute ledger" in text and "total" in text
         finally:
             for w in workers:
                 stop(w)
