@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .billing import Billing, Pricing, ensure_plans
 from .config import Settings, get_settings
 from .jobs import JobQueue, QueueLimits
+from .ledger.budgets import Budgets
 from .ledger.costing import record_job_cost_in
 from .storage import Database, ImageStore, LocalImageStore
 
@@ -18,6 +19,7 @@ class Services:
     queue: JobQueue
     images: ImageStore
     billing: Billing
+    budgets: Budgets
 
     def close(self) -> None:
         self.db.dispose()
@@ -29,6 +31,7 @@ def build_services(settings: Settings | None = None, migrate: bool = True) -> Se
     db = Database(settings.db_url)
     if migrate:
         db.create_all()
+        ensure_plans(db)
     limits = QueueLimits(
         max_queued_per_org=settings.max_queued_per_org,
         max_queued_total=settings.max_queued_total,
@@ -36,10 +39,17 @@ def build_services(settings: Settings | None = None, migrate: bool = True) -> Se
         max_attempts=settings.max_attempts,
         aging_skips=settings.aging_skips,
     )
-    if migrate:
-        ensure_plans(db)
-    queue = JobQueue(db, limits)
-    billing = Billing(db, Pricing.from_json(settings.pricing), settings.credits_per_gpu_hour)
+    return assemble(settings, db, limits)
+
+
+def assemble(settings: Settings, db: Database, limits: QueueLimits | None = None, pricing: Pricing | None = None,
+             images: ImageStore | None = None) -> Services:
+    """Wire the services over an open database: the queue's seams carry billing, the ledger and budgets."""
+    queue = JobQueue(db, limits or QueueLimits())
+    billing = Billing(db, pricing or Pricing.from_json(settings.pricing), settings.credits_per_gpu_hour)
+    budgets = Budgets(db)
     queue.in_final.append(billing.settle_in)  # a final job always has its credits captured or released
-    queue.in_final.append(record_job_cost_in)  # …and then its cost and revenue priced, in the same transaction
-    return Services(settings, db, queue, LocalImageStore(settings.images_dir), billing)
+    queue.in_final.append(record_job_cost_in)  # …then its cost and revenue priced, in the same transaction
+    queue.in_final.append(budgets.settle_in)  # …its budget estimate released, thresholds checked
+    queue.on_final.append(budgets.on_final)  # alerts to webhooks, after the commit
+    return Services(settings, db, queue, images or LocalImageStore(settings.images_dir), billing, budgets)

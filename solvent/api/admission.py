@@ -97,8 +97,14 @@ def admit(services: Services, principal: Principal, body: GenerationIn, idempote
     payer = Payer(principal.org_id, principal.key_id)
     return services.queue.enqueue(
         principal.org_id, body.model, params, mode=mode, idempotency_key=idempotency_key, api_key_id=principal.key_id,
-        on_insert=lambda s, job: services.billing.admit_in(s, job, payer, priced, terms),
+        on_insert=lambda s, job: admit_in(services, s, job, payer, priced, terms),
     )
+
+
+def admit_in(services: Services, s, job: Job, payer: Payer, priced: PriceRequest, terms: dict) -> None:
+    """Inside the enqueue transaction: reserve credits, then the budgets' share of the estimated cost."""
+    services.billing.admit_in(s, job, payer, priced, terms)
+    services.budgets.admit_in(s, job)
 
 
 def quote(services: Services, principal: Principal, body: GenerationIn) -> dict:

@@ -144,3 +144,68 @@ def add_parsers(sub) -> None:
     gw.add_argument("--days", type=int, default=30, help="trend window (default 30 days)")
     gw.add_argument("--json", action="store_true")
     gw.set_defaults(func=cmd_ledger_runway)
+    add_budget_parsers(sub)
+
+
+def cmd_budgets_create(args: argparse.Namespace) -> int:
+    from ..ledger.budgets import create_budget
+
+    thresholds = [int(x) for x in args.thresholds.split(",") if x.strip()] if args.thresholds else []
+    b = create_budget(_services().db, args.scope, period=args.period, limit_usd=args.limit, thresholds=thresholds,
+                      hard=args.hard, runway_floor_months=args.runway_floor, webhook_url=args.webhook, name=args.name)
+    print(f"budget {b.id} on {b.scope}: " + (f"${args.limit} per {b.period}" if args.limit else "no limit")
+          + (" (hard cap: its jobs are refused at the limit)" if b.hard else "")
+          + (f"; pauses below {args.runway_floor} months of runway" if args.runway_floor else ""))
+    return 0
+
+
+def cmd_budgets_list(args: argparse.Namespace) -> int:
+    from ..ledger.budgets import status
+
+    rows = status(_services().db)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no budgets: create one with `solvent budgets create SCOPE --limit USD [--hard]`.")
+    for b in rows:
+        limit = f"${b['limit_micros'] / 1e6:,.2f}" if b["limit_micros"] is not None else "-"
+        used = f"{b['used_percent']}%" if b["used_percent"] is not None else "-"
+        flags = " ".join(f for f, on in (("hard", b["hard"]), ("disabled", not b["active"])) if on)
+        floor = f" floor {b['runway_floor_months']} months" if b["runway_floor_months"] is not None else ""
+        print(f"{b['id']:<28} {b['scope']:<20} {b['period']:<6} {limit:>12} used {used:>7} "
+              f"({b['period_key']}) {flags}{floor}")
+        for a in b["alerts"][-3:]:
+            print(f"    alert {a['threshold_percent']}% in {a['period']} at {a['at']} ({a['delivered'] or 'pending'})")
+    return 0
+
+
+def cmd_budgets_disable(args: argparse.Namespace) -> int:
+    from ..ledger.budgets import deactivate
+
+    b = deactivate(_services().db, args.budget)
+    print(f"budget {b.id} disabled")
+    return 0
+
+
+def add_budget_parsers(sub) -> None:
+    b = sub.add_parser("budgets", help="budgets: alerts, hard caps, runway floor",
+                       description="Budgets on compute cost per scope and period: soft alerts (logged, on a "
+                       "webhook), hard caps that refuse the scope's jobs, and a runway floor that pauses it.")
+    bsub = b.add_subparsers(dest="budgets_command", metavar="ACTION", required=True)
+    bc = bsub.add_parser("create", help="create a budget")
+    bc.add_argument("scope", help="all, free, plan:<id>, org:<id> or grant:<id>")
+    bc.add_argument("--limit", help="USD of compute cost per period")
+    bc.add_argument("--period", default="month", choices=("day", "month"))
+    bc.add_argument("--thresholds", default="80,100", help="alert at these percentages (default 80,100)")
+    bc.add_argument("--hard", action="store_true", help="refuse the scope's new jobs once the limit is reached")
+    bc.add_argument("--runway-floor", metavar="MONTHS", help="pause the scope while the runway is below this")
+    bc.add_argument("--webhook", help="URL that receives alerts as JSON")
+    bc.add_argument("--name", default="")
+    bc.set_defaults(func=cmd_budgets_create)
+    bl = bsub.add_parser("list", help="budgets with spend, reservations and alerts")
+    bl.add_argument("--json", action="store_true")
+    bl.set_defaults(func=cmd_budgets_list)
+    bd = bsub.add_parser("disable", help="stop a budget (its history stays)")
+    bd.add_argument("budget")
+    bd.set_defaults(func=cmd_budgets_disable)

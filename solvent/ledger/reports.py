@@ -151,6 +151,11 @@ def _keys(row: JobCost, by: str) -> list[str]:
 
 
 def report(db: Database, start: datetime, end: datetime, by: str = "day", org_id: str | None = None) -> Report:
+    with db.session() as s:
+        return report_in(s, start, end, by, org_id)
+
+
+def report_in(s, start: datetime, end: datetime, by: str = "day", org_id: str | None = None) -> Report:
     if by not in BY:
         raise ValidationFailed(f"`by` must be one of {', '.join(BY)} but is {by!r}.", field="by", value=by)
     if end <= start:
@@ -158,31 +163,30 @@ def report(db: Database, start: datetime, end: datetime, by: str = "day", org_id
                                field="until", value=end.isoformat())
     lines: dict[str, Line] = {}
     total = Line("total")
-    with db.session() as s:
-        q = select(JobCost).where(JobCost.finished_at >= start, JobCost.finished_at < end)
-        if org_id:
-            q = q.where(JobCost.org_id == org_id)
-        rows = list(s.scalars(q))
-        refunded = set(s.scalars(select(CreditHold.job_id).where(CreditHold.state == "refunded",
-                                                                 CreditHold.job_id.in_([r.job_id for r in rows]))))
-        for row in rows:
-            revenue = 0 if row.job_id in refunded else row.revenue_micros
-            keys = _keys(row, by)
-            for ln in [*(lines.setdefault(k, Line(k)) for k in keys), total]:
-                share = len(keys) if ln is not total else 1  # a job paid from two grants is split between them
-                ln.jobs += 1
-                ln.images += row.images
-                ln.device_ms += row.device_ms // share
-                ln.cost_micros += row.cost_micros // share
-                ln.list_cost_micros += row.list_cost_micros // share
-                ln.revenue_micros += revenue // share
-                ln.captured_mc += row.captured_mc // share
-                ln.given_away_mc += row.given_away_mc // share
-                if row.given_away_mc and row.captured_mc:
-                    ln.given_away_cost_micros += row.cost_micros * row.given_away_mc // row.captured_mc // share
-                ln.unpriced_jobs += not row.rate_source
-        if not org_id:  # idle capacity is the operator's, not an organisation's
-            _idle(s, start, end, by, lines, total)
+    q = select(JobCost).where(JobCost.finished_at >= start, JobCost.finished_at < end)
+    if org_id:
+        q = q.where(JobCost.org_id == org_id)
+    rows = list(s.scalars(q))
+    refunded = set(s.scalars(select(CreditHold.job_id).where(CreditHold.state == "refunded",
+                                                             CreditHold.job_id.in_(q.with_only_columns(JobCost.job_id)))))
+    for row in rows:
+        revenue = 0 if row.job_id in refunded else row.revenue_micros
+        keys = _keys(row, by)
+        for ln in [*(lines.setdefault(k, Line(k)) for k in keys), total]:
+            share = len(keys) if ln is not total else 1  # a job paid from two grants is split between them
+            ln.jobs += 1
+            ln.images += row.images
+            ln.device_ms += row.device_ms // share
+            ln.cost_micros += row.cost_micros // share
+            ln.list_cost_micros += row.list_cost_micros // share
+            ln.revenue_micros += revenue // share
+            ln.captured_mc += row.captured_mc // share
+            ln.given_away_mc += row.given_away_mc // share
+            if row.given_away_mc and row.captured_mc:
+                ln.given_away_cost_micros += row.cost_micros * row.given_away_mc // row.captured_mc // share
+            ln.unpriced_jobs += not row.rate_source
+    if not org_id:  # idle capacity is the operator's, not an organisation's
+        _idle(s, start, end, by, lines, total)
     ordered = sorted(lines.values(), key=lambda ln: (ln.key == IDLE, ln.key))
     return Report(start, end, by, ordered, total)
 
@@ -212,9 +216,9 @@ def _idle(s, start: datetime, end: datetime, by: str, lines: dict[str, Line], to
             total.uptime_ms += up_ms
 
 
-def monthly_trend(db: Database, now: datetime, days: int = 30) -> dict[str, int]:
+def monthly_trend(s, now: datetime, days: int = 30) -> dict[str, int]:
     """Cost (busy + idle) and revenue over the last `days`, scaled to a 30-day month."""
-    r = report(db, now - timedelta(days=days), now, "total")
+    r = report_in(s, now - timedelta(days=days), now, "total")
     t = r.total
     return {"cloud_micros": t.total_cost_micros * 30 // days, "revenue_micros": t.revenue_micros * 30 // days,
             "given_away_cost_micros": t.given_away_cost_micros * 30 // days, "images": t.images * 30 // days}

@@ -99,19 +99,23 @@ def set_finances(db: Database, cash: Any, payroll: Any = 0, rent: Any = 0, other
     return row
 
 
-def latest_finances(db: Database) -> Finances | None:
-    with db.session() as s:
-        return s.scalar(select(Finances).order_by(Finances.as_of.desc(), Finances.id.desc()).limit(1))
+def latest_finances(s) -> Finances | None:
+    return s.scalar(select(Finances).order_by(Finances.as_of.desc(), Finances.id.desc()).limit(1))
 
 
 def from_ledger(db: Database, now: datetime | None = None, days: int = 30) -> Runway:
+    with db.session() as s:
+        return from_ledger_in(s, now, days)
+
+
+def from_ledger_in(s, now: datetime | None = None, days: int = 30) -> Runway:
     """Runway from the recorded finances and the ledger's last `days` of cost and revenue."""
     from .reports import monthly_trend
 
-    fin = latest_finances(db)
+    fin = latest_finances(s)
     if fin is None:
         raise ValidationFailed("no finances recorded: run `solvent ledger finances --cash USD --payroll USD …` first.",
                                field="cash")
-    trend = monthly_trend(db, now or utcnow(), days)
+    trend = monthly_trend(s, now or utcnow(), days)
     return compute(fin.cash_micros, trend["cloud_micros"], fin.payroll_micros + fin.rent_micros + fin.other_micros,
                    trend["revenue_micros"], fin.committed_cloud_micros)

@@ -406,3 +406,50 @@ class Finances(Base):
     other_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # per month
     committed_cloud_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # per month, owed used or not
     actor: Mapped[str] = mapped_column(String(100), default="cli")
+
+
+class Budget(Base):
+    """A spending limit on compute cost for a scope and period, with alert thresholds and an optional hard cap.
+
+    scope: `all`, `free` (the free tier), `plan:<id>`, `org:<id>` or `grant:<id>`. A `runway_floor_bp`
+    budget instead pauses its scope while the runway is below that many hundredths of a month.
+    """
+
+    __tablename__ = "budgets"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("bud"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    scope: Mapped[str] = mapped_column(String(80))
+    period: Mapped[str] = mapped_column(String(8), default="month")  # day | month
+    limit_micros: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    thresholds_bp: Mapped[list[Any]] = mapped_column(default=list)  # soft alerts, e.g. [8000, 10000]
+    hard: Mapped[bool] = mapped_column(Boolean, default=False)  # refuse the scope's jobs at the limit
+    runway_floor_cm: Mapped[int | None] = mapped_column(Integer, default=None)  # hundredths of a month
+    webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BudgetHold(Base):
+    """A queued or running job's estimated cost, counted against each hard budget until it is priced."""
+
+    __tablename__ = "budget_holds"
+    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    budget_ids: Mapped[list[Any]] = mapped_column(default=list)
+    estimate_micros: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(12), default="held")  # held | settled
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BudgetAlert(Base):
+    """A threshold crossed in one period (once per budget, period and threshold)."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (UniqueConstraint("budget_id", "period_key", "threshold_bp", name="uq_budget_alert"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    budget_id: Mapped[str] = mapped_column(String(40), index=True)
+    period_key: Mapped[str] = mapped_column(String(16))
+    threshold_bp: Mapped[int] = mapped_column(Integer)
+    spent_micros: Mapped[int] = mapped_column(BigInteger)
+    limit_micros: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered: Mapped[str] = mapped_column(String(200), default="")  # "", "logged", webhook status

@@ -8,10 +8,9 @@ from fastapi.testclient import TestClient
 
 from solvent.accounts import people
 from solvent.api import create_app
-from solvent.billing import Billing, ensure_plans
+from solvent.billing import ensure_plans
 from solvent.config import Settings
-from solvent.jobs import JobQueue
-from solvent.services import Services
+from solvent.services import assemble
 from solvent.storage import LocalImageStore
 
 PW = "correct horse battery"
@@ -20,7 +19,7 @@ PW = "correct horse battery"
 def make_client(db, tmp_path, secure=False):
     ensure_plans(db)
     settings = Settings(home=tmp_path / "home", cookie_secure=secure)
-    services = Services(settings, db, JobQueue(db), LocalImageStore(tmp_path / "images"), Billing(db))
+    services = assemble(settings, db, images=LocalImageStore(tmp_path / "images"))
     return TestClient(create_app(services))
 
 

@@ -14,12 +14,12 @@ from PIL import Image
 
 from solvent.accounts import create_key, create_org, revoke_key
 from solvent.api import create_app
-from solvent.billing import Billing, ensure_plans
+from solvent.billing import ensure_plans
 from solvent.config import Settings
 from solvent.engine import parse_infotext
-from solvent.jobs import JobQueue, QueueLimits
+from solvent.jobs import QueueLimits
 from solvent.jobs.workers import create_worker
-from solvent.services import Services
+from solvent.services import assemble
 from solvent.storage import LocalImageStore
 from solvent.workers import LocalBackend, WorkerLoop, declaration
 
@@ -35,9 +35,9 @@ class Harness:
     def __init__(self, db, tmp_path, engine, **limits):
         settings = Settings(home=tmp_path / "home", lease_seconds=5)
         ensure_plans(db)
-        queue, billing = JobQueue(db, QueueLimits(lease_seconds=5, **limits)), Billing(db)
-        queue.in_final.append(billing.settle_in)
-        self.services = Services(settings, db, queue, LocalImageStore(tmp_path / "images"), billing)
+        self.services = assemble(settings, db, QueueLimits(lease_seconds=5, **limits), images=LocalImageStore(
+            tmp_path / "images"))
+        billing = self.services.billing
         self.client = TestClient(create_app(self.services))
         self.engine = engine
         # Queue and API semantics are tested here; plans and credits in tests/billing.

@@ -17,13 +17,13 @@ from fastapi.testclient import TestClient
 
 from solvent.accounts import create_key, create_org, rotate_key
 from solvent.api import create_app
-from solvent.billing import Billing, Pricing, ensure_plans, set_plan
+from solvent.billing import Pricing, ensure_plans, set_plan
 from solvent.billing.payments import sign
 from solvent.billing.pricing import CostClass
 from solvent.config import Settings
-from solvent.jobs import JobQueue, QueueLimits
+from solvent.jobs import QueueLimits
 from solvent.jobs.workers import create_worker
-from solvent.services import Services
+from solvent.services import assemble
 from solvent.storage import LocalImageStore
 from solvent.workers import LocalBackend, declaration
 
@@ -42,9 +42,8 @@ class App:
     def __init__(self, db, tmp_path, engine, pricing=ONE_CREDIT):
         settings = Settings(home=tmp_path / "home", stripe_webhook_secret=SECRET)
         ensure_plans(db)
-        queue, billing = JobQueue(db, QueueLimits(lease_seconds=30)), Billing(db, pricing)
-        queue.in_final.append(billing.settle_in)
-        self.services = Services(settings, db, queue, LocalImageStore(tmp_path / "images"), billing)
+        self.services = assemble(settings, db, QueueLimits(lease_seconds=30), pricing,
+                                 images=LocalImageStore(tmp_path / "images"))
         self.app = create_app(self.services)
         self.client = TestClient(self.app)
         self.worker, _ = create_worker(db, name="idle")

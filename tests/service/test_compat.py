@@ -20,11 +20,10 @@ from PIL import Image
 
 from solvent.accounts import create_key, create_org
 from solvent.api import create_app
-from solvent.billing import Billing, ensure_plans, set_plan
+from solvent.billing import ensure_plans, set_plan
 from solvent.config import Settings
-from solvent.jobs import JobQueue
 from solvent.jobs.workers import create_worker
-from solvent.services import Services
+from solvent.services import assemble
 from solvent.storage import Database, LocalImageStore
 from solvent.workers import LocalBackend, WorkerLoop, declaration
 
@@ -40,9 +39,7 @@ class Live:
         db.create_all()
         ensure_plans(db)
         set_plan(db, "payg", concurrent_jobs=8, rpm=1000, max_steps=150)
-        queue, billing = JobQueue(db), Billing(db)
-        queue.in_final.append(billing.settle_in)
-        self.services = Services(settings, db, queue, LocalImageStore(tmp / "images"), billing)
+        self.services = assemble(settings, db, images=LocalImageStore(tmp / "images"))
         self.app = create_app(self.services)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))

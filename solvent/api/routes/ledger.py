@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import ValidationFailed
+from ...ledger.budgets import create_budget, deactivate, status
 from ...ledger.catalog import COMMITMENTS, list_prices, set_price
 from ...ledger.reports import BY, report
 from ...ledger.runway import from_ledger, set_finances
@@ -89,3 +90,37 @@ def runway(services: ServicesDep, principal: PrincipalDep, days: Annotated[int, 
 
 def _utc(t: datetime | None) -> datetime | None:
     return None if t is None else (t if t.tzinfo else t.replace(tzinfo=UTC))
+
+
+class BudgetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scope: str = Field(description="all, free, plan:<id>, org:<id> or grant:<id>")
+    period: str = "month"
+    limit_usd: str | None = None
+    thresholds: list[int] = Field(default_factory=lambda: [80, 100], description="alert percentages")
+    hard: bool = False
+    runway_floor_months: str | None = None
+    webhook_url: str | None = None
+    name: str = ""
+
+
+@router.get("/budgets", summary="Budgets with this period's spend, reserved estimates and alerts")
+def budgets(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("operator")
+    return {"budgets": status(services.db)}
+
+
+@router.post("/budgets", status_code=201, summary="Create a budget (soft alerts, hard cap, runway floor)")
+def create(body: BudgetIn, services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("operator")
+    b = create_budget(services.db, body.scope, period=body.period, limit_usd=body.limit_usd,
+                      thresholds=body.thresholds, hard=body.hard, runway_floor_months=body.runway_floor_months,
+                      webhook_url=body.webhook_url, name=body.name)
+    return next(x for x in status(services.db) if x["id"] == b.id)
+
+
+@router.post("/budgets/{budget_id}/disable", summary="Stop a budget (its history stays)")
+def disable(budget_id: str, services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("operator")
+    deactivate(services.db, budget_id)
+    return next(x for x in status(services.db) if x["id"] == budget_id)

@@ -79,9 +79,47 @@ def upgrade() -> None:
         sa.Column("committed_cloud_micros", sa.BigInteger(), nullable=False),
         sa.Column("actor", sa.String(100), nullable=False),
     )
+    op.create_table(
+        "budgets",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("scope", sa.String(80), nullable=False),
+        sa.Column("period", sa.String(8), nullable=False),
+        sa.Column("limit_micros", sa.BigInteger(), nullable=True),
+        sa.Column("thresholds_bp", sa.JSON(), nullable=False),
+        sa.Column("hard", sa.Boolean(), nullable=False),
+        sa.Column("runway_floor_cm", sa.Integer(), nullable=True),
+        sa.Column("webhook_url", sa.Text(), nullable=True),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+    )
+    op.create_table(
+        "budget_holds",
+        sa.Column("job_id", sa.String(40), primary_key=True),
+        sa.Column("budget_ids", sa.JSON(), nullable=False),
+        sa.Column("estimate_micros", sa.BigInteger(), nullable=False),
+        sa.Column("state", sa.String(12), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+    )
+    op.create_table(
+        "budget_alerts",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("budget_id", sa.String(40), nullable=False),
+        sa.Column("period_key", sa.String(16), nullable=False),
+        sa.Column("threshold_bp", sa.Integer(), nullable=False),
+        sa.Column("spent_micros", sa.BigInteger(), nullable=False),
+        sa.Column("limit_micros", sa.BigInteger(), nullable=False),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.Column("delivered", sa.String(200), nullable=False),
+        sa.UniqueConstraint("budget_id", "period_key", "threshold_bp", name="uq_budget_alert"),
+    )
+    op.create_index("ix_budget_alerts_budget_id", "budget_alerts", ["budget_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("budget_alerts")
+    op.drop_table("budget_holds")
+    op.drop_table("budgets")
     op.drop_table("finances")
     op.drop_table("job_costs")
     op.drop_table("price_versions")

@@ -1,0 +1,285 @@
+"""Budgets and guardrails: soft alerts and hard caps on compute cost, and a runway floor.
+
+A budget covers a scope (`all`, `free` for the free tier, `plan:<id>`, `org:<id>`, `grant:<id>`)
+over a calendar period (UTC day or month). Its spend is the priced cost of the scope's finished
+jobs in the period, plus the estimated cost of its queued and running jobs (`BudgetHold`s).
+
+- Soft thresholds (e.g. 80% and 100%) raise an alert once per period: stored, logged, and posted
+  to the budget's webhook.
+- A hard cap refuses the scope's new jobs at admission with `budget_exceeded`. The estimate is
+  reserved inside the enqueue transaction with the budget rows locked, so concurrent requests
+  cannot all pass the check before any is counted (LiteLLM's overshoot). A job's real cost may
+  still differ from its estimate by the estimate's error, never by concurrency.
+- A runway floor pauses its scope (the free tier, a grant) while the runway computed from the
+  ledger is below N months.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import Forbidden, NotFound, ValidationFailed
+from ..storage.db import Database, utcnow
+from ..storage.models import Budget, BudgetAlert, BudgetHold, CreditHold, Job, JobCost, Worker
+from .catalog import fmt_usd, usd_to_micros
+from .costing import cost_of, worker_rate
+
+log = logging.getLogger("solvent.ledger.budgets")
+PERIODS = ("day", "month")
+DEFAULT_MS_PER_IMAGE = 2000  # the estimate when a model has no priced history yet
+HISTORY = 50  # recent jobs of the same model the estimate averages
+
+
+class BudgetExceeded(Forbidden):
+    """A hard budget (or the runway floor) refuses this scope's new jobs."""
+
+    code = "budget_exceeded"
+
+
+def check_scope(scope: str) -> str:
+    kind, _, ident = scope.partition(":")
+    if scope in ("all", "free") or (kind in ("plan", "org", "grant") and ident):
+        return scope
+    raise ValidationFailed(f"`scope` must be all, free, plan:<id>, org:<id> or grant:<id> but is {scope!r}.",
+                           field="scope", value=scope)
+
+
+def period_of(period: str, now: datetime) -> tuple[str, datetime, datetime]:
+    if period == "day":
+        start = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        end = datetime.fromordinal(start.toordinal() + 1).replace(tzinfo=UTC)
+        return start.strftime("%Y-%m-%d"), start, end
+    start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    return start.strftime("%Y-%m"), start, end
+
+
+def create_budget(db: Database, scope: str, *, period: str = "month", limit_usd: Any = None,
+                  thresholds: list[int] | None = None, hard: bool = False, runway_floor_months: Any = None,
+                  webhook_url: str | None = None, name: str = "") -> Budget:
+    """`thresholds` are percentages of the limit (default 80 and 100)."""
+    check_scope(scope)
+    if period not in PERIODS:
+        raise ValidationFailed(f"`period` must be day or month but is {period!r}.", field="period", value=period)
+    limit = usd_to_micros(limit_usd, "limit") if limit_usd not in (None, "") else None
+    floor = None
+    if runway_floor_months not in (None, ""):
+        try:
+            months = Decimal(str(runway_floor_months))
+        except InvalidOperation:
+            months = Decimal(-1)
+        if not months.is_finite() or not 0 < months <= 120:
+            raise ValidationFailed(f"`runway_floor_months` must be a number of months from 0 to 120 but is "
+                                   f"{runway_floor_months!r}.", field="runway_floor_months", value=runway_floor_months)
+        floor = int(months * 100)  # hundredths of a month
+    if limit is None and floor is None:
+        raise ValidationFailed("a budget needs `limit` (USD per period) or `runway_floor_months`.", field="limit")
+    if hard and limit is None:
+        raise ValidationFailed("`hard` needs a `limit` to enforce.", field="hard", value=hard)
+    pcts = [80, 100] if thresholds is None else thresholds
+    for p in pcts:
+        if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 1000:
+            raise ValidationFailed(f"`thresholds` are whole percentages from 1 to 1000 but include {p!r}.",
+                                   field="thresholds", value=p)
+    if webhook_url and not webhook_url.startswith(("http://", "https://")):
+        raise ValidationFailed(f"`webhook_url` must be an http(s) URL but is {webhook_url!r}.", field="webhook_url",
+                               value=webhook_url)
+    with db.session() as s:
+        b = Budget(name=name or scope, scope=scope, period=period, limit_micros=limit,
+                   thresholds_bp=sorted(p * 100 for p in pcts) if limit is not None else [], hard=hard,
+                   runway_floor_cm=floor, webhook_url=webhook_url or None)
+        s.add(b)
+    return b
+
+
+def deactivate(db: Database, budget_id: str) -> Budget:
+    with db.session() as s:
+        b = s.get(Budget, budget_id)
+        if b is None:
+            raise NotFound(f"`budget` {budget_id!r} was not found.", field="budget", value=budget_id)
+        b.active = False
+        return b
+
+
+def _job_scopes(s: Session, job: Job) -> set[str]:
+    scopes = {"all", f"org:{job.org_id}"}
+    if job.params.get("plan"):
+        scopes.add(f"plan:{job.params['plan']}")
+    hold = s.scalar(select(CreditHold).where(CreditHold.job_id == job.id))  # autoflush: sees the new hold
+    for leg in hold.legs if hold else []:
+        dest = leg[2]
+        if dest == "sys:given_away:free":
+            scopes.add("free")
+        elif dest.startswith("sys:given_away:grant:"):
+            scopes.add(f"grant:{dest.rsplit(':', 1)[1]}")
+    return scopes
+
+
+def _cost_in_scope(row: JobCost, scope: str) -> bool:
+    kind, _, ident = scope.partition(":")
+    return (scope == "all" or (scope == "free" and row.paid_by == "free") or (kind == "plan" and row.plan_id == ident)
+            or (kind == "org" and row.org_id == ident) or (kind == "grant" and ident in (row.grant_ids or [])))
+
+
+def spent(s: Session, b: Budget, now: datetime) -> tuple[int, int]:
+    """(priced cost in this period, estimates still held) for a budget, in µ$."""
+    _, start, end = period_of(b.period, now)
+    q = select(JobCost).where(JobCost.finished_at >= start, JobCost.finished_at < end)
+    kind, _, ident = b.scope.partition(":")
+    if kind == "org":
+        q = q.where(JobCost.org_id == ident)
+    elif kind == "plan":
+        q = q.where(JobCost.plan_id == ident)
+    done = sum(r.cost_micros for r in s.scalars(q) if _cost_in_scope(r, b.scope))
+    holds = sum(h.estimate_micros for h in s.scalars(select(BudgetHold).where(BudgetHold.state == "held"))
+                if b.id in (h.budget_ids or []))
+    return done, holds
+
+
+class Budgets:
+    def __init__(self, db: Database, runway_ttl: float = 60.0):
+        self.db = db
+        self.runway_ttl = runway_ttl
+        self._runway: tuple[float, Any] = (0.0, None)
+        self._lock = threading.Lock()
+        self._deliver_lock = threading.Lock()
+
+    # -- admission ------------------------------------------------------------------------------
+
+    def estimate_in(self, s: Session, job: Job) -> int:
+        images = max(1, int(job.params.get("batch_size") or 1))
+        rows = s.execute(select(JobCost.cost_micros, JobCost.images).where(
+            JobCost.model == job.model, JobCost.state == "succeeded", JobCost.images > 0)
+            .order_by(JobCost.finished_at.desc()).limit(HISTORY)).all()
+        cost, imgs = sum(r[0] for r in rows), sum(r[1] for r in rows)
+        if imgs and cost:
+            return -(-cost // imgs) * images
+        now = utcnow()
+        rates = [worker_rate(s, w, now).micros_per_hour for w in s.scalars(select(Worker))]
+        return cost_of(DEFAULT_MS_PER_IMAGE * images, max(rates, default=0))
+
+    def runway_cm(self, s: Session) -> int | None:
+        """The runway in hundredths of a month (cached briefly); None when unknown or unlimited."""
+        from .runway import from_ledger_in, latest_finances
+
+        with self._lock:
+            at, value = self._runway
+            if time.monotonic() - at < self.runway_ttl:
+                return value
+            value = None
+            if latest_finances(s) is not None:
+                r = from_ledger_in(s)
+                value = None if r.exact_months is None else int(r.exact_months * 100)
+            self._runway = (time.monotonic(), value)
+            return value
+
+    def admit_in(self, s: Session, job: Job, now: datetime | None = None) -> None:
+        """Refuse the job if a hard budget or the runway floor covers it; else hold its estimated cost."""
+        now = now or utcnow()
+        scopes = _job_scopes(s, job)
+        budgets = list(s.scalars(select(Budget).where(Budget.active.is_(True), Budget.scope.in_(scopes))
+                                 .order_by(Budget.id).with_for_update()))
+        if not budgets:
+            return
+        for b in budgets:
+            if b.runway_floor_cm is not None:
+                cm = self.runway_cm(s)
+                if cm is not None and cm < b.runway_floor_cm:
+                    raise BudgetExceeded(
+                        f"new jobs for {b.scope} are paused: the runway is {cm / 100:.2f} months, below the floor "
+                        f"of {b.runway_floor_cm / 100:.2f} set by budget {b.id!r}.", field="budget", value=b.id)
+        hard = [b for b in budgets if b.hard and b.limit_micros is not None]
+        if not hard:
+            return
+        estimate = self.estimate_in(s, job)
+        for b in hard:
+            done, held = spent(s, b, now)
+            if done + held + estimate > b.limit_micros:
+                raise BudgetExceeded(
+                    f"budget {b.name!r} ({b.scope}, per {b.period}) is spent: {fmt_usd(done, 4)} used and "
+                    f"{fmt_usd(held, 4)} reserved of {fmt_usd(b.limit_micros, 4)}; this job needs about "
+                    f"{fmt_usd(estimate, 4)}.", field="budget", value=b.id)
+        s.add(BudgetHold(job_id=job.id, budget_ids=[b.id for b in hard], estimate_micros=estimate))
+
+    # -- settlement and alerts ------------------------------------------------------------------
+
+    def settle_in(self, s: Session, job: Job) -> None:
+        """Release the job's estimate (its real cost is priced now) and record thresholds it crossed."""
+        hold = s.get(BudgetHold, job.id)
+        if hold is not None and hold.state == "held":
+            hold.state = "settled"
+        row = s.get(JobCost, job.id)
+        if row is None:
+            return
+        now = row.finished_at
+        for b in s.scalars(select(Budget).where(Budget.active.is_(True), Budget.limit_micros.is_not(None))):
+            if not b.thresholds_bp or not _cost_in_scope(row, b.scope):
+                continue
+            done, _ = spent(s, b, now)
+            key, _, _ = period_of(b.period, now)
+            for bp in b.thresholds_bp:
+                if done * 10000 >= b.limit_micros * bp and s.scalar(select(BudgetAlert.id).where(
+                        BudgetAlert.budget_id == b.id, BudgetAlert.period_key == key,
+                        BudgetAlert.threshold_bp == bp)) is None:
+                    s.add(BudgetAlert(budget_id=b.id, period_key=key, threshold_bp=bp, spent_micros=done,
+                                      limit_micros=b.limit_micros, at=now))
+                    log.warning("budget %s (%s, %s %s) reached %d%%: %s of %s", b.id, b.scope, b.period, key,
+                                bp // 100, fmt_usd(done, 4), fmt_usd(b.limit_micros, 4))
+
+    def on_final(self, job: Job) -> None:
+        """After a job's transaction: deliver new alerts off the worker's thread."""
+        threading.Thread(target=self.deliver, name="budget-alerts", daemon=True).start()
+
+    def deliver(self, timeout: float = 5.0) -> int:
+        """Post undelivered alerts to their budgets' webhooks. Returns how many were posted."""
+        import httpx
+
+        sent = 0
+        with self._deliver_lock, self.db.session() as s:
+            pending = list(s.scalars(select(BudgetAlert).where(BudgetAlert.delivered == "")))
+            for a in pending:
+                b = s.get(Budget, a.budget_id)
+                payload = {"type": "budget.threshold", "budget": b.id, "name": b.name, "scope": b.scope,
+                           "period": a.period_key, "threshold_percent": a.threshold_bp // 100,
+                           "spent_micros": a.spent_micros, "limit_micros": a.limit_micros, "at": a.at.isoformat()}
+                if not b.webhook_url:
+                    a.delivered = "logged"
+                    continue
+                try:
+                    r = httpx.post(b.webhook_url, json=payload, timeout=timeout)
+                    a.delivered = f"webhook {r.status_code}"
+                    sent += 1
+                except httpx.HTTPError as e:
+                    a.delivered = f"webhook failed: {type(e).__name__}"[:200]
+                    log.warning("budget alert webhook %s failed: %s", b.webhook_url, e)
+        return sent
+
+
+def status(db: Database, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Every budget with its spend this period, reserved estimates and the alerts raised."""
+    now = now or utcnow()
+    out = []
+    with db.session() as s:
+        for b in s.scalars(select(Budget).order_by(Budget.created_at)):
+            done, held = spent(s, b, now)
+            key, start, end = period_of(b.period, now)
+            alerts = [{"threshold_percent": a.threshold_bp // 100, "period": a.period_key, "at": a.at.isoformat(),
+                       "spent_micros": a.spent_micros, "delivered": a.delivered}
+                      for a in s.scalars(select(BudgetAlert).where(BudgetAlert.budget_id == b.id)
+                                         .order_by(BudgetAlert.at))]
+            out.append({"id": b.id, "name": b.name, "scope": b.scope, "period": b.period, "period_key": key,
+                        "limit_micros": b.limit_micros, "hard": b.hard, "active": b.active,
+                        "runway_floor_months": None if b.runway_floor_cm is None else b.runway_floor_cm / 100,
+                        "thresholds_percent": [bp // 100 for bp in b.thresholds_bp], "spent_micros": done,
+                        "reserved_micros": held, "webhook_url": b.webhook_url,
+                        "used_percent": None if not b.limit_micros else round(100 * (done + held) / b.limit_micros, 1),
+                        "alerts": alerts})
+    return out

@@ -1,0 +1,162 @@
+"""Budgets on real SQLite and PostgreSQL: a hard cap on the free tier stops free jobs and nothing else,
+concurrent admission never overshoots a cap, thresholds alert once and reach a real webhook, and the
+runway floor pauses the free tier."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from sqlalchemy import func, select
+
+from solvent.accounts import create_org
+from solvent.api.admission import admit_in
+from solvent.billing import Payer, PriceRequest, ensure_plans, set_plan
+from solvent.config import Settings
+from solvent.errors import ValidationFailed
+from solvent.jobs import QueueLimits
+from solvent.jobs.workers import create_worker
+from solvent.ledger.budgets import BudgetExceeded, create_budget, status
+from solvent.ledger.catalog import WORKER, set_price
+from solvent.ledger.runway import set_finances
+from solvent.services import assemble
+from solvent.storage.models import BudgetHold, WorkerUptime
+
+REQ = PriceRequest(model="solvent-tiny", cost_class="tiny", width=64, height=64, steps=20)
+
+
+class Ops:
+    """The real admission path (credits, then budgets, in the enqueue transaction) and a worker at $3.60/h."""
+
+    def __init__(self, db, tmp_path):
+        ensure_plans(db)
+        for plan in ("community", "payg"):  # plan limits are tested elsewhere; here only budgets refuse
+            set_plan(db, plan, concurrent_jobs=100, rpm=10_000)
+        self.db = db
+        self.s = assemble(Settings(home=tmp_path / "home"), db, QueueLimits(max_queued_per_org=500,
+                                                                              max_queued_total=500))
+        self.worker, _ = create_worker(db, "w", provider="local")
+        set_price(db, WORKER, self.worker.id, "3.60", effective_from=datetime(2026, 1, 1, tzinfo=UTC))  # 1 µ$/ms
+        self.free = create_org(db, "free", plan_id="community").id
+        self.payg = create_org(db, "payg", plan_id="payg").id
+        self.s.billing.ledger.purchase(self.payg, 10**9, "buy")
+
+    def submit(self, org: str):
+        job, _ = self.s.queue.enqueue(org, "solvent-tiny", {"prompt": "x"},
+                                      on_insert=lambda s, j: admit_in(self.s, s, j, Payer(org, None), REQ, {}))
+        return job
+
+    def run(self, job, device_seconds: float = 0.5) -> None:
+        leased = self.s.queue.lease(self.worker.id)
+        assert leased.id == job.id
+        self.s.queue.complete(job.id, self.worker.id, {"images": [{"index": 0}],
+                                                       "usage": {"device_seconds": device_seconds, "images": 1}})
+
+
+@pytest.fixture
+def ops(db, tmp_path):
+    return Ops(db, tmp_path)
+
+
+def test_a_hard_cap_on_the_free_tier_stops_free_jobs_and_nothing_else(ops, db):
+    ops.run(ops.submit(ops.payg))  # history: this model costs 500 µ$ an image on this fleet
+    create_budget(db, "free", period="day", limit_usd="0.0012", hard=True)  # room for two estimates
+    first, second = ops.submit(ops.free), ops.submit(ops.free)
+    with pytest.raises(BudgetExceeded, match="free") as e:
+        ops.submit(ops.free)
+    assert e.value.code == "budget_exceeded" and e.value.status == 403
+    ops.run(first, device_seconds=0.2)  # priced at 200 µ$; its 500 µ$ estimate is released
+    ops.submit(ops.free)  # the estimate is now (500 + 200) / 2: 200 done + 500 held + 350 new ≤ 1200
+    with pytest.raises(BudgetExceeded):
+        ops.submit(ops.free)  # 200 + 850 + 350 > 1200
+    for _ in range(3):
+        ops.submit(ops.payg)  # paid work is not in the scope
+    (b,) = status(db)
+    assert (b["spent_micros"], b["reserved_micros"], b["used_percent"]) == (200, 850, 87.5)
+    assert second.id
+
+
+def test_concurrent_admission_never_overshoots_a_cap(ops, db):
+    ops.run(ops.submit(ops.payg))  # 500 µ$ an image
+    create_budget(db, "all", period="month", limit_usd="0.005", hard=True)  # ten estimates
+    results: list[str] = []
+
+    def attempt(org):
+        try:
+            ops.submit(org)
+            results.append("ok")
+        except BudgetExceeded:
+            results.append("refused")
+
+    threads = [threading.Thread(target=attempt, args=(ops.payg if i % 2 else ops.free,)) for i in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with db.session() as s:
+        held = s.scalar(select(func.sum(BudgetHold.estimate_micros)).where(BudgetHold.state == "held"))
+    assert results.count("ok") == 9 and results.count("refused") == 21  # 500 done + 9 × 500 held = the cap
+    assert held == 4500
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802
+        Hook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_thresholds_alert_once_per_period_and_reach_the_webhook(ops, db):
+    Hook.received.clear()
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/alerts"
+        create_budget(db, f"org:{ops.payg}", period="day", limit_usd="0.001", thresholds=[50, 100], webhook_url=url)
+        ops.run(ops.submit(ops.payg), device_seconds=0.6)  # 600 µ$ of 1000: 50% crossed
+        ops.run(ops.submit(ops.payg), device_seconds=0.1)  # 700: nothing new
+        ops.run(ops.submit(ops.payg), device_seconds=0.4)  # 1100: 100% crossed
+        deadline = time.monotonic() + 10
+        while any(not a["delivered"] for a in status(db)[0]["alerts"]) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the on_final threads post after each job's commit
+        (b,) = status(db)
+        assert [(a["threshold_percent"], a["delivered"]) for a in b["alerts"]] == [(50, "webhook 204"),
+                                                                                   (100, "webhook 204")]
+        assert sorted(h["threshold_percent"] for h in Hook.received) == [50, 100]
+        assert Hook.received[0]["scope"] == f"org:{ops.payg}" and Hook.received[0]["limit_micros"] == 1000
+        ops.submit(ops.payg)  # soft budgets never refuse
+    finally:
+        server.shutdown()
+
+
+def test_runway_floor_pauses_the_free_tier(ops, db):
+    now = datetime.now(UTC)
+    with db.session() as s:  # the fleet has been up for ten days at $3.60/h: $864 of cloud in 30 days
+        s.add(WorkerUptime(worker_id=ops.worker.id, started_at=now - timedelta(days=10), last_seen_at=now))
+    set_finances(db, cash="1000", payroll="0")  # $1000 ÷ $864/month ≈ 1.16 months
+    create_budget(db, "free", runway_floor_months="2")
+    with pytest.raises(BudgetExceeded, match="runway is 1.15 months"):
+        ops.submit(ops.free)
+    ops.submit(ops.payg)
+
+
+def test_budget_validation_names_the_field(db):
+    for kwargs, field in (({"scope": "everyone", "limit_usd": "1"}, "scope"),
+                          ({"scope": "all", "limit_usd": "1", "period": "week"}, "period"),
+                          ({"scope": "all", "hard": True, "runway_floor_months": "1"}, "hard"),
+                          ({"scope": "all"}, "limit"),
+                          ({"scope": "all", "limit_usd": "1", "thresholds": [0]}, "thresholds"),
+                          ({"scope": "all", "limit_usd": "1", "webhook_url": "ftp://x"}, "webhook_url"),
+                          ({"scope": "all", "runway_floor_months": "-2"}, "runway_floor_months")):
+        with pytest.raises(ValidationFailed) as e:
+            create_budget(db, **kwargs)
+        assert e.value.field == field, (kwargs, e.value.message)
