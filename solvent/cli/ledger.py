@@ -88,6 +88,38 @@ def cmd_ledger_runway(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_import(args: argparse.Namespace) -> int:
+    from ..ledger.focus import FocusProblems, import_focus
+
+    try:
+        r = import_focus(_services().db, args.file, memory_limit=args.memory_limit)
+    except FocusProblems as e:
+        print(f"error: nothing imported from {args.file}:", file=sys.stderr)
+        for p in e.extra.get("problems", []):
+            print(f"  - {p}", file=sys.stderr)
+        return 1
+    print(f"{r.message}: {', '.join(r.providers)} {r.period_start:%Y-%m-%d} – {r.period_end:%Y-%m-%d}, billed "
+          f"${r.billed_micros / 1e6:,.2f}, effective ${r.effective_micros / 1e6:,.2f} ({r.import_id})")
+    return 0
+
+
+def cmd_ledger_reconcile(args: argparse.Namespace) -> int:
+    from ..ledger.focus import reconcile, reconcile_text
+
+    start, end = _window(args)
+    rows, _ = reconcile(_services().db, start, end)
+    print(json.dumps([r.to_dict() for r in rows], indent=2) if args.json else reconcile_text(rows))
+    return 0
+
+
+def cmd_ledger_export(args: argparse.Namespace) -> int:
+    from ..ledger.focus import export_focus
+
+    start, end = _window(args)
+    sys.stdout.write(export_focus(_services().db, start, end))
+    return 0
+
+
 def add_parsers(sub) -> None:
     from ..ledger.catalog import COMMITMENTS
     from ..ledger.reports import BY
@@ -144,6 +176,21 @@ def add_parsers(sub) -> None:
     gw.add_argument("--days", type=int, default=30, help="trend window (default 30 days)")
     gw.add_argument("--json", action="store_true")
     gw.set_defaults(func=cmd_ledger_runway)
+    gi = gsub.add_parser("import-focus", help="import a FOCUS 1.x cost-and-usage file (CSV or Parquet)")
+    gi.add_argument("file")
+    gi.add_argument("--memory-limit", default="256MB", help="DuckDB memory limit; larger files spill to disk")
+    gi.set_defaults(func=cmd_ledger_import)
+    gc = gsub.add_parser("reconcile", help="the imported bills against the meter, per provider")
+    gc.add_argument("--since")
+    gc.add_argument("--until")
+    gc.add_argument("--days", type=int, default=30)
+    gc.add_argument("--json", action="store_true")
+    gc.set_defaults(func=cmd_ledger_reconcile)
+    ge = gsub.add_parser("export-focus", help="Solvent's own usage as FOCUS rows (CSV on stdout)")
+    ge.add_argument("--since")
+    ge.add_argument("--until")
+    ge.add_argument("--days", type=int, default=30)
+    ge.set_defaults(func=cmd_ledger_export)
     add_budget_parsers(sub)
 
 

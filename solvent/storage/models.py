@@ -453,3 +453,38 @@ class BudgetAlert(Base):
     limit_micros: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered: Mapped[str] = mapped_column(String(200), default="")  # "", "logged", webhook status
+
+
+class BillImport(Base):
+    """One imported FOCUS cost-and-usage file (its sha256 makes a re-import a no-op)."""
+
+    __tablename__ = "bill_imports"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("imp"))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    filename: Mapped[str] = mapped_column(Text, default="")
+    providers: Mapped[list[Any]] = mapped_column(default=list)
+    period_start: Mapped[datetime] = mapped_column()
+    period_end: Mapped[datetime] = mapped_column()
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(8), default="USD")
+    billed_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    effective_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BillLine(Base):
+    """A FOCUS file's cost summed per provider, resource, day, charge category and commitment status."""
+
+    __tablename__ = "bill_lines"
+    __table_args__ = (Index("ix_bill_lines_provider_day", "provider", "day"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    import_id: Mapped[str] = mapped_column(ForeignKey("bill_imports.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(100))
+    resource_id: Mapped[str] = mapped_column(Text, default="")
+    day: Mapped[datetime] = mapped_column()
+    charge_category: Mapped[str] = mapped_column(String(32), default="Usage")
+    commitment_status: Mapped[str] = mapped_column(String(16), default="")
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    billed_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    effective_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    list_micros: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -114,9 +114,41 @@ def upgrade() -> None:
         sa.UniqueConstraint("budget_id", "period_key", "threshold_bp", name="uq_budget_alert"),
     )
     op.create_index("ix_budget_alerts_budget_id", "budget_alerts", ["budget_id"])
+    op.create_table(
+        "bill_imports",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+        sa.Column("filename", sa.Text(), nullable=False),
+        sa.Column("providers", sa.JSON(), nullable=False),
+        sa.Column("period_start", UTCDateTime(), nullable=False),
+        sa.Column("period_end", UTCDateTime(), nullable=False),
+        sa.Column("rows", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(8), nullable=False),
+        sa.Column("billed_micros", sa.BigInteger(), nullable=False),
+        sa.Column("effective_micros", sa.BigInteger(), nullable=False),
+        sa.Column("imported_at", UTCDateTime(), nullable=False),
+    )
+    op.create_table(
+        "bill_lines",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("import_id", sa.String(40), sa.ForeignKey("bill_imports.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("provider", sa.String(100), nullable=False),
+        sa.Column("resource_id", sa.Text(), nullable=False),
+        sa.Column("day", UTCDateTime(), nullable=False),
+        sa.Column("charge_category", sa.String(32), nullable=False),
+        sa.Column("commitment_status", sa.String(16), nullable=False),
+        sa.Column("rows", sa.Integer(), nullable=False),
+        sa.Column("billed_micros", sa.BigInteger(), nullable=False),
+        sa.Column("effective_micros", sa.BigInteger(), nullable=False),
+        sa.Column("list_micros", sa.BigInteger(), nullable=False),
+    )
+    op.create_index("ix_bill_lines_import_id", "bill_lines", ["import_id"])
+    op.create_index("ix_bill_lines_provider_day", "bill_lines", ["provider", "day"])
 
 
 def downgrade() -> None:
+    op.drop_table("bill_lines")
+    op.drop_table("bill_imports")
     op.drop_table("budget_alerts")
     op.drop_table("budget_holds")
     op.drop_table("budgets")
