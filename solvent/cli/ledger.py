@@ -62,7 +62,7 @@ def cmd_ledger_report(args: argparse.Namespace) -> int:
     from ..ledger.reports import report
 
     start, end = _window(args)
-    r = report(_services().db, start, end, args.by, org_id=args.org)
+    r = report(_services().db, start, end, args.by, org_id=args.org, share_idle=args.share_idle)
     if args.format == "json":
         print(json.dumps(r.to_dict(), indent=2))
     elif args.format == "csv":
@@ -84,6 +84,28 @@ def cmd_ledger_runway(args: argparse.Namespace) -> int:
     from ..ledger.runway import from_ledger
 
     r = from_ledger(_services().db, days=args.days)
+    print(json.dumps(r.to_dict(), indent=2) if args.json else r.text())
+    return 0
+
+
+def cmd_ledger_scenario(args: argparse.Namespace) -> int:
+    from decimal import Decimal, InvalidOperation
+
+    from ..ledger.scenario import Levers, run
+
+    try:
+        levers = Levers(price_change_pct=Decimal(args.price_change), grants_cut_pct=Decimal(args.grants_cut),
+                        free_cut_pct=Decimal(args.free_cut),
+                        plan_factor={k: Decimal(v) for k, v in (p.split("=", 1) for p in args.plan)})
+        for m in args.move:
+            src, dst = m.split("=", 1)
+            sp, si = src.split(":", 1)
+            dp, di, dc = dst.split(":", 2)
+            levers.moves.append((sp, si, dp, di, dc))
+    except (ValueError, InvalidOperation) as e:
+        print(f"error: could not read the levers ({e}); see `solvent ledger scenario --help`.", file=sys.stderr)
+        return 2
+    r = run(_services().db, levers, days=args.days)
     print(json.dumps(r.to_dict(), indent=2) if args.json else r.text())
     return 0
 
@@ -162,6 +184,7 @@ def add_parsers(sub) -> None:
     gr.add_argument("--until", help="ISO end, UTC, exclusive (default now)")
     gr.add_argument("--days", type=int, default=30)
     gr.add_argument("--org", help="one organisation (idle capacity is left out)")
+    gr.add_argument("--share-idle", action="store_true", help="spread idle cost over the lines by their busy cost")
     gr.add_argument("--format", default="text", choices=("text", "json", "csv"))
     gr.set_defaults(func=cmd_ledger_report)
     gf = gsub.add_parser("finances", help="record cash on hand and monthly fixed costs (USD)")
@@ -176,6 +199,17 @@ def add_parsers(sub) -> None:
     gw.add_argument("--days", type=int, default=30, help="trend window (default 30 days)")
     gw.add_argument("--json", action="store_true")
     gw.set_defaults(func=cmd_ledger_runway)
+    gs = gsub.add_parser("scenario", help="what-ifs on the runway: prices, plan mix, giveaways, moving workers")
+    gs.add_argument("--price-change", default="0", metavar="PCT", help="every credit price up or down, e.g. 10 or -5")
+    gs.add_argument("--plan", action="append", default=[], metavar="PLAN=FACTOR",
+                    help="revenue of a plan multiplied, e.g. professional=2 (repeatable)")
+    gs.add_argument("--grants-cut", default="0", metavar="PCT", help="share of grant compute not given")
+    gs.add_argument("--free-cut", default="0", metavar="PCT", help="share of free-tier compute not given")
+    gs.add_argument("--move", action="append", default=[], metavar="PROVIDER:TYPE=PROVIDER:TYPE:COMMITMENT",
+                    help="re-price workers, e.g. aws:g5.xlarge=gcp:g2-standard-4:1y (repeatable)")
+    gs.add_argument("--days", type=int, default=30, help="trend window (default 30 days)")
+    gs.add_argument("--json", action="store_true")
+    gs.set_defaults(func=cmd_ledger_scenario)
     gi = gsub.add_parser("import-focus", help="import a FOCUS 1.x cost-and-usage file (CSV or Parquet)")
     gi.add_argument("file")
     gi.add_argument("--memory-limit", default="256MB", help="DuckDB memory limit; larger files spill to disk")

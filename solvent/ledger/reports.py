@@ -150,12 +150,15 @@ def _keys(row: JobCost, by: str) -> list[str]:
     return [value or "(none)"]
 
 
-def report(db: Database, start: datetime, end: datetime, by: str = "day", org_id: str | None = None) -> Report:
+def report(db: Database, start: datetime, end: datetime, by: str = "day", org_id: str | None = None,
+           share_idle: bool = False) -> Report:
     with db.session() as s:
-        return report_in(s, start, end, by, org_id)
+        return report_in(s, start, end, by, org_id, share_idle)
 
 
-def report_in(s, start: datetime, end: datetime, by: str = "day", org_id: str | None = None) -> Report:
+def report_in(s, start: datetime, end: datetime, by: str = "day", org_id: str | None = None,
+              share_idle: bool = False) -> Report:
+    """`share_idle` (with a dimension): the `__idle__` line is shared pro rata to each line's busy cost."""
     if by not in BY:
         raise ValidationFailed(f"`by` must be one of {', '.join(BY)} but is {by!r}.", field="by", value=by)
     if end <= start:
@@ -187,8 +190,24 @@ def report_in(s, start: datetime, end: datetime, by: str = "day", org_id: str | 
             ln.unpriced_jobs += not row.rate_source
     if not org_id:  # idle capacity is the operator's, not an organisation's
         _idle(s, start, end, by, lines, total)
+        if share_idle and IDLE in lines:
+            _share(lines)
     ordered = sorted(lines.values(), key=lambda ln: (ln.key == IDLE, ln.key))
     return Report(start, end, by, ordered, total)
+
+
+def _share(lines: dict[str, Line]) -> None:
+    """OpenCost's shared idle: split the idle line over the others by busy cost (largest remainder)."""
+    idle = lines[IDLE]
+    others = [ln for k, ln in lines.items() if k != IDLE and ln.cost_micros > 0]
+    busy = sum(ln.cost_micros for ln in others)
+    if not busy:
+        return
+    parts = [(idle.idle_micros * ln.cost_micros // busy, idle.idle_micros * ln.cost_micros % busy, ln) for ln in others]
+    left = idle.idle_micros - sum(p for p, _, _ in parts)
+    for i, (share, _, ln) in enumerate(sorted(parts, key=lambda p: (-p[1], p[2].key))):
+        ln.idle_micros += share + (1 if i < left else 0)
+    del lines[IDLE]
 
 
 def _idle(s, start: datetime, end: datetime, by: str, lines: dict[str, Line], total: Line) -> None:

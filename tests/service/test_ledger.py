@@ -168,6 +168,9 @@ def test_day_report_with_idle_time_and_a_price_change_mid_period(fleet, db):
     assert (by_provider["gcp"].cost_micros, by_provider["gcp"].idle_micros) == (223, 222_277)
     by_paid = {ln.key: ln for ln in report(db, T0, T0 + timedelta(days=2), "paid_by").lines}
     assert set(by_paid) == {"paid", "free", "__idle__"} and by_paid["__idle__"].idle_micros == 2_206_000 - 1103 + 222_277
+    shared = {ln.key: ln.idle_micros for ln in report(db, T0, T0 + timedelta(days=2), "org", share_idle=True).lines}
+    # idle 2,427,174 µ$ shared by busy cost 726 : 600, the odd micro-dollar to the larger remainder
+    assert shared == {payg: 1_328_905, free: 1_098_269}
     one_org = report(db, T0, T0 + timedelta(days=2), "total", org_id=free)
     assert (one_org.total.jobs, one_org.total.idle_micros) == (1, 0)  # an organisation never sees the idle fleet
     csv_text = report(db, T0, T0 + timedelta(days=2), "week").csv()
@@ -196,3 +199,26 @@ def test_runway_from_the_ledger_trend(fleet, db):
     r = from_ledger(db, now=now, days=30)
     assert r.cloud_metered_micros == 10_060_000 and r.cloud_committed_micros == 1_000_000_000
     assert r.net_burn_micros == 26_000_000_000 and r.months == Decimal("3.85")
+
+
+def test_scenario_levers(fleet, db):
+    from solvent.ledger.scenario import Levers, run
+
+    payg = create_org(db, "payg", plan_id="payg").id
+    fleet.billing.ledger.purchase(payg, 1_000_000, "buy")
+    granted = create_org(db, "granted", plan_id="payg").id
+    fleet.billing.ledger.grant(granted, 50_000, purpose="research")
+    now = T0 + timedelta(days=30)
+    for org in (payg, granted):
+        fleet.at(fleet.job(org, fleet.aws, 1.8), now - H)  # 503 µ$ each; the paid one brings 1000 µ$
+    fleet.up(fleet.aws, now - 10 * H, now)  # 10 h at $1.006
+    set_finances(db, cash="100000", payroll="20000")
+    r = run(db, Levers(price_change_pct=Decimal(10), grants_cut_pct=Decimal(100),
+                       moves=[("aws", "g5.xlarge", "gcp", "g2-standard-4", "1y")]), now=now)
+    assert (r.baseline.cloud_metered_micros, r.baseline.revenue_micros) == (10_060_000, 1000)
+    assert dict(r.effects) == {"prices +10%": 100, "grants cut 100%": 503,
+                               "aws g5.xlarge moved to gcp g2-standard-4 1y": 10_060_000 - 4_450_000}
+    assert (r.scenario.cloud_metered_micros, r.scenario.revenue_micros) == (10_060_000 - 503 - 5_610_000, 1100)
+    assert r.scenario.exact_months > r.baseline.exact_months
+    with pytest.raises(ValidationFailed, match="grants_cut_pct"):
+        run(db, Levers(grants_cut_pct=Decimal(150)), now=now)

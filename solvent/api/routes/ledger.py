@@ -52,14 +52,14 @@ def add_price(body: PriceIn, services: ServicesDep, principal: PrincipalDep) -> 
 
 @router.get("/report", summary="Cost, revenue, margin, utilisation, idle cost, giveaways (`format=csv` too)")
 def ledger_report(services: ServicesDep, principal: PrincipalDep, by: str = "day", since: datetime | None = None,
-                  until: datetime | None = None, org: str | None = None,
+                  until: datetime | None = None, org: str | None = None, share_idle: bool = False,
                   format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Any:
     principal.require("operator")
     if by not in BY:
         raise ValidationFailed(f"`by` must be one of {', '.join(BY)} but is {by!r}.", field="by", value=by)
     end = _utc(until) or datetime.now(UTC)
     start = _utc(since) or end - timedelta(days=30)
-    r = report(services.db, start, end, by, org_id=org)
+    r = report(services.db, start, end, by, org_id=org, share_idle=share_idle)
     if format == "csv":
         return Response(r.csv(), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="ledger-{by}.csv"'})
