@@ -72,6 +72,24 @@ def cmd_ledger_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..ledger.plots import cost_revenue_svg, utilisation_svg
+    from ..ledger.reports import report
+
+    start, end = _window(args)
+    if args.kind == "cost-revenue":
+        svg = cost_revenue_svg(report(_services().db, start, end, args.by if args.by in ("day", "week", "month")
+                                      else "day"))
+    else:
+        svg = utilisation_svg(report(_services().db, start, end, args.by if args.by in ("provider", "worker")
+                                     else "provider"))
+    Path(args.out).write_text(svg)
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_ledger_finances(args: argparse.Namespace) -> int:
     from ..ledger.runway import set_finances
 
@@ -187,6 +205,14 @@ def add_parsers(sub) -> None:
     gr.add_argument("--share-idle", action="store_true", help="spread idle cost over the lines by their busy cost")
     gr.add_argument("--format", default="text", choices=("text", "json", "csv"))
     gr.set_defaults(func=cmd_ledger_report)
+    gp = gsub.add_parser("plot", help="SVG charts: cost vs revenue over time, utilisation per provider")
+    gp.add_argument("kind", choices=("cost-revenue", "utilisation"))
+    gp.add_argument("--out", required=True, help="SVG file to write")
+    gp.add_argument("--by", default="", help="day/week/month (cost-revenue) or provider/worker (utilisation)")
+    gp.add_argument("--since")
+    gp.add_argument("--until")
+    gp.add_argument("--days", type=int, default=30)
+    gp.set_defaults(func=cmd_ledger_plot)
     gf = gsub.add_parser("finances", help="record cash on hand and monthly fixed costs (USD)")
     gf.add_argument("--cash", required=True, help="cash in the bank, USD")
     gf.add_argument("--payroll", default="0", help="per month")

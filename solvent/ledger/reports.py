@@ -165,6 +165,8 @@ def report_in(s, start: datetime, end: datetime, by: str = "day", org_id: str | 
         raise ValidationFailed(f"`until` ({end.isoformat()}) must be after `since` ({start.isoformat()}).",
                                field="until", value=end.isoformat())
     lines: dict[str, Line] = {}
+    if by in TIME_BUCKETS:  # every bucket of the range, quiet ones too, so a time series has no gaps
+        lines = {key: Line(key) for key, _, _ in _bucket_bounds(start, end, by)}
     total = Line("total")
     q = select(JobCost).where(JobCost.finished_at >= start, JobCost.finished_at < end)
     if org_id:

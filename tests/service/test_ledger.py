@@ -222,3 +222,24 @@ def test_scenario_levers(fleet, db):
     assert r.scenario.exact_months > r.baseline.exact_months
     with pytest.raises(ValidationFailed, match="grants_cut_pct"):
         run(db, Levers(grants_cut_pct=Decimal(150)), now=now)
+
+
+def test_plots_are_svg_with_the_numbers(fleet, db):
+    import xml.etree.ElementTree as ET
+
+    from solvent.ledger.plots import cost_revenue_svg, utilisation_svg
+
+    payg = create_org(db, "payg", plan_id="payg").id
+    fleet.billing.ledger.purchase(payg, 1_000_000, "buy")
+    fleet.at(fleet.job(payg, fleet.aws, 1.8), T0 + H)
+    fleet.up(fleet.aws, T0, T0 + 2 * H)
+    fleet.up(fleet.gcp, T0, T0 + H)
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    days = ET.fromstring(cost_revenue_svg(report(db, T0, T0 + timedelta(days=3), "day")))
+    titles = [t.text for t in days.iterfind(".//s:circle/s:title", ns)]
+    assert titles[:2] == ["2026-01-05 cost $2.4570", "2026-01-05 revenue $0.0010"]  # 2 h × 1.006 + 1 h × 0.445
+    assert titles[2:] == ["2026-01-06 cost $0.0000", "2026-01-06 revenue $0.0000", "2026-01-07 cost $0.0000",
+                          "2026-01-07 revenue $0.0000"]
+    bars = ET.fromstring(utilisation_svg(report(db, T0, T0 + timedelta(days=1), "provider")))
+    labels = sorted(t.text for t in bars.iterfind(".//s:rect/s:title", ns))
+    assert labels == ["aws: 0.0% busy, idle $2.01", "gcp: 0.0% busy, idle $0.45"]
