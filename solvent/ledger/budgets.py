@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from ..errors import Forbidden, NotFound, ValidationFailed
@@ -130,15 +130,20 @@ def _cost_in_scope(row: JobCost, scope: str) -> bool:
 
 
 def spent(s: Session, b: Budget, now: datetime) -> tuple[int, int]:
-    """(priced cost in this period, estimates still held) for a budget, in µ$."""
+    """(priced cost in this period, estimates still held) for a budget, in µ$ (summed by the database)."""
     _, start, end = period_of(b.period, now)
-    q = select(JobCost).where(JobCost.finished_at >= start, JobCost.finished_at < end)
+    q = select(func.coalesce(func.sum(JobCost.cost_micros), 0)).where(JobCost.finished_at >= start,
+                                                                        JobCost.finished_at < end)
     kind, _, ident = b.scope.partition(":")
     if kind == "org":
         q = q.where(JobCost.org_id == ident)
     elif kind == "plan":
         q = q.where(JobCost.plan_id == ident)
-    done = sum(r.cost_micros for r in s.scalars(q) if _cost_in_scope(r, b.scope))
+    elif kind == "free":
+        q = q.where(JobCost.paid_by == "free")
+    elif kind == "grant":
+        q = q.where(cast(JobCost.grant_ids, String).like(f'%"{ident}"%'))
+    done = int(s.scalar(q))
     holds = sum(h.estimate_micros for h in s.scalars(select(BudgetHold).where(BudgetHold.state == "held"))
                 if b.id in (h.budget_ids or []))
     return done, holds
@@ -151,6 +156,7 @@ class Budgets:
         self._runway: tuple[float, Any] = (0.0, None)
         self._lock = threading.Lock()
         self._deliver_lock = threading.Lock()
+        self._pending = False  # an alert was recorded and not yet handed to a delivery thread
 
     # -- admission ------------------------------------------------------------------------------
 
@@ -231,11 +237,15 @@ class Budgets:
                         BudgetAlert.threshold_bp == bp)) is None:
                     s.add(BudgetAlert(budget_id=b.id, period_key=key, threshold_bp=bp, spent_micros=done,
                                       limit_micros=b.limit_micros, at=now))
+                    self._pending = True
                     log.warning("budget %s (%s, %s %s) reached %d%%: %s of %s", b.id, b.scope, b.period, key,
                                 bp // 100, fmt_usd(done, 4), fmt_usd(b.limit_micros, 4))
 
     def on_final(self, job: Job) -> None:
         """After a job's transaction: deliver new alerts off the worker's thread."""
+        if not self._pending:
+            return
+        self._pending = False
         threading.Thread(target=self.deliver, name="budget-alerts", daemon=True).start()
 
     def deliver(self, timeout: float = 5.0) -> int:
