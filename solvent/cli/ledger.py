@@ -36,6 +36,16 @@ def cmd_prices_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prices_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..ledger.catalog import import_prices
+
+    added = import_prices(_services().db, Path(args.file).read_text())
+    print(f"added {len(added)} price version(s) from {args.file}")
+    return 0
+
+
 def cmd_prices_onprem(args: argparse.Namespace) -> int:
     from ..ledger.catalog import OnPrem, set_price
 
@@ -180,6 +190,9 @@ def add_parsers(sub) -> None:
     ps.add_argument("--source", default="operator", help="where the price comes from (e.g. 'EDP contract 2026')")
     ps.add_argument("--effective-from", help="ISO time it applies from, UTC (default now)")
     ps.set_defaults(func=cmd_prices_set)
+    pi = psub.add_parser("import", help="add price versions from a CSV of negotiated rates")
+    pi.add_argument("file", help="CSV: provider,instance_type,usd_per_hour[,commitment,gpus,source,effective_from]")
+    pi.set_defaults(func=cmd_prices_import)
     po = psub.add_parser("onprem", help="amortised cost per GPU-hour of GPUs you own")
     po.add_argument("--capex", required=True, help="purchase price of the servers, USD")
     po.add_argument("--gpus", type=int, required=True, help="GPUs bought")

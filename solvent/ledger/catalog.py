@@ -187,3 +187,38 @@ def set_worker_rate(db: Database, worker_id: str, usd_per_hour: Any, actor: str 
         if current is not None and current.micros_per_hour == micros:
             return current
     return set_price(db, WORKER, worker_id, usd_per_hour, source="declared by the worker", actor=actor)
+
+
+IMPORT_COLUMNS = ("provider", "instance_type", "usd_per_hour")
+
+
+def import_prices(db: Database, text: str, actor: str = "cli") -> list[Price]:
+    """Add price versions from CSV (provider, instance_type, usd_per_hour[, commitment, gpus, source,
+    effective_from]); every row is checked before any is added."""
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(text)))
+    missing = [c for c in IMPORT_COLUMNS if rows and c not in rows[0]] or ([] if rows else ["(no rows)"])
+    if missing:
+        raise ValidationFailed(f"`file` needs the columns {', '.join(IMPORT_COLUMNS)}; missing: {', '.join(missing)}.",
+                               field="file", value=missing)
+    checked = []
+    for n, r in enumerate(rows, start=2):
+        try:
+            when = r.get("effective_from") or None
+            at = datetime.fromisoformat(when) if when else None
+            if at is not None and at.tzinfo is None:
+                from datetime import UTC
+
+                at = at.replace(tzinfo=UTC)
+            usd_to_micros(r["usd_per_hour"])
+            _check_commitment(r.get("commitment") or "on_demand")
+            gpus = int(r.get("gpus") or 1)
+        except (ValidationFailed, ValueError) as e:
+            raise ValidationFailed(f"line {n} of the price file: {getattr(e, 'message', e)}", field="file",
+                                   value=n) from None
+        checked.append((r, gpus, at))
+    return [set_price(db, r["provider"], r["instance_type"], r["usd_per_hour"],
+                      commitment=r.get("commitment") or "on_demand", gpus=gpus, source=r.get("source") or "import",
+                      effective_from=at, actor=actor) for r, gpus, at in checked]

@@ -243,3 +243,23 @@ def test_plots_are_svg_with_the_numbers(fleet, db):
     bars = ET.fromstring(utilisation_svg(report(db, T0, T0 + timedelta(days=1), "provider")))
     labels = sorted(t.text for t in bars.iterfind(".//s:rect/s:title", ns))
     assert labels == ["aws: 0.0% busy, idle $2.01", "gcp: 0.0% busy, idle $0.45"]
+
+
+def test_price_import_checks_every_row_first(db):
+    from solvent.ledger.catalog import import_prices
+
+    good = ("provider,instance_type,usd_per_hour,commitment,gpus,source,effective_from\n"
+            "aws,p5.48xlarge,41.50,1y,8,EDP 2026,2026-01-01T00:00:00\n"
+            "lambda,gpu_1x_h100_sxm5,3.10,,,,\n")
+    assert len(import_prices(db, good)) == 2
+    with db.session() as s:
+        p5 = price_at(s, "aws", "p5.48xlarge", "1y", T0)
+        assert (p5.micros_per_hour, p5.micros_per_gpu_hour, p5.source) == (41_500_000, 5_187_500, "EDP 2026")
+        assert price_at(s, "aws", "p5.48xlarge", "1y", datetime(2025, 12, 31, tzinfo=UTC)) is None
+    bad = "provider,instance_type,usd_per_hour\naws,g5.xlarge,1.1\naws,g6.xlarge,cheap\n"
+    with pytest.raises(ValidationFailed, match="line 3"):
+        import_prices(db, bad)
+    with db.session() as s:
+        assert price_at(s, "aws", "g5.xlarge", "on_demand", datetime.now(UTC)).micros_per_hour == 1_006_000
+    with pytest.raises(ValidationFailed, match="missing: usd_per_hour"):
+        import_prices(db, "provider,instance_type\naws,x\n")
