@@ -11,10 +11,10 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, literal, select
 
 from ..errors import ValidationFailed
 from ..storage.db import Database
@@ -138,18 +138,6 @@ def _bucket_bounds(start: datetime, end: datetime, by: str) -> list[tuple[str, d
     return out
 
 
-def _keys(row: JobCost, by: str) -> list[str]:
-    if by in TIME_BUCKETS:
-        return [bucket(row.finished_at, by)]
-    if by == "total":
-        return ["total"]
-    if by == "grant":
-        return list(row.grant_ids) or ["(none)"]
-    value = {"model": row.model, "plan": row.plan_id, "org": row.org_id, "worker": row.worker_id,
-             "provider": row.provider, "paid_by": row.paid_by}[by]
-    return [value or "(none)"]
-
-
 def report(db: Database, start: datetime, end: datetime, by: str = "day", org_id: str | None = None,
            share_idle: bool = False) -> Report:
     with db.session() as s:
@@ -168,17 +156,74 @@ def report_in(s, start: datetime, end: datetime, by: str = "day", org_id: str | 
     if by in TIME_BUCKETS:  # every bucket of the range, quiet ones too, so a time series has no gaps
         lines = {key: Line(key) for key, _, _ in _bucket_bounds(start, end, by)}
     total = Line("total")
-    q = select(JobCost).where(JobCost.finished_at >= start, JobCost.finished_at < end)
+    where = [JobCost.finished_at >= start, JobCost.finished_at < end]
     if org_id:
-        q = q.where(JobCost.org_id == org_id)
-    rows = list(s.scalars(q))
-    refunded = set(s.scalars(select(CreditHold.job_id).where(CreditHold.state == "refunded",
-                                                             CreditHold.job_id.in_(q.with_only_columns(JobCost.job_id)))))
-    for row in rows:
+        where.append(JobCost.org_id == org_id)
+    if by == "grant":
+        _grant_lines(s, where, lines, total)
+    else:
+        _sql_lines(s, where, by, lines, total)
+    if not org_id:  # idle capacity is the operator's, not an organisation's
+        _idle(s, start, end, by, lines, total)
+        if share_idle and IDLE in lines:
+            _share(lines)
+    ordered = sorted(lines.values(), key=lambda ln: (ln.key == IDLE, ln.key))
+    return Report(start, end, by, ordered, total)
+
+
+def _refunded(s, where):
+    return select(CreditHold.job_id).where(CreditHold.state == "refunded",
+                                           CreditHold.job_id.in_(select(JobCost.job_id).where(*where)))
+
+
+def _day(s):
+    """The UTC day of `finished_at` as YYYY-MM-DD, in the database's own dialect."""
+    if s.bind.dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%d", JobCost.finished_at)
+    return func.to_char(func.timezone("UTC", JobCost.finished_at), "YYYY-MM-DD")
+
+
+def _sql_lines(s, where, by: str, lines: dict[str, Line], total: Line) -> None:
+    """Sum in the database, one row per group (per day for time buckets, rolled up here)."""
+    key = {"model": JobCost.model, "plan": JobCost.plan_id, "org": JobCost.org_id, "worker": JobCost.worker_id,
+           "provider": JobCost.provider, "paid_by": JobCost.paid_by, "total": literal("total")}.get(by)
+    key = _day(s) if key is None else key
+    refunded = JobCost.job_id.in_(_refunded(s, where))
+    given_cost = case((JobCost.captured_mc > 0, JobCost.cost_micros * JobCost.given_away_mc / JobCost.captured_mc),
+                      else_=0)
+    q = select(key, func.count(), func.sum(JobCost.images), func.sum(JobCost.device_ms), func.sum(JobCost.cost_micros),
+               func.sum(JobCost.list_cost_micros), func.sum(case((refunded, 0), else_=JobCost.revenue_micros)),
+               func.sum(JobCost.captured_mc), func.sum(JobCost.given_away_mc), func.sum(given_cost),
+               func.sum(case((JobCost.rate_source == "", 1), else_=0))).where(*where)
+    if by != "total":  # PostgreSQL refuses GROUP BY a constant
+        q = q.group_by(key)
+    for k, *sums in s.execute(q):
+        if not sums[0]:
+            continue
+        if by in TIME_BUCKETS:
+            k = bucket(datetime.fromisoformat(k).replace(tzinfo=UTC), by)
+        k = str(k) if k else "(none)"
+        for ln in (lines.setdefault(k, Line(k)), total):
+            ln.jobs += sums[0]
+            ln.images += int(sums[1] or 0)
+            ln.device_ms += int(sums[2] or 0)
+            ln.cost_micros += int(sums[3] or 0)
+            ln.list_cost_micros += int(sums[4] or 0)
+            ln.revenue_micros += int(sums[5] or 0)
+            ln.captured_mc += int(sums[6] or 0)
+            ln.given_away_mc += int(sums[7] or 0)
+            ln.given_away_cost_micros += int(sums[8] or 0)
+            ln.unpriced_jobs += int(sums[9] or 0)
+
+
+def _grant_lines(s, where, lines: dict[str, Line], total: Line) -> None:
+    """By grant, in Python: a job paid from two grants is split between them."""
+    refunded = set(s.scalars(_refunded(s, where)))
+    for row in s.scalars(select(JobCost).where(*where)):
         revenue = 0 if row.job_id in refunded else row.revenue_micros
-        keys = _keys(row, by)
+        keys = list(row.grant_ids) or ["(none)"]
         for ln in [*(lines.setdefault(k, Line(k)) for k in keys), total]:
-            share = len(keys) if ln is not total else 1  # a job paid from two grants is split between them
+            share = len(keys) if ln is not total else 1
             ln.jobs += 1
             ln.images += row.images
             ln.device_ms += row.device_ms // share
@@ -190,12 +235,6 @@ def report_in(s, start: datetime, end: datetime, by: str = "day", org_id: str | 
             if row.given_away_mc and row.captured_mc:
                 ln.given_away_cost_micros += row.cost_micros * row.given_away_mc // row.captured_mc // share
             ln.unpriced_jobs += not row.rate_source
-    if not org_id:  # idle capacity is the operator's, not an organisation's
-        _idle(s, start, end, by, lines, total)
-        if share_idle and IDLE in lines:
-            _share(lines)
-    ordered = sorted(lines.values(), key=lambda ln: (ln.key == IDLE, ln.key))
-    return Report(start, end, by, ordered, total)
 
 
 def _share(lines: dict[str, Line]) -> None:
