@@ -253,15 +253,21 @@ def _share(lines: dict[str, Line]) -> None:
 
 def _idle(s, start: datetime, end: datetime, by: str, lines: dict[str, Line], total: Line) -> None:
     workers = list(s.scalars(select(Worker)))
-    spans = _bucket_bounds(start, end, by) if by in TIME_BUCKETS else [(None, start, end)]
+    timed = by in TIME_BUCKETS
+    spans = _bucket_bounds(start, end, by) if timed else [(None, start, end)]
+    # Busy cost per worker (and UTC day), summed by the database in one query.
+    cols = (JobCost.worker_id, _day(s)) if timed else (JobCost.worker_id,)
+    busy: dict[tuple[str, str | None], int] = {}
+    for *k, cost in s.execute(select(*cols, func.sum(JobCost.cost_micros)).where(
+            JobCost.finished_at >= start, JobCost.finished_at < end).group_by(*cols)):
+        bkey = bucket(datetime.fromisoformat(k[1]).replace(tzinfo=UTC), by) if timed else None
+        busy[(k[0], bkey)] = busy.get((k[0], bkey), 0) + int(cost or 0)
     for w in workers:
         for key, a, b in spans:
             up_ms, up_cost = uptime_cost(s, w, a, b)
             if not up_ms:
                 continue
-            busy = sum(s.scalars(select(JobCost.cost_micros).where(
-                JobCost.worker_id == w.id, JobCost.finished_at >= a, JobCost.finished_at < b)))
-            idle = max(0, up_cost - busy)
+            idle = max(0, up_cost - busy.get((w.id, key), 0))
             if by in TIME_BUCKETS:
                 target = lines.setdefault(key, Line(key))
             elif by == "worker":
