@@ -24,11 +24,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sqlalchemy import String, cast, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..errors import Forbidden, NotFound, ValidationFailed
 from ..storage.db import Database, utcnow
-from ..storage.models import Budget, BudgetAlert, BudgetHold, CreditHold, Job, JobCost, Worker
+from ..storage.models import Budget, BudgetAlert, BudgetHold, BudgetSpend, CreditHold, Job, JobCost, Worker
 from .catalog import fmt_usd, usd_to_micros
 from .costing import cost_of, worker_rate
 
@@ -95,8 +97,11 @@ def create_budget(db: Database, scope: str, *, period: str = "month", limit_usd:
     with db.session() as s:
         b = Budget(name=name or scope, scope=scope, period=period, limit_micros=limit,
                    thresholds_bp=sorted(p * 100 for p in pcts) if limit is not None else [], hard=hard,
-                   runway_floor_cm=floor, webhook_url=webhook_url or None)
+                   runway_floor_cm=floor, webhook_url=webhook_url or None, created_at=utcnow())
         s.add(b)
+        s.flush()
+        now = b.created_at
+        _add_spend(s, b.id, period_of(period, now)[0], _summed(s, b, now))  # what this period spent before it
     return b
 
 
@@ -129,8 +134,8 @@ def _cost_in_scope(row: JobCost, scope: str) -> bool:
             or (kind == "org" and row.org_id == ident) or (kind == "grant" and ident in (row.grant_ids or [])))
 
 
-def spent(s: Session, b: Budget, now: datetime) -> tuple[int, int]:
-    """(priced cost in this period, estimates still held) for a budget, in µ$ (summed by the database)."""
+def _summed(s: Session, b: Budget, now: datetime) -> int:
+    """A budget's priced cost in the period of `now`, summed from the jobs (when the budget is created)."""
     _, start, end = period_of(b.period, now)
     q = select(func.coalesce(func.sum(JobCost.cost_micros), 0)).where(JobCost.finished_at >= start,
                                                                         JobCost.finished_at < end)
@@ -143,7 +148,21 @@ def spent(s: Session, b: Budget, now: datetime) -> tuple[int, int]:
         q = q.where(JobCost.paid_by == "free")
     elif kind == "grant":
         q = q.where(cast(JobCost.grant_ids, String).like(f'%"{ident}"%'))
-    done = int(s.scalar(q))
+    return int(s.scalar(q))
+
+
+def _add_spend(s: Session, budget_id: str, key: str, micros: int) -> None:
+    """Atomically add to a budget's running sum for a period (insert on first use)."""
+    ins = (pg_insert if s.bind.dialect.name == "postgresql" else sqlite_insert)(BudgetSpend)
+    s.execute(ins.values(budget_id=budget_id, period_key=key, spent_micros=micros).on_conflict_do_update(
+        index_elements=["budget_id", "period_key"], set_={"spent_micros": BudgetSpend.spent_micros + micros}))
+
+
+def spent(s: Session, b: Budget, now: datetime) -> tuple[int, int]:
+    """(priced cost in this period, estimates still held) for a budget, in µ$."""
+    key, _, _ = period_of(b.period, now)
+    done = s.scalar(select(BudgetSpend.spent_micros).where(BudgetSpend.budget_id == b.id,
+                                                           BudgetSpend.period_key == key)) or 0
     holds = sum(h.estimate_micros for h in s.scalars(select(BudgetHold).where(BudgetHold.state == "held"))
                 if b.id in (h.budget_ids or []))
     return done, holds
@@ -227,10 +246,14 @@ class Budgets:
             return
         now = row.finished_at
         for b in s.scalars(select(Budget).where(Budget.active.is_(True), Budget.limit_micros.is_not(None))):
-            if not b.thresholds_bp or not _cost_in_scope(row, b.scope):
+            if not _cost_in_scope(row, b.scope):
+                continue
+            key, _, _ = period_of(b.period, now)
+            if row.cost_micros:
+                _add_spend(s, b.id, key, row.cost_micros)
+            if not b.thresholds_bp:
                 continue
             done, _ = spent(s, b, now)
-            key, _, _ = period_of(b.period, now)
             for bp in b.thresholds_bp:
                 if done * 10000 >= b.limit_micros * bp and s.scalar(select(BudgetAlert.id).where(
                         BudgetAlert.budget_id == b.id, BudgetAlert.period_key == key,

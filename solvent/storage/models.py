@@ -429,6 +429,15 @@ class Budget(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class BudgetSpend(Base):
+    """A budget's priced spend in one period, kept as a running sum (admission reads one row, not a month of jobs)."""
+
+    __tablename__ = "budget_spend"
+    budget_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    period_key: Mapped[str] = mapped_column(String(16), primary_key=True)
+    spent_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class BudgetHold(Base):
     """A queued or running job's estimated cost, counted against each hard budget until it is priced."""
 

@@ -94,6 +94,12 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
     op.create_table(
+        "budget_spend",
+        sa.Column("budget_id", sa.String(40), primary_key=True),
+        sa.Column("period_key", sa.String(16), primary_key=True),
+        sa.Column("spent_micros", sa.BigInteger(), nullable=False),
+    )
+    op.create_table(
         "budget_holds",
         sa.Column("job_id", sa.String(40), primary_key=True),
         sa.Column("budget_ids", sa.JSON(), nullable=False),
@@ -151,6 +157,7 @@ def downgrade() -> None:
     op.drop_table("bill_imports")
     op.drop_table("budget_alerts")
     op.drop_table("budget_holds")
+    op.drop_table("budget_spend")
     op.drop_table("budgets")
     op.drop_table("finances")
     op.drop_table("job_costs")
