@@ -239,8 +239,8 @@ class Budgets:
     def settle_in(self, s: Session, job: Job) -> None:
         """Release the job's estimate (its real cost is priced now) and record thresholds it crossed."""
         hold = s.get(BudgetHold, job.id)
-        if hold is not None and hold.state == "held":
-            hold.state = "settled"
+        if hold is not None:  # holds exist only while a job is queued or running, so reading them stays cheap
+            s.delete(hold)
         row = s.get(JobCost, job.id)
         if row is None:
             return

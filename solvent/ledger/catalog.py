@@ -105,10 +105,10 @@ def set_price(db: Database, provider: str, instance_type: str, usd_per_hour: Any
                            actor=actor)
         s.add(row)
         s.flush()
-        return _from_row(row)
+        return price_of_row(row)
 
 
-def _from_row(r: PriceVersion) -> Price:
+def price_of_row(r: PriceVersion) -> Price:
     return Price(r.provider, r.instance_type, r.commitment, r.gpus, r.micros_per_hour, r.source or "operator",
                  effective_from=r.effective_from)
 
@@ -118,7 +118,7 @@ def versions(s: Session, provider: str, instance_type: str, commitment: str) -> 
     rows = s.scalars(select(PriceVersion).where(
         PriceVersion.provider == provider, PriceVersion.instance_type == instance_type,
         PriceVersion.commitment == commitment).order_by(PriceVersion.effective_from, PriceVersion.id))
-    return [_from_row(r) for r in rows]
+    return [price_of_row(r) for r in rows]
 
 
 def price_at(s: Session, provider: str, instance_type: str, commitment: str, at: datetime) -> Price | None:
@@ -139,7 +139,7 @@ def list_prices(s: Session) -> list[Price]:
     """Every shipped row and every operator version, for `solvent prices list`."""
     rows = s.scalars(select(PriceVersion).order_by(PriceVersion.provider, PriceVersion.instance_type,
                                                    PriceVersion.effective_from))
-    return [*catalog(), *(_from_row(r) for r in rows)]
+    return [*catalog(), *(price_of_row(r) for r in rows)]
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from ..billing.plans import MC_PER_CREDIT, MICROS_PER_CREDIT
 from ..storage.db import utcnow
 from ..storage.models import CreditHold, Job, JobCost, Plan, PriceVersion, Worker, WorkerUptime
-from .catalog import WORKER, price_at
+from .catalog import WORKER, Price, catalog, price_of_row
 
 MS_PER_HOUR = 3_600_000
 MICROS_PER_MC = MICROS_PER_CREDIT // MC_PER_CREDIT  # 1 mc = 10 µ$ at list price
@@ -49,13 +49,26 @@ def gpus_held(worker: Worker) -> int:
 
 
 def worker_rate(s: Session, worker: Worker, at: datetime) -> Rate:
-    explicit = price_at(s, WORKER, worker.id, "on_demand", at)
     held = gpus_held(worker)
-    listed = price_at(s, worker.provider, worker.instance_type, "on_demand", at)
+    commitment = worker.commitment or "on_demand"
+    # One query for the operator's versions that can apply (this worker's own, its instance type's).
+    latest: dict[tuple[str, str, str], Price] = {}
+    for r in s.scalars(select(PriceVersion).where(
+            or_(and_(PriceVersion.provider == WORKER, PriceVersion.instance_type == worker.id),
+                and_(PriceVersion.provider == worker.provider, PriceVersion.instance_type == worker.instance_type)),
+            PriceVersion.effective_from <= at).order_by(PriceVersion.effective_from, PriceVersion.id)):
+        latest[(r.provider, r.instance_type, r.commitment)] = price_of_row(r)
+
+    def find(provider: str, itype: str, comm: str) -> Price | None:
+        return latest.get((provider, itype, comm)) or next(
+            (p for p in catalog() if (p.provider, p.instance_type, p.commitment) == (provider, itype, comm)), None)
+
+    explicit = latest.get((WORKER, worker.id, "on_demand"))
+    listed = find(worker.provider, worker.instance_type, "on_demand")
     list_rate = listed.micros_per_gpu_hour * held if listed else 0
     if explicit is not None:
         return Rate(explicit.micros_per_hour, list_rate or explicit.micros_per_hour, f"worker rate ({explicit.source})")
-    p = price_at(s, worker.provider, worker.instance_type, worker.commitment or "on_demand", at)
+    p = find(worker.provider, worker.instance_type, commitment)
     if p is None:
         return Rate(0, list_rate, "")
     src = f"{p.provider} {p.instance_type} {p.commitment} ({p.source}{', ' + p.as_of if p.as_of else ''})"

@@ -439,7 +439,7 @@ class BudgetSpend(Base):
 
 
 class BudgetHold(Base):
-    """A queued or running job's estimated cost, counted against each hard budget until it is priced."""
+    """A queued or running job's estimated cost, counted against each hard budget until it is priced (then deleted)."""
 
     __tablename__ = "budget_holds"
     job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
