@@ -5,7 +5,8 @@
 
 (a) recording overhead: jobs admitted, leased and completed per second through the real queue with
     billing only (the baseline) vs with the ledger's hooks too (budget check and hold at admission,
-    job cost, budget settlement and alerts at completion), one active budget; SQLite and PostgreSQL;
+    job cost, budget settlement and alerts at completion), one active budget; and admission alone
+    (enqueue with credits reserved) with and without the budget check; SQLite and PostgreSQL;
 (b) report time: `report(by=day)` and `report(by=provider)` over N priced jobs and 10 workers' uptime,
     SQLite and PostgreSQL, against one SUM over the same rows (the floor);
 (c) FOCUS import: rows per second and the importing process's peak memory for an N-row CSV file
@@ -57,7 +58,7 @@ def databases(tmp: Path, skip_pg: bool):
 # -- (a) recording overhead ---------------------------------------------------------------------------
 
 
-def overhead(db, tmp: Path, runs: int, n: int) -> tuple[float, float]:
+def overhead(db, tmp: Path, runs: int, n: int) -> dict[str, float]:
     from solvent.accounts import create_org
     from solvent.api.admission import admit_in
     from solvent.billing import Billing, Payer, PriceRequest, ensure_plans, set_plan
@@ -95,14 +96,23 @@ def overhead(db, tmp: Path, runs: int, n: int) -> tuple[float, float]:
         full.queue.lease(worker.id)
         full.queue.complete(job.id, worker.id, result)
 
-    rates: dict[str, list[float]] = {"bare": [], "ledger": []}
-    for _ in range(runs):
-        for name, fn in (("bare", bare), ("ledger", ledger)):  # interleaved
-            t0 = time.perf_counter()
-            for _ in range(n):
-                fn()
-            rates[name].append(n / (time.perf_counter() - t0))
-    return statistics.median(rates["bare"]), statistics.median(rates["ledger"])
+    def bare_admit():
+        bare_q.enqueue(org, "solvent-tiny", {"prompt": "x"}, on_insert=lambda s, j: bare_b.admit_in(s, j, payer, req, {}))
+
+    def ledger_admit():
+        full.queue.enqueue(org, "solvent-tiny", {"prompt": "x"},
+                           on_insert=lambda s, j: admit_in(full, s, j, payer, req, {}))
+
+    rates: dict[str, list[float]] = {}
+    # Full cycles first (the queue is empty between jobs), then admissions alone (they stay queued).
+    for pair in ((("bare", bare), ("ledger", ledger)), (("bare_admit", bare_admit), ("ledger_admit", ledger_admit))):
+        for _ in range(runs):
+            for name, fn in pair:  # interleaved
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                rates.setdefault(name, []).append(n / (time.perf_counter() - t0))
+    return {name: statistics.median(v) for name, v in rates.items()}
 
 
 # -- (b) report time ----------------------------------------------------------------------------------
@@ -228,11 +238,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="solvent-bench-") as t:
         tmp = Path(t)
         if args.only in (None, "overhead"):
-            print("(a) recording overhead: admit + lease + complete, jobs/s")
+            print("(a) recording overhead, jobs/s: billing only vs with the ledger and one hard budget")
             for name, db, drop in databases(tmp, args.skip_postgres):
-                bare, full = overhead(db, tmp, args.runs, args.jobs_per_run)
-                print(f"    {name:<11} billing only {bare:8.1f}   with ledger + budget {full:8.1f}   "
-                      f"ratio {full / bare:.2f}")
+                r = overhead(db, tmp, args.runs, args.jobs_per_run)
+                print(f"    {name:<11} admit + lease + complete {r['bare']:7.1f} vs {r['ledger']:7.1f} "
+                      f"(ratio {r['ledger'] / r['bare']:.2f});   admission alone {r['bare_admit']:7.1f} vs "
+                      f"{r['ledger_admit']:7.1f} (ratio {r['ledger_admit'] / r['bare_admit']:.2f})")
                 db.dispose()
                 drop and drop()
         if args.only in (None, "report"):

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import String, cast, func, select
+from sqlalchemy import String, cast, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -163,9 +163,7 @@ def spent(s: Session, b: Budget, now: datetime) -> tuple[int, int]:
     key, _, _ = period_of(b.period, now)
     done = s.scalar(select(BudgetSpend.spent_micros).where(BudgetSpend.budget_id == b.id,
                                                            BudgetSpend.period_key == key)) or 0
-    holds = sum(h.estimate_micros for h in s.scalars(select(BudgetHold).where(BudgetHold.state == "held"))
-                if b.id in (h.budget_ids or []))
-    return done, holds
+    return done, b.reserved_micros
 
 
 class Budgets:
@@ -232,6 +230,8 @@ class Budgets:
                     f"budget {b.name!r} ({b.scope}, per {b.period}) is spent: {fmt_usd(done, 4)} used and "
                     f"{fmt_usd(held, 4)} reserved of {fmt_usd(b.limit_micros, 4)}; this job needs about "
                     f"{fmt_usd(estimate, 4)}.", field="budget", value=b.id)
+        for b in hard:  # the rows are locked: this add cannot race another admission
+            b.reserved_micros += estimate
         s.add(BudgetHold(job_id=job.id, budget_ids=[b.id for b in hard], estimate_micros=estimate))
 
     # -- settlement and alerts ------------------------------------------------------------------
@@ -239,7 +239,10 @@ class Budgets:
     def settle_in(self, s: Session, job: Job) -> None:
         """Release the job's estimate (its real cost is priced now) and record thresholds it crossed."""
         hold = s.get(BudgetHold, job.id)
-        if hold is not None:  # holds exist only while a job is queued or running, so reading them stays cheap
+        if hold is not None:  # the estimate stops counting: the job's real cost is in the running sum now
+            for bid in hold.budget_ids or []:
+                s.execute(update(Budget).where(Budget.id == bid)
+                          .values(reserved_micros=Budget.reserved_micros - hold.estimate_micros))
             s.delete(hold)
         row = s.get(JobCost, job.id)
         if row is None:

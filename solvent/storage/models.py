@@ -425,6 +425,7 @@ class Budget(Base):
     hard: Mapped[bool] = mapped_column(Boolean, default=False)  # refuse the scope's jobs at the limit
     runway_floor_cm: Mapped[int | None] = mapped_column(Integer, default=None)  # hundredths of a month
     webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
+    reserved_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # estimates of its queued/running jobs
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

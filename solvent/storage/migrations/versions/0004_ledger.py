@@ -90,6 +90,7 @@ def upgrade() -> None:
         sa.Column("hard", sa.Boolean(), nullable=False),
         sa.Column("runway_floor_cm", sa.Integer(), nullable=True),
         sa.Column("webhook_url", sa.Text(), nullable=True),
+        sa.Column("reserved_micros", sa.BigInteger(), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
     )
