@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from ..billing.plans import period_bounds
 from ..errors import Forbidden, NotFound, ValidationFailed
 from ..storage.db import Database, utcnow
 from ..storage.models import Budget, BudgetAlert, BudgetHold, BudgetSpend, CreditHold, Job, JobCost, Worker
@@ -55,13 +56,9 @@ def check_scope(scope: str) -> str:
 
 
 def period_of(period: str, now: datetime) -> tuple[str, datetime, datetime]:
-    if period == "day":
-        start = datetime(now.year, now.month, now.day, tzinfo=UTC)
-        end = datetime.fromordinal(start.toordinal() + 1).replace(tzinfo=UTC)
-        return start.strftime("%Y-%m-%d"), start, end
-    start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    end = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
-    return start.strftime("%Y-%m"), start, end
+    """The budget period containing `now` (UTC day or calendar month) and its key."""
+    start, end = period_bounds(period, None, now)
+    return start.strftime("%Y-%m-%d" if period == "day" else "%Y-%m"), start, end
 
 
 def create_budget(db: Database, scope: str, *, period: str = "month", limit_usd: Any = None,
@@ -128,10 +125,14 @@ def _job_scopes(s: Session, job: Job) -> set[str]:
     return scopes
 
 
-def _cost_in_scope(row: JobCost, scope: str) -> bool:
-    kind, _, ident = scope.partition(":")
-    return (scope == "all" or (scope == "free" and row.paid_by == "free") or (kind == "plan" and row.plan_id == ident)
-            or (kind == "org" and row.org_id == ident) or (kind == "grant" and ident in (row.grant_ids or [])))
+def _cost_scopes(row: JobCost) -> set[str]:
+    """The budget scopes a priced job counts against."""
+    scopes = {"all", f"org:{row.org_id}", *(f"grant:{g}" for g in row.grant_ids or [])}
+    if row.plan_id:
+        scopes.add(f"plan:{row.plan_id}")
+    if row.paid_by == "free":
+        scopes.add("free")
+    return scopes
 
 
 def _summed(s: Session, b: Budget, now: datetime) -> int:
@@ -248,9 +249,8 @@ class Budgets:
         if row is None:
             return
         now = row.finished_at
-        for b in s.scalars(select(Budget).where(Budget.active.is_(True), Budget.limit_micros.is_not(None))):
-            if not _cost_in_scope(row, b.scope):
-                continue
+        for b in s.scalars(select(Budget).where(Budget.active.is_(True), Budget.limit_micros.is_not(None),
+                                                Budget.scope.in_(_cost_scopes(row)))):
             key, _, _ = period_of(b.period, now)
             if row.cost_micros:
                 _add_spend(s, b.id, key, row.cost_micros)

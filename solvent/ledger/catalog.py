@@ -113,26 +113,26 @@ def price_of_row(r: PriceVersion) -> Price:
                  effective_from=r.effective_from)
 
 
-def versions(s: Session, provider: str, instance_type: str, commitment: str) -> list[Price]:
-    """The operator's price versions for one key, oldest first."""
-    rows = s.scalars(select(PriceVersion).where(
-        PriceVersion.provider == provider, PriceVersion.instance_type == instance_type,
-        PriceVersion.commitment == commitment).order_by(PriceVersion.effective_from, PriceVersion.id))
-    return [price_of_row(r) for r in rows]
+@cache
+def _catalog_index() -> dict[tuple[str, str, str], Price]:
+    out: dict[tuple[str, str, str], Price] = {}
+    for p in catalog():
+        out.setdefault((p.provider, p.instance_type, p.commitment), p)  # the first row of a key wins
+    return out
+
+
+def catalog_price(provider: str, instance_type: str, commitment: str) -> Price | None:
+    """The shipped list price of one (provider, instance type, commitment), if the catalog has it."""
+    return _catalog_index().get((provider, instance_type, commitment))
 
 
 def price_at(s: Session, provider: str, instance_type: str, commitment: str, at: datetime) -> Price | None:
     """The price in force at `at`: the operator's latest version by then, else the shipped list price."""
-    current = None
-    for p in versions(s, provider, instance_type, commitment):
-        if p.effective_from <= at:
-            current = p
-    if current is not None:
-        return current
-    for p in catalog():
-        if (p.provider, p.instance_type, p.commitment) == (provider, instance_type, commitment):
-            return p
-    return None
+    row = s.scalars(select(PriceVersion).where(
+        PriceVersion.provider == provider, PriceVersion.instance_type == instance_type,
+        PriceVersion.commitment == commitment, PriceVersion.effective_from <= at)
+        .order_by(PriceVersion.effective_from.desc(), PriceVersion.id.desc()).limit(1)).first()
+    return price_of_row(row) if row is not None else catalog_price(provider, instance_type, commitment)
 
 
 def list_prices(s: Session) -> list[Price]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -23,7 +22,7 @@ from sqlalchemy.orm import Session
 from ..billing.plans import MC_PER_CREDIT, MICROS_PER_CREDIT
 from ..storage.db import utcnow
 from ..storage.models import CreditHold, Job, JobCost, Plan, PriceVersion, Worker, WorkerUptime
-from .catalog import WORKER, Price, catalog, price_of_row
+from .catalog import WORKER, Price, catalog_price, price_of_row
 
 MS_PER_HOUR = 3_600_000
 MICROS_PER_MC = MICROS_PER_CREDIT // MC_PER_CREDIT  # 1 mc = 10 µ$ at list price
@@ -48,20 +47,23 @@ def gpus_held(worker: Worker) -> int:
         return 1
 
 
+def _worker_price_keys(worker: Worker):
+    """The operator's price versions that can apply to a worker: its own rate, its instance type's."""
+    return or_(and_(PriceVersion.provider == WORKER, PriceVersion.instance_type == worker.id),
+               and_(PriceVersion.provider == worker.provider, PriceVersion.instance_type == worker.instance_type))
+
+
 def worker_rate(s: Session, worker: Worker, at: datetime) -> Rate:
     held = gpus_held(worker)
     commitment = worker.commitment or "on_demand"
     # One query for the operator's versions that can apply (this worker's own, its instance type's).
     latest: dict[tuple[str, str, str], Price] = {}
-    for r in s.scalars(select(PriceVersion).where(
-            or_(and_(PriceVersion.provider == WORKER, PriceVersion.instance_type == worker.id),
-                and_(PriceVersion.provider == worker.provider, PriceVersion.instance_type == worker.instance_type)),
-            PriceVersion.effective_from <= at).order_by(PriceVersion.effective_from, PriceVersion.id)):
+    for r in s.scalars(select(PriceVersion).where(_worker_price_keys(worker), PriceVersion.effective_from <= at)
+                       .order_by(PriceVersion.effective_from, PriceVersion.id)):
         latest[(r.provider, r.instance_type, r.commitment)] = price_of_row(r)
 
     def find(provider: str, itype: str, comm: str) -> Price | None:
-        return latest.get((provider, itype, comm)) or next(
-            (p for p in catalog() if (p.provider, p.instance_type, p.commitment) == (provider, itype, comm)), None)
+        return latest.get((provider, itype, comm)) or catalog_price(provider, itype, comm)
 
     explicit = latest.get((WORKER, worker.id, "on_demand"))
     listed = find(worker.provider, worker.instance_type, "on_demand")
@@ -137,14 +139,8 @@ def record_job_cost_in(s: Session, job: Job) -> JobCost | None:
 
 def _boundaries(s: Session, worker: Worker, start: datetime, end: datetime) -> list[datetime]:
     """Moments inside (start, end) where one of this worker's prices changes."""
-    keys = [(WORKER, worker.id), (worker.provider, worker.instance_type)]
-    out = set()
-    for provider, itype in keys:
-        for when in s.scalars(select(PriceVersion.effective_from).where(
-                PriceVersion.provider == provider, PriceVersion.instance_type == itype,
-                PriceVersion.effective_from > start, PriceVersion.effective_from < end)):
-            out.add(when)
-    return sorted(out)
+    return sorted(set(s.scalars(select(PriceVersion.effective_from).where(
+        _worker_price_keys(worker), PriceVersion.effective_from > start, PriceVersion.effective_from < end))))
 
 
 def uptime_segments(s: Session, worker: Worker, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
@@ -164,12 +160,3 @@ def uptime_cost(s: Session, worker: Worker, start: datetime, end: datetime) -> t
             total_ms += ms
             total += cost_of(ms, worker_rate(s, worker, x).micros_per_hour)
     return total_ms, total
-
-
-def job_cost_out(row: JobCost) -> dict[str, Any]:
-    return {"job_id": row.job_id, "worker_id": row.worker_id, "provider": row.provider,
-            "instance_type": row.instance_type, "commitment": row.commitment, "device_ms": row.device_ms,
-            "rate_micros_per_hour": row.rate_micros_per_hour, "rate_source": row.rate_source,
-            "cost_micros": row.cost_micros, "list_cost_micros": row.list_cost_micros,
-            "captured_mc": row.captured_mc, "revenue_micros": row.revenue_micros,
-            "given_away_mc": row.given_away_mc, "paid_by": row.paid_by}

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ..billing.plans import period_bounds
 from ..errors import ValidationFailed
 from ..storage.db import Database
 from ..storage.models import BillImport, BillLine, JobCost, Worker
@@ -276,7 +277,6 @@ def export_focus(db: Database, start: datetime, end: datetime) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(EXPORT_COLUMNS)
-    month0 = datetime(start.year, start.month, 1, tzinfo=UTC)
     with db.session() as s:
         for j in s.scalars(select(JobCost).where(JobCost.finished_at >= start, JobCost.finished_at < end)
                            .order_by(JobCost.finished_at)):
@@ -284,8 +284,7 @@ def export_focus(db: Database, start: datetime, end: datetime) -> str:
                 continue
             t1 = j.finished_at
             t0 = t1 - timedelta(milliseconds=j.device_ms)
-            bstart = datetime(t1.year, t1.month, 1, tzinfo=UTC) if t1 >= month0 else month0
-            bend = datetime(bstart.year + bstart.month // 12, bstart.month % 12 + 1, 1, tzinfo=UTC)
+            bstart, bend = period_bounds("month", None, t1)  # the billing period is the calendar month
             usd = f"{j.revenue_micros / 1e6:.6f}"
             w.writerow([usd, usd, f"{j.captured_mc * MICROS_PER_MC / 1e6:.6f}", usd, "USD", "credits",
                         f"{j.captured_mc / 1000:.3f}", j.images, "Images", f"{j.device_ms / 1000:.3f}", "GPU-seconds",

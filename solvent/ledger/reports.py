@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import case, func, literal, select
 
+from ..billing.plans import period_bounds
 from ..errors import ValidationFailed
 from ..storage.db import Database
 from ..storage.models import CreditHold, JobCost, Worker
@@ -43,6 +44,20 @@ class Line:
     given_away_mc: int = 0
     given_away_cost_micros: int = 0  # what the compute given away cost the operator
     unpriced_jobs: int = 0
+
+    def add(self, jobs: int, images: int, device_ms: int, cost: int, list_cost: int, revenue: int, captured: int,
+            given: int, given_cost: int, unpriced: int) -> None:
+        """Add a group of jobs (already divided by its share where a job is split between lines)."""
+        self.jobs += jobs
+        self.images += images
+        self.device_ms += device_ms
+        self.cost_micros += cost
+        self.list_cost_micros += list_cost
+        self.revenue_micros += revenue
+        self.captured_mc += captured
+        self.given_away_mc += given
+        self.given_away_cost_micros += given_cost
+        self.unpriced_jobs += unpriced
 
     @property
     def total_cost_micros(self) -> int:
@@ -125,13 +140,11 @@ def bucket(when: datetime, by: str) -> str:
 def _bucket_bounds(start: datetime, end: datetime, by: str) -> list[tuple[str, datetime, datetime]]:
     out, cur = [], start
     while cur < end:
-        if by == "day":
-            nxt = datetime(cur.year, cur.month, cur.day, tzinfo=cur.tzinfo) + timedelta(days=1)
-        elif by == "week":
+        if by == "week":
             d = datetime(cur.year, cur.month, cur.day, tzinfo=cur.tzinfo)
             nxt = d + timedelta(days=7 - d.weekday())
         else:
-            nxt = datetime(cur.year + cur.month // 12, cur.month % 12 + 1, 1, tzinfo=cur.tzinfo)
+            nxt = period_bounds(by, None, cur)[1]
         nxt = min(nxt, end)
         out.append((bucket(cur, by), cur, nxt))
         cur = nxt
@@ -171,6 +184,11 @@ def report_in(s, start: datetime, end: datetime, by: str = "day", org_id: str | 
     return Report(start, end, by, ordered, total)
 
 
+def _day_bucket(day: str, by: str) -> str:
+    """A YYYY-MM-DD string from the database, as the key of its day, week or month."""
+    return bucket(datetime.fromisoformat(day).replace(tzinfo=UTC), by)
+
+
 def _refunded(s, where):
     return select(CreditHold.job_id).where(CreditHold.state == "refunded",
                                            CreditHold.job_id.in_(select(JobCost.job_id).where(*where)))
@@ -201,19 +219,11 @@ def _sql_lines(s, where, by: str, lines: dict[str, Line], total: Line) -> None:
         if not sums[0]:
             continue
         if by in TIME_BUCKETS:
-            k = bucket(datetime.fromisoformat(k).replace(tzinfo=UTC), by)
+            k = _day_bucket(k, by)
         k = str(k) if k else "(none)"
+        values = [int(v or 0) for v in sums]
         for ln in (lines.setdefault(k, Line(k)), total):
-            ln.jobs += sums[0]
-            ln.images += int(sums[1] or 0)
-            ln.device_ms += int(sums[2] or 0)
-            ln.cost_micros += int(sums[3] or 0)
-            ln.list_cost_micros += int(sums[4] or 0)
-            ln.revenue_micros += int(sums[5] or 0)
-            ln.captured_mc += int(sums[6] or 0)
-            ln.given_away_mc += int(sums[7] or 0)
-            ln.given_away_cost_micros += int(sums[8] or 0)
-            ln.unpriced_jobs += int(sums[9] or 0)
+            ln.add(*values)
 
 
 def _grant_lines(s, where, lines: dict[str, Line], total: Line) -> None:
@@ -222,19 +232,12 @@ def _grant_lines(s, where, lines: dict[str, Line], total: Line) -> None:
     for row in s.scalars(select(JobCost).where(*where)):
         revenue = 0 if row.job_id in refunded else row.revenue_micros
         keys = list(row.grant_ids) or ["(none)"]
+        given_cost = row.cost_micros * row.given_away_mc // row.captured_mc if row.captured_mc else 0
         for ln in [*(lines.setdefault(k, Line(k)) for k in keys), total]:
             share = len(keys) if ln is not total else 1
-            ln.jobs += 1
-            ln.images += row.images
-            ln.device_ms += row.device_ms // share
-            ln.cost_micros += row.cost_micros // share
-            ln.list_cost_micros += row.list_cost_micros // share
-            ln.revenue_micros += revenue // share
-            ln.captured_mc += row.captured_mc // share
-            ln.given_away_mc += row.given_away_mc // share
-            if row.given_away_mc and row.captured_mc:
-                ln.given_away_cost_micros += row.cost_micros * row.given_away_mc // row.captured_mc // share
-            ln.unpriced_jobs += not row.rate_source
+            ln.add(1, row.images, row.device_ms // share, row.cost_micros // share, row.list_cost_micros // share,
+                   revenue // share, row.captured_mc // share, row.given_away_mc // share, given_cost // share,
+                   int(not row.rate_source))
 
 
 def _share(lines: dict[str, Line]) -> None:
@@ -260,7 +263,7 @@ def _idle(s, start: datetime, end: datetime, by: str, lines: dict[str, Line], to
     busy: dict[tuple[str, str | None], int] = {}
     for *k, cost in s.execute(select(*cols, func.sum(JobCost.cost_micros)).where(
             JobCost.finished_at >= start, JobCost.finished_at < end).group_by(*cols)):
-        bkey = bucket(datetime.fromisoformat(k[1]).replace(tzinfo=UTC), by) if timed else None
+        bkey = _day_bucket(k[1], by) if timed else None
         busy[(k[0], bkey)] = busy.get((k[0], bkey), 0) + int(cost or 0)
     for w in workers:
         for key, a, b in spans:

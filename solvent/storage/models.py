@@ -446,7 +446,6 @@ class BudgetHold(Base):
     job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
     budget_ids: Mapped[list[Any]] = mapped_column(default=list)
     estimate_micros: Mapped[int] = mapped_column(BigInteger)
-    state: Mapped[str] = mapped_column(String(12), default="held")  # held | settled
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
