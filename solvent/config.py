@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     pricing: str | None = None
     # GPU-hour grants are converted to credits at this rate (250 credits = $2.50 an hour).
     credits_per_gpu_hour: int = 250
+    # Whether anyone may create an account from the studio's sign-in page (`POST /api/auth/signup`).
+    allow_signup: bool = True
     # Plan of organisations created by sign-up or `solvent orgs create` without --plan.
     default_plan: str = "community"
     # Stripe webhook signing secret (whsec_…); unset = the webhook answers 404 and top-ups are manual.

@@ -15,6 +15,7 @@ from .people import (
     ROLES,
     accept_invitation,
     audit_log,
+    change_password,
     create_user,
     invite,
     login,
@@ -26,7 +27,7 @@ from .people import (
     set_role,
 )
 
-__all__ = ["ROLES", "accept_invitation", "audit_log", "create_user", "invite", "login", "logout", "me", "members",
+__all__ = ["ROLES", "accept_invitation", "audit_log", "change_password", "create_user", "invite", "login", "logout", "me", "members",
            "record", "session_principal", "set_role",
            "SCOPES", "Principal", "authenticate", "create_key", "create_org", "list_keys", "revoke_key", "rotate_key",
            "set_key_caps"]

@@ -202,6 +202,30 @@ def logout(db: Database, token: str | None) -> None:
             audit(s, f"user:{sess.user_id}", "logout", sess.org_id, sess.user_id)
 
 
+def change_password(db: Database, principal: Principal, current: str, new: str,
+                    session_token: str | None = None) -> None:
+    """Change the signed-in user's password; every other session of the user is signed out."""
+    if not principal.user_id:
+        raise Forbidden("only a signed-in user can change a password (API keys have none).", field="password")
+    new = _password(new)
+    with db.session() as s:
+        user = s.get(User, principal.user_id)
+        try:
+            ok = _hasher.verify(user.password_hash, current or "")
+        except (VerificationError, InvalidHashError):
+            ok = False
+        if not ok:
+            raise Unauthorized("the current password is wrong.", field="current_password")
+        user.password_hash = _hasher.hash(new)
+        keep = hash_secret(session_token) if session_token else None
+        now = utcnow()
+        for sess in s.scalars(select(UserSession).where(UserSession.user_id == user.id,
+                                                        UserSession.revoked_at.is_(None))):
+            if sess.token_hash != keep:
+                sess.revoked_at = now
+        audit(s, f"user:{user.id}", "password.changed", principal.org_id, user.id)
+
+
 def me(db: Database, principal: Principal) -> dict[str, Any]:
     with db.session() as s:
         org = s.get(Organisation, principal.org_id)

@@ -10,7 +10,7 @@ from . import errors
 from .admission import AdmissionHook
 from .compat import a1111, openai, stability
 from .metrics import Metrics
-from .routes import accounts, billing, health, images, jobs, ledger, models, worker
+from .routes import accounts, admin, billing, health, images, jobs, ledger, models, worker
 
 
 def create_app(services: Services, admission_hooks: list[AdmissionHook] | None = None) -> FastAPI:
@@ -26,6 +26,6 @@ def create_app(services: Services, admission_hooks: list[AdmissionHook] | None =
     services.queue.on_final.append(app.state.metrics.on_final)  # seam: usage, credits, ledger
     errors.install(app)
     for r in (jobs.router, images.router, models.router, accounts.router, billing.router, worker.router,
-              health.router, ledger.router, stability.router, a1111.router, openai.router):
+              health.router, ledger.router, admin.router, stability.router, a1111.router, openai.router):
         app.include_router(r)
     return app

@@ -77,6 +77,12 @@ class JobList(BaseModel):
     next_cursor: str | None
 
 
+class SizeOut(BaseModel):
+    label: str
+    width: int
+    height: int
+
+
 class ModelOut(BaseModel):
     id: str
     family: str
@@ -84,3 +90,9 @@ class ModelOut(BaseModel):
     default_steps: int
     default_cfg: float
     default_sampler: str
+    loras: list[str] = Field(default_factory=list, description="LoRAs installed on its workers that fit it")
+    sizes: list[SizeOut] = Field(default_factory=list, description="size presets valid for it (aspect ratios)")
+    min_side: int | None = None
+    max_side: int | None = None
+    max_pixels: int | None = None
+    license: str | None = None

@@ -12,28 +12,42 @@ from ..config import get_settings
 OPERATOR_GRANT_CREDITS = 100_000
 
 
-def bootstrap_admin(services) -> str | None:
-    """On a fresh database: an admin organisation and an API key, written to a file only its owner can read."""
+ADMIN_EMAIL = "admin@solvent.localhost"
+
+
+def _write_secret(path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+def bootstrap_admin(services) -> tuple[str, str] | None:
+    """On a fresh database: an operator user (for the studio) owning the admin organisation, and an API key.
+
+    Returns (API key, password), each shown once and written to a file only its owner can read.
+    """
+    import secrets
+
     from sqlalchemy import func, select
 
-    from ..accounts import create_key, create_org
+    from ..accounts import create_key, create_user
     from ..storage.models import Organisation
 
     with services.db.session() as s:
         if s.scalar(select(func.count()).select_from(Organisation)):
             return None
-    org = create_org(services.db, "admin", plan_id="enterprise")
-    _, secret = create_key(services.db, org.id, "admin (created by solvent serve)",
+    password = secrets.token_urlsafe(12)
+    _, org_id = create_user(services.db, ADMIN_EMAIL, password, "Administrator", org_name="admin",
+                            plan_id="enterprise", operator=True, actor="solvent serve")
+    _, secret = create_key(services.db, org_id, "admin (created by solvent serve)",
                            ("generate", "read", "admin", "operator"))
     # The operator's own use is compute too: a grant makes it visible (as given away) and capped.
-    services.billing.ledger.grant(org.id, OPERATOR_GRANT_CREDITS * 1000, purpose="operator's own use (solvent serve)",
-                                  key=f"bootstrap:{org.id}")
-    path = services.settings.home / "admin-key.txt"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
-    os.chmod(path, 0o600)
-    return secret
+    services.billing.ledger.grant(org_id, OPERATOR_GRANT_CREDITS * 1000, purpose="operator's own use (solvent serve)",
+                                  key=f"bootstrap:{org_id}")
+    _write_secret(services.settings.home / "admin-key.txt", secret + "\n")
+    _write_secret(services.settings.home / "admin-password.txt", f"{ADMIN_EMAIL}\n{password}\n")
+    return secret, password
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -44,8 +58,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     services = build_services(settings)
-    secret = bootstrap_admin(services)
+    created = bootstrap_admin(services)
     app = create_app(services)
+    if not args.no_studio:
+        from ..studio import mount
+
+        mount(app)
     loop = thread = None
     if not args.no_worker:
         from ..engine import Engine
@@ -62,9 +80,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}"
     print(f"Solvent is serving on {url}  (API docs: {url}/docs)")
     print(f"home: {settings.home}   database: {settings.db_url.split('@')[-1]}")
-    if secret:
+    if created:
+        secret, password = created
+        print(f"studio: {url}/  sign in as {ADMIN_EMAIL} with password {password}\n"
+              f"  (shown once; also in {settings.home / 'admin-password.txt'}, mode 600)")
         print(f"admin API key (shown once; also in {settings.home / 'admin-key.txt'}, mode 600):\n  {secret}")
     else:
+        print(f"studio: {url}/  (admin sign-in in {settings.home / 'admin-password.txt'})")
         print(f"admin API key: in {settings.home / 'admin-key.txt'} (or `solvent keys create`)")
     print(f"first image:\n  curl -s -H \"Authorization: Bearer $(cat {settings.home / 'admin-key.txt'})\" "
           f"-H 'Content-Type: application/json' -d '{{\"prompt\": \"a red circle on a blue background\"}}' "
@@ -220,6 +242,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     s.add_argument("--no-worker", action="store_true", help="API only; workers join with `solvent worker`")
+    s.add_argument("--no-studio", action="store_true", help="API only: do not serve the web studio at /")
     s.add_argument("--provider", default="local", help="where the in-process worker runs (for the ledger)")
     s.add_argument("--region", default="")
     s.add_argument("--instance-type", default="")

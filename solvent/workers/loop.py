@@ -16,6 +16,8 @@ import traceback
 from typing import Any
 
 from ..engine import GenerationRequest, LoraSpec
+from ..engine.families import get_family
+from ..engine.lora import lora_family
 from ..errors import Cancelled, OutOfMemory, SolventError
 from ..jobs.queue import LeaseLost
 from .backends import Leased
@@ -41,9 +43,24 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
                "license_name": r.license_name, "license_url": r.license_url, "short_hash": r.short_hash,
                "sha256": r.sha256}
               for r in engine.store.list()]
+    installed = _loras(engine.settings.loras_dir)
+    for m in models:  # the LoRAs each model can take (the studio's picker), by architecture
+        arch = get_family(m["family"]).architecture
+        m["loras"] = [name for name, lora_arch in installed if lora_arch == arch]
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,
             "instance_type": instance_type, "commitment": commitment, "usd_per_hour": usd_per_hour, "models": models,
             "loaded": engine.loaded_models()}
+
+
+def _loras(folder) -> list[tuple[str, str]]:
+    """(name, architecture) of each readable LoRA file in the LoRA folder."""
+    out = []
+    for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        try:
+            out.append((path.stem, lora_family(path)[0]))
+        except SolventError:
+            continue  # unreadable: a job naming it gets the engine's clear error instead
+    return out
 
 
 class WorkerLoop:
@@ -52,7 +69,7 @@ class WorkerLoop:
         self.backend = backend
         self.decl = decl
         self.poll = poll
-        self.beat_every = max(0.2, min(1.0, lease_seconds / 3))  # also how often progress reaches the API
+        self.beat_every = max(0.2, min(0.5, lease_seconds / 3))  # also how often progress reaches the API
         self._stop = threading.Event()
         self._abort = threading.Event()
         self.jobs_done = 0
@@ -71,7 +88,7 @@ class WorkerLoop:
         while not self._stop.is_set():
             try:
                 job = self.backend.lease(self.engine.loaded_models())
-            except (SolventError, OSError) as e:  # server unreachable or refusing: keep trying
+            except Exception as e:  # noqa: BLE001 - unreachable server, refusal, a locked database: keep trying
                 log.warning("lease failed: %s", e)
                 self._stop.wait(min(5.0, self.poll * 4))
                 continue
@@ -111,7 +128,7 @@ class WorkerLoop:
                 except LeaseLost:
                     cancel.set()
                     return
-                except (SolventError, OSError) as e:
+                except Exception as e:  # noqa: BLE001 - a failed beat is retried; the lease has slack
                     log.warning("heartbeat for %s failed: %s", job.id, e)
                 if self._abort.is_set():
                     cancel.set()

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...accounts import (
     accept_invitation,
     audit_log,
+    change_password,
     create_key,
     create_user,
     invite,
@@ -24,6 +25,8 @@ from ...accounts import (
     rotate_key,
     set_role,
 )
+from ...accounts.people import MIN_PASSWORD
+from ...errors import Forbidden
 from ..deps import CSRF_COOKIE, SESSION_COOKIE, PrincipalDep, ServicesDep
 
 router = APIRouter(prefix="/api", tags=["accounts"])
@@ -85,8 +88,22 @@ def _set_session(response: Response, services, tokens) -> dict:
             "expires_at": tokens.expires_at.isoformat()}
 
 
+class PasswordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    current_password: str = Field(..., max_length=1024)
+    new_password: str = Field(..., max_length=1024)
+
+
+@router.get("/auth/options", summary="What the sign-in page may offer (sign-up open or not)")
+def auth_options(services: ServicesDep) -> dict:
+    return {"signup": services.settings.allow_signup, "min_password": MIN_PASSWORD}
+
+
 @router.post("/auth/signup", status_code=201, summary="Create a user and its organisation, and log in")
 async def signup(body: SignupIn, response: Response, services: ServicesDep) -> dict:
+    if not services.settings.allow_signup:
+        raise Forbidden("sign-up is closed on this server; ask an administrator for an invitation.",
+                        field="signup")
     await asyncio.to_thread(create_user, services.db, body.email, body.password, body.name, body.organisation,
                             services.settings.default_plan)
     tokens = await asyncio.to_thread(login, services.db, body.email, body.password)
@@ -104,6 +121,13 @@ def do_logout(request: Request, response: Response, services: ServicesDep, princ
     logout(services.db, request.cookies.get(SESSION_COOKIE))
     response.delete_cookie(SESSION_COOKIE)
     response.delete_cookie(CSRF_COOKIE)
+    return {"ok": True}
+
+
+@router.post("/auth/password", summary="Change your password (other sessions are signed out)")
+async def post_password(body: PasswordIn, request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
+    await asyncio.to_thread(change_password, services.db, principal, body.current_password, body.new_password,
+                            request.cookies.get(SESSION_COOKIE))
     return {"ok": True}
 
 

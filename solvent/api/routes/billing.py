@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 
 from ...accounts import Principal, record
 from ...billing import list_plans, set_plan
 from ...billing.payments import handle, verify
 from ...billing.plans import CREDIT_PACKS, EDITABLE, set_org_plan
 from ...errors import NotFound
+from ...storage.db import utcnow
+from ...storage.models import CreditHold, Image
 from ..deps import PrincipalDep, ServicesDep
 
 router = APIRouter(prefix="/api", tags=["billing"])
@@ -62,6 +65,23 @@ def statement(services: ServicesDep, principal: PrincipalDep, org: str | None = 
         return Response(_statement_csv(rows), media_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="statement.csv"'})
     return {"transactions": rows}
+
+
+@router.get("/billing/usage", summary="Credits spent and images made per UTC day (for the usage chart)")
+def usage(services: ServicesDep, principal: PrincipalDep, days: Annotated[int, Query(ge=1, le=366)] = 30,
+          org: str | None = None) -> dict:
+    principal.require("read")
+    org_id = _org(principal, org)
+    end = utcnow()
+    start = (end - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    out = {(start + timedelta(days=i)).strftime("%Y-%m-%d"): {"credits_mc": 0, "images": 0} for i in range(days)}
+    with services.db.session() as s:
+        for at, mc in s.execute(select(CreditHold.settled_at, CreditHold.captured_mc).where(
+                CreditHold.org_id == org_id, CreditHold.state == "captured", CreditHold.settled_at >= start)):
+            out.setdefault(at.strftime("%Y-%m-%d"), {"credits_mc": 0, "images": 0})["credits_mc"] += mc
+        for (at,) in s.execute(select(Image.created_at).where(Image.org_id == org_id, Image.created_at >= start)):
+            out.setdefault(at.strftime("%Y-%m-%d"), {"credits_mc": 0, "images": 0})["images"] += 1
+    return {"days": [{"day": k, **v} for k, v in sorted(out.items())]}
 
 
 @router.get("/billing/grants", summary="Compute grants of the organisation")

@@ -1,17 +1,50 @@
-"""Models served by the running workers."""
+"""Models served by the running workers (with size presets and LoRAs for the studio), and the samplers."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from ...engine.families import FAMILIES, Family
+from ...engine.samplers import SAMPLERS
 from ...jobs.workers import served_models
 from ..deps import PrincipalDep, ServicesDep
-from ..schemas import ModelOut
+from ..schemas import ModelOut, SizeOut
 
 router = APIRouter(prefix="/api", tags=["models"])
+ASPECTS = (("1:1", 1, 1), ("4:3", 4, 3), ("3:4", 3, 4), ("3:2", 3, 2), ("2:3", 2, 3), ("16:9", 16, 9),
+           ("9:16", 9, 16))
+
+
+def size_presets(family: Family) -> list[SizeOut]:
+    """Each aspect ratio at about the family's native area, in multiples of 8 that its size rules accept."""
+    out, seen = [], set()
+    area = family.native * family.native
+    for label, a, b in ASPECTS:
+        w = round((area * a / b) ** 0.5 / 8) * 8
+        h = round((area * b / a) ** 0.5 / 8) * 8
+        w, h = (min(max(v, family.min_side), family.max_side) for v in (w, h))
+        if w * h <= family.max_pixels and (w, h) not in seen:
+            seen.add((w, h))
+            out.append(SizeOut(label=f"{label} ({w}×{h})", width=w, height=h))
+    return out
+
+
+def model_out(m: dict) -> ModelOut:
+    fam = FAMILIES.get(m.get("family", ""))
+    extra = {"sizes": size_presets(fam), "min_side": fam.min_side, "max_side": fam.max_side,
+             "max_pixels": fam.max_pixels} if fam else {}
+    return ModelOut(**{k: m[k] for k in ("id", "family", "native_resolution", "default_steps", "default_cfg",
+                                         "default_sampler")}, loras=m.get("loras") or [],
+                    license=m.get("license_name"), **extra)
 
 
 @router.get("/models", response_model=list[ModelOut], summary="Models a running worker can serve")
 def list_models(services: ServicesDep, principal: PrincipalDep) -> list[ModelOut]:
     principal.require("read")
-    return [ModelOut(**{k: m[k] for k in ModelOut.model_fields}) for m in served_models(services.db).values()]
+    return [model_out(m) for m in served_models(services.db).values()]
+
+
+@router.get("/samplers", summary="Samplers by Solvent name, with their A1111 names")
+def list_samplers(principal: PrincipalDep) -> dict:
+    principal.require("read")
+    return {"samplers": [{"name": s.name, "label": s.a1111[0] if s.a1111 else s.name} for s in SAMPLERS]}
