@@ -67,8 +67,12 @@ export function explain(err) {
 }
 
 export const credits = (mc) => (mc == null ? "–" : (mc / 1000).toLocaleString(undefined, { maximumFractionDigits: 3 }));
-export const usd = (micros, places = 2) =>
-  micros == null ? "–" : (micros < 0 ? "−$" : "$") + (Math.abs(micros) / 1e6).toFixed(places);
+// Dollars from integer micro-dollars; amounts under a dollar get 4 places so small costs do not read as $0.00.
+export const usd = (micros, places) => {
+  if (micros == null) return "–";
+  const p = places ?? (Math.abs(micros) < 1e6 && micros !== 0 ? 4 : 2);
+  return (micros < 0 ? "−$" : "$") + (Math.abs(micros) / 1e6).toFixed(p);
+};
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 export function esc(v) {
   return String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));

@@ -125,12 +125,14 @@ async function historyPage() {
   const gallery = document.getElementById("gallery");
   let cursor = null;
   const load = async () => {
+    if (!document.body.contains(gallery)) return;
     const qs = new URLSearchParams({ limit: "24" });
     if (q) qs.set("q", q);
     if (model) qs.set("model", model);
     if (cursor) qs.set("cursor", cursor);
     try {
       const page = await api(`/api/images?${qs}`);
+      if (!document.body.contains(gallery)) return;
       const sel = document.getElementById("history-model");
       if (sel.options.length === 1) for (const m of page.models) sel.add(new Option(m, m, false, m === model));
       for (const img of page.images) {
@@ -146,7 +148,8 @@ async function historyPage() {
       cursor = page.next_cursor;
       document.getElementById("more").hidden = !cursor;
     } catch (err) {
-      document.getElementById("history-error").innerHTML = alertBox(err);
+      const box = document.getElementById("history-error");
+      if (box) box.innerHTML = alertBox(err);
     }
   };
   document.getElementById("more").addEventListener("click", load);

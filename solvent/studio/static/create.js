@@ -74,6 +74,7 @@ export async function createPage(main) {
     </div>`;
   const $ = (id) => document.getElementById(id);
   const form = $("create-form");
+  const alive = () => document.body.contains(form); // false once the person has moved to another page
   if (!models.length) {
     $("create-error").innerHTML = alertText("Model unavailable", "No worker is serving a model right now; start one " +
       "with `solvent worker` or `solvent serve`, then reload.");
@@ -167,6 +168,7 @@ export async function createPage(main) {
   });
   $("remove-init").addEventListener("click", () => {
     initData = null;
+    $("init-img").removeAttribute("src");
     $("init-box").hidden = true;
     $("inpaint").checked = false;
     mask.hidden = true;
@@ -247,6 +249,7 @@ export async function createPage(main) {
   function requote() {
     clearTimeout(quoteTimer);
     quoteTimer = setTimeout(async () => {
+      if (!alive()) return;
       const seq = ++quoteSeq;
       try {
         const b = body(); // the price depends on the mode, not on the pixels: send stand-ins
@@ -254,7 +257,7 @@ export async function createPage(main) {
         if (b.init_image) b.init_image = tinyPng;
         if (initData && $("inpaint").checked) b.mask = tinyPng;
         const q = await api("/api/quote", { method: "POST", body: b });
-        if (seq !== quoteSeq) return;
+        if (seq !== quoteSeq || !alive()) return;
         const price = $("price");
         price.dataset.priceMc = String(q.price_mc);
         price.innerHTML = `This costs <strong id="price-credits">${credits(q.price_mc)}</strong> credits` +
@@ -262,7 +265,7 @@ export async function createPage(main) {
           `<strong>${credits(q.balance_mc - q.price_mc)}</strong>.` +
           (q.admissible ? "" : `<br><span class="warn">${esc(q.problems.map((p) => p.message).join(" "))}</span>`);
       } catch (err) {
-        if (seq === quoteSeq) $("price").innerHTML = `<span class="warn">${esc(err.message)}</span>`;
+        if (seq === quoteSeq && alive()) $("price").innerHTML = `<span class="warn">${esc(err.message)}</span>`;
       }
     }, 250);
   }
@@ -271,7 +274,10 @@ export async function createPage(main) {
   $("seed-lock").addEventListener("change", () => { $("seed").disabled = !$("seed-lock").checked; requote(); });
 
   async function refreshBalance() {
-    try { $("balance").textContent = credits((await api("/api/billing/balance")).available_mc); } catch { /* keep */ }
+    try {
+      const b = await api("/api/billing/balance");
+      if (alive()) $("balance").textContent = credits(b.available_mc);
+    } catch { /* keep the last figure */ }
   }
 
   function showResult(job) {
@@ -288,6 +294,7 @@ export async function createPage(main) {
   function finish(job, err) {
     if (current && current.source) current.source.close();
     current = null;
+    if (!alive()) return;
     $("generate").disabled = false;
     $("cancel").hidden = true;
     if (err) $("create-error").innerHTML = alertBox(err);
@@ -313,22 +320,26 @@ export async function createPage(main) {
     $("progress-label").textContent = "Queued…";
     const src = new EventSource(`/api/jobs/${encodeURIComponent(job.id)}/events`);
     current = { id: job.id, source: src };
-    src.addEventListener("queued", (ev) => {
+    const on = (name, fn) => src.addEventListener(name, (ev) => {
+      if (!alive()) { src.close(); current = null; return; } // the person left the page; the job goes on
+      fn(ev);
+    });
+    on("queued", (ev) => {
       const d = JSON.parse(ev.data);
       $("progress-label").textContent = d.position ? `Queued: ${d.position} job(s) ahead.` : "Starting…";
     });
-    src.addEventListener("progress", (ev) => {
+    on("progress", (ev) => {
       const d = JSON.parse(ev.data);
       const pct = Math.round(100 * d.progress);
       $("progress").value = pct;
       $("progress-label").textContent = `Generating: ${pct}%`;
     });
-    src.addEventListener("preview", (ev) => {
+    on("preview", (ev) => {
       const img = $("step-preview");
       img.src = `data:image/png;base64,${JSON.parse(ev.data).image}`;
       img.hidden = false;
     });
-    for (const name of ["result", "failed", "canceled"]) src.addEventListener(name, (ev) => finish(JSON.parse(ev.data)));
+    for (const name of ["result", "failed", "canceled"]) on(name, (ev) => finish(JSON.parse(ev.data)));
     src.onerror = async () => {
       // The stream dropped (proxy, restart): fall back to asking once, then close.
       src.close();
@@ -349,6 +360,10 @@ export async function createPage(main) {
       return;
     }
     $("generate").disabled = true;
+    $("run").hidden = false;
+    $("progress").value = 0;
+    $("progress-label").textContent = "Submitting…";
+    $("results").innerHTML = "";
     try {
       const job = await api("/api/jobs", { method: "POST", body: body() });
       $("cancel").hidden = false;
@@ -356,6 +371,7 @@ export async function createPage(main) {
       watch(job);
     } catch (err) {
       $("generate").disabled = false;
+      $("run").hidden = true;
       $("create-error").innerHTML = alertBox(err);
       const field = err.field && { prompt: "prompt", steps: "steps", cfg_scale: "cfg", width: "size", height: "size",
         seed: "seed", model: "model" }[err.field];
