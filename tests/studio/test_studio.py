@@ -26,8 +26,6 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
                   "--disable-sync"]
 PROMPT = "a red circle on a blue background"
 
-pytestmark = pytest.mark.skipif(shutil.which("chromium") is None,
-                                reason="Debian's chromium is not installed (scripts/test installs it)")
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +61,7 @@ def server(tmp_path_factory):
 def browser():
     from playwright.sync_api import sync_playwright
 
+    assert shutil.which("chromium"), "Debian's chromium is not installed (scripts/test installs it)"
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_FLAGS)
         yield b

@@ -71,7 +71,8 @@ export const credits = (mc) => (mc == null ? "–" : (mc / 1000).toLocaleString(
 export const usd = (micros, places) => {
   if (micros == null) return "–";
   const p = places ?? (Math.abs(micros) < 1e6 && micros !== 0 ? 4 : 2);
-  return (micros < 0 ? "−$" : "$") + (Math.abs(micros) / 1e6).toFixed(p);
+  return (micros < 0 ? "−$" : "$") +
+    (Math.abs(micros) / 1e6).toLocaleString("en-US", { minimumFractionDigits: p, maximumFractionDigits: p });
 };
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
 export function esc(v) {
