@@ -85,17 +85,21 @@ def cmd_ledger_report(args: argparse.Namespace) -> int:
 def cmd_ledger_plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..ledger.plots import cost_revenue_svg, utilisation_svg
+    from ..ledger.plots import cost_revenue_chart, utilisation_chart
     from ..ledger.reports import report
 
     start, end = _window(args)
     if args.kind == "cost-revenue":
-        svg = cost_revenue_svg(report(_services().db, start, end, args.by if args.by in ("day", "week", "month")
-                                      else "day"))
+        chart = cost_revenue_chart(report(_services().db, start, end, args.by if args.by in ("day", "week", "month")
+                                          else "day"))
     else:
-        svg = utilisation_svg(report(_services().db, start, end, args.by if args.by in ("provider", "worker")
-                                     else "provider"))
-    Path(args.out).write_text(svg)
+        chart = utilisation_chart(report(_services().db, start, end, args.by if args.by in ("provider", "worker")
+                                         else "provider"))
+    out = Path(args.out)
+    if out.suffix.lower() == ".png":
+        out.write_bytes(chart.png())
+    else:
+        out.write_text(chart.svg())
     print(f"wrote {args.out}")
     return 0
 
@@ -218,9 +222,9 @@ def add_parsers(sub) -> None:
     gr.add_argument("--share-idle", action="store_true", help="spread idle cost over the lines by their busy cost")
     gr.add_argument("--format", default="text", choices=("text", "json", "csv"))
     gr.set_defaults(func=cmd_ledger_report)
-    gp = gsub.add_parser("plot", help="SVG charts: cost vs revenue over time, utilisation per provider")
+    gp = gsub.add_parser("plot", help="SVG or PNG charts: cost vs revenue over time, utilisation per provider")
     gp.add_argument("kind", choices=("cost-revenue", "utilisation"))
-    gp.add_argument("--out", required=True, help="SVG file to write")
+    gp.add_argument("--out", required=True, help="file to write: .png for PNG, anything else for SVG")
     gp.add_argument("--by", default="", help="day/week/month (cost-revenue) or provider/worker (utilisation)")
     gp.add_argument("--since")
     gp.add_argument("--until")

@@ -243,6 +243,24 @@ def test_plots_are_svg_with_the_numbers(fleet, db):
     bars = ET.fromstring(utilisation_svg(report(db, T0, T0 + timedelta(days=1), "provider")))
     labels = sorted(t.text for t in bars.iterfind(".//s:rect/s:title", ns))
     assert labels == ["aws: 0.0% busy, idle $2.01", "gcp: 0.0% busy, idle $0.45"]
+    # The same charts as PNG: the cost line is drawn in its colour, the bars in theirs.
+    import io
+
+    from PIL import Image
+
+    from solvent.ledger.plots import COST, REVENUE, cost_revenue_chart, utilisation_chart
+
+    def pixels(png: bytes, colour: str) -> int:
+        img = Image.open(io.BytesIO(png)).convert("RGB")
+        want = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        return sum(1 for p in img.getdata() if p == want)
+
+    line = cost_revenue_chart(report(db, T0, T0 + timedelta(days=3), "day")).png()
+    assert line.startswith(b"\x89PNG") and pixels(line, COST) > 100
+    bar_png = utilisation_chart(report(db, T0, T0 + timedelta(days=1), "provider")).png()
+    assert pixels(bar_png, REVENUE) == 0  # 0% busy: no bar height ...
+    ink = sum(1 for p in Image.open(io.BytesIO(bar_png)).convert("L").getdata() if p < 128)
+    assert ink > 500  # ... but the title, axis labels and provider names are drawn
 
 
 def test_price_import_checks_every_row_first(db):
