@@ -73,6 +73,8 @@ class Chart:
                 draw.ellipse((x - s.size, y - s.size, x + s.size, y + s.size), fill=s.colour)
             elif s.kind == "rect":
                 (x1, y1), (x2, y2) = s.points
+                if round(y1) == round(y2):
+                    continue  # zero height, as in SVG (PIL would draw a one-pixel line)
                 draw.rectangle((x1, min(y1, y2), x2, max(y1, y2)), fill=s.colour)
             elif s.kind == "text":
                 font = fonts.setdefault(s.size, ImageFont.load_default(size=s.size))
