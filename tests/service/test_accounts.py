@@ -146,3 +146,29 @@ def test_keys_rotate_revoke_expire_and_caps(client):
     assert api.get("/api/me", headers={"Authorization": f"Bearer {new_secret}"}).status_code == 401
     actions = [e["action"] for e in client.get("/api/audit").json()["events"]]
     assert {"key.created", "key.rotated", "key.revoked"} <= set(actions)
+
+
+def test_password_change_signs_out_other_sessions_and_signup_can_be_closed(db, tmp_path):
+    a = make_client(db, tmp_path)
+    out = signup(a)
+    b = make_client(db, tmp_path)  # a second browser, signed in as the same person
+    assert b.post("/api/auth/login", json={"email": "ann@example.com", "password": PW}).status_code == 200
+    csrf = {"X-CSRF-Token": out["csrf_token"]}
+    r = a.post("/api/auth/password", json={"current_password": "wrong one!", "new_password": "a new passphrase"},
+               headers=csrf)
+    assert r.status_code == 401 and r.json()["error"]["field"] == "current_password"
+    r = a.post("/api/auth/password", json={"current_password": PW, "new_password": "short"}, headers=csrf)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "password"
+    r = a.post("/api/auth/password", json={"current_password": PW, "new_password": "a new passphrase"}, headers=csrf)
+    assert r.status_code == 200
+    assert a.get("/api/me").status_code == 200  # this session stays
+    assert b.get("/api/me").status_code == 401  # the other one is signed out
+    assert b.post("/api/auth/login", json={"email": "ann@example.com", "password": PW}).status_code == 401
+    assert b.post("/api/auth/login", json={"email": "ann@example.com", "password": "a new passphrase"}
+                  ).status_code == 200
+    ensure_plans(db)
+    closed = TestClient(create_app(assemble(Settings(home=tmp_path / "h2", cookie_secure=False, allow_signup=False),
+                                            db, images=LocalImageStore(tmp_path / "i2"))))
+    assert closed.get("/api/auth/options").json()["signup"] is False
+    r = closed.post("/api/auth/signup", json={"email": "bob@example.com", "password": PW})
+    assert r.status_code == 403 and r.json()["error"]["field"] == "signup"
