@@ -12,7 +12,7 @@ from html import escape
 from .reports import Report
 
 W, H, PAD = 720, 360, 56
-COST, REVENUE, IDLE = "#c0392b", "#2471a3", "#e59866"
+COST, REVENUE = "#c0392b", "#2471a3"
 GRID, INK = "#dddddd", "#000000"
 
 

@@ -345,10 +345,11 @@ def test_phone_layout_and_keyboard(browser, server):
 
 
 def test_every_asset_is_served_locally(server):
-    html = httpx.get(server["url"]).text
+    page = httpx.get(server["url"])
+    html = page.text
     refs = re.findall(r'(?:src|href)="([^"#]+)"', html)
     assert refs and all(r.startswith("/static/") or r.startswith("data:") for r in refs), refs
     for r in refs:
         if r.startswith("/static/"):
             assert httpx.get(server["base"] + r).status_code == 200, r
-    assert "default-src 'self'" in httpx.get(server["url"]).headers["content-security-policy"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]

@@ -10,10 +10,10 @@ from PIL import Image as PILImage
 from sqlalchemy import String, cast, func, select
 
 from ...engine.metadata import MIME, encode_image, read_metadata
-from ...errors import NotFound, ValidationFailed
+from ...errors import NotFound
 from ...storage.models import FINAL_STATES, CreditHold, Image, Job
 from ..deps import PrincipalDep, ServicesDep
-from .jobs import image_row
+from .jobs import image_row, newest_first
 
 router = APIRouter(prefix="/api", tags=["images"])
 
@@ -51,13 +51,7 @@ def list_images(services: ServicesDep, principal: PrincipalDep,
             query = query.where(func.lower(Job.params["prompt"].as_string()).contains(q.lower(), autoescape=True))
         if model:
             query = query.where(Job.model == model)
-        if cursor:
-            anchor = s.scalar(select(Image).where(Image.id == cursor, Image.org_id == principal.org_id))
-            if anchor is None:
-                raise ValidationFailed(f"`cursor` {cursor!r} is not an image of yours.", field="cursor", value=cursor)
-            query = query.where((Image.created_at < anchor.created_at) |
-                                ((Image.created_at == anchor.created_at) & (Image.id < anchor.id)))
-        rows = s.execute(query.order_by(Image.created_at.desc(), Image.id.desc()).limit(limit + 1)).all()
+        rows = s.execute(newest_first(s, query, Image, principal.org_id, cursor, "image").limit(limit + 1)).all()
         more = len(rows) > limit
         rows = rows[:limit]
         captured = _captured(s, [job.id for _, job in rows])

@@ -101,6 +101,18 @@ def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JobO
     return job_out(services, services.queue.get(principal.org_id, job_id))
 
 
+def newest_first(s, query, row, org_id: str, cursor: str | None, what: str):
+    """`query` ordered newest first (`created_at`, then `id`), after the `cursor` row of this organisation."""
+    if cursor:
+        anchor = s.scalar(select(row).where(row.id == cursor, row.org_id == org_id))
+        if anchor is None:
+            raise ValidationFailed(f"`cursor` {cursor!r} is not {'an' if what[0] in 'aeiou' else 'a'} {what} of "
+                                   "yours.", field="cursor", value=cursor)
+        query = query.where((row.created_at < anchor.created_at) |
+                            ((row.created_at == anchor.created_at) & (row.id < anchor.id)))
+    return query.order_by(row.created_at.desc(), row.id.desc())
+
+
 @router.get("/jobs", response_model=JobList, summary="List jobs, newest first")
 def list_jobs(services: ServicesDep, principal: PrincipalDep,
               state: Annotated[JobState | None, Query()] = None,
@@ -111,13 +123,7 @@ def list_jobs(services: ServicesDep, principal: PrincipalDep,
         q = select(Job).where(Job.org_id == principal.org_id)
         if state is not None:
             q = q.where(Job.state == state)
-        if cursor:
-            anchor = s.scalar(select(Job).where(Job.id == cursor, Job.org_id == principal.org_id))
-            if anchor is None:
-                raise ValidationFailed(f"`cursor` {cursor!r} is not a job of yours.", field="cursor", value=cursor)
-            q = q.where((Job.created_at < anchor.created_at) |
-                        ((Job.created_at == anchor.created_at) & (Job.id < anchor.id)))
-        jobs = s.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)).all()
+        jobs = s.scalars(newest_first(s, q, Job, principal.org_id, cursor, "job").limit(limit + 1)).all()
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return JobList(jobs=[job_out(services, j, position=False) for j in jobs],
