@@ -22,8 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import Conflict, ModelNotFound, Offline, UnsafeCheckpoint, UnsupportedModel, ValidationFailed
-from .checkpoint import PICKLE_REFUSAL, SAFE_SUFFIXES, inspect_checkpoint, is_pickle
+from ..errors import (
+    Conflict,
+    ModelNotFound,
+    Offline,
+    SolventError,
+    UnsafeCheckpoint,
+    UnsupportedModel,
+    ValidationFailed,
+)
+from .checkpoint import PICKLE_REFUSAL, SAFE_SUFFIXES, UNET, inspect_checkpoint, is_pickle, read_shapes
 from .families import FAMILIES, get_family
 
 BUILTIN_ID = "solvent-tiny"
@@ -205,6 +213,19 @@ class ModelStore:
     def path_of(self, record: ModelRecord) -> Path:
         p = Path(record.path)
         return p if p.is_absolute() else self.root / record.id / p
+
+    def cross_attention_width(self, record: ModelRecord) -> int | None:
+        """The UNet's cross-attention width (which LoRAs fit), from its config or tensor header; None if unknown."""
+        path = self.path_of(record)
+        try:
+            if record.format == "diffusers":
+                return int(json.loads((path / "unet" / "config.json").read_text())["cross_attention_dim"])
+            if is_pickle(path):
+                return None  # reading a pickle's shapes means loading it; the engine checks at run time
+            shapes = read_shapes(path)
+            return next(v[1] for k, v in shapes.items() if k.startswith(UNET) and k.endswith("attn2.to_k.weight"))
+        except (OSError, ValueError, KeyError, TypeError, StopIteration, SolventError):
+            return None
 
     # -- writing ---------------------------------------------------------------------------
 

@@ -38,26 +38,28 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
                     "memory_bytes": props.total_memory}
     else:
         hardware = {"kind": dev.type, "cpus": os.cpu_count()}
+    records = engine.store.list()
     models = [{"id": r.id, "family": r.family, "native_resolution": r.native_resolution,
                "default_steps": r.default_steps, "default_cfg": r.default_cfg, "default_sampler": r.default_sampler,
                "license_name": r.license_name, "license_url": r.license_url, "short_hash": r.short_hash,
                "sha256": r.sha256}
-              for r in engine.store.list()]
+              for r in records]
     installed = _loras(engine.settings.loras_dir)
-    for m in models:  # the LoRAs each model can take (the studio's picker), by architecture
-        arch = get_family(m["family"]).architecture
-        m["loras"] = [name for name, lora_arch in installed if lora_arch == arch]
+    for m, r in zip(models, records, strict=True):  # the LoRAs each model can take (the studio's picker)
+        arch, width = get_family(r.family).architecture, engine.store.cross_attention_width(r)
+        m["loras"] = [name for name, lora_arch, lora_width in installed
+                      if lora_arch == arch and (None in (width, lora_width) or width == lora_width)]
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,
             "instance_type": instance_type, "commitment": commitment, "usd_per_hour": usd_per_hour, "models": models,
             "loaded": engine.loaded_models()}
 
 
-def _loras(folder) -> list[tuple[str, str]]:
-    """(name, architecture) of each readable LoRA file in the LoRA folder."""
+def _loras(folder) -> list[tuple[str, str, int | None]]:
+    """(name, architecture, cross-attention width) of each readable LoRA file in the LoRA folder."""
     out = []
     for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
         try:
-            out.append((path.stem, lora_family(path)[0]))
+            out.append((path.stem, *lora_family(path)))
         except SolventError:
             continue  # unreadable: a job naming it gets the engine's clear error instead
     return out

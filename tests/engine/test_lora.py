@@ -43,3 +43,21 @@ def test_wrong_family_lora_is_refused(sd1):
     assert e.value.field == "loras" and "sdxl" in e.value.message
     _, img = run(sd1, [])  # and the model still works
     assert img.shape == (64, 64, 3)
+
+
+def test_worker_declares_the_loras_each_model_can_take(sd1, tmp_path):
+    from solvent.workers.loop import declaration
+
+    loras = sd1.settings.loras_dir
+    (loras / "broken.safetensors").write_bytes(b"not a safetensors file")
+    (loras / "notes.txt").write_text("not a LoRA")
+    comps = write_checkpoint("sdxl", tmp_path / "xl.safetensors")
+    sd1.store.add(tmp_path / "xl.safetensors", model_id="xl")
+    write_kohya(comps["unet"], comps["text_encoder_2"], loras / "xl-fit.safetensors", sdxl=True)
+    declared = {m["id"]: m["loras"] for m in declaration(sd1)["models"]}
+    # Each model lists the LoRAs of its architecture and cross-attention width; unreadable files are left out.
+    assert declared["m"] == ["kohya", "peft"]
+    assert declared["xl"] == ["xl-fit"]  # "xl" is SDXL-shaped but for a narrower UNet
+    assert declared["solvent-tiny"] == []  # an SD 1.x LoRA for another width does not fit the tiny model
+    out, _ = run(sd1, [LoraSpec(declared["m"][0], 1.0)])  # and what is declared really runs
+    assert out.images[0].size == (64, 64)

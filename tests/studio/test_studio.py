@@ -25,13 +25,25 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "studio"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                   "--disable-sync"]
 PROMPT = "a red circle on a blue background"
+LORA = "tiny-style"
 
+
+def write_tiny_lora(path: Path) -> None:
+    """A kohya-layout LoRA shaped for solvent-tiny's UNet and text encoder (the picker lists it)."""
+    from solvent.tiny.arch import build_pipeline
+
+    from ..lora_files import write_kohya
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pipe = build_pipeline(0)
+    write_kohya(pipe.unet, pipe.text_encoder, path)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`solvent serve` on a fresh home, its in-process worker priced at $2.50/h; the printed credentials."""
     home = tmp_path_factory.mktemp("studio-home")
+    write_tiny_lora(home / "home" / "loras" / f"{LORA}.safetensors")
     port = free_port()
     log_path = home / "serve.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed below, after the server stops
@@ -235,6 +247,51 @@ def test_img2img_by_drop_and_inpaint_with_a_painted_mask(page, server, tmp_path)
                            " && document.querySelector('#results figure img')", timeout=60_000)
     job = _last_job(server)
     assert job["mode"] == "inpaint" and job["state"] == "succeeded", job
+
+
+def test_lora_picker_step_previews_and_cancel(page, server):
+    sign_in(page, server)
+    # The picker offers the LoRA the worker declared for solvent-tiny; add it at weight 0.5.
+    assert page.locator("#lora-pick option").all_inner_texts() == [LORA]
+    page.fill("#lora-weight", "0.5")
+    page.get_by_role("button", name="Add", exact=True).click()
+    assert f"{LORA} × 0.5" in page.locator("#lora-chips").inner_text()
+    page.fill("#prompt", PROMPT)
+    page.fill("#steps", "4")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_function("() => /Done/.test(document.getElementById('progress-label').textContent)", timeout=60_000)
+    job = _last_job(server)
+    assert job["state"] == "succeeded" and job["params"]["loras"] == [{"name": LORA, "weight": 0.5}], job
+    png = Image.open(io.BytesIO(api(server, "GET", f"/api/images/{job['images'][0]['id']}").content))
+    assert f'Lora weights: "{LORA}: 0.5"' in png.info["parameters"]  # the engine applied it
+    shot(page, "lora")
+
+    # Reusing the image's settings brings the LoRA back; removing its chip leaves none.
+    page.locator("#results figure a").first.click()
+    page.get_by_role("button", name="Reuse these settings").click()
+    page.wait_for_selector("#lora-chips .chip")
+    assert f"{LORA} × 0.5" in page.locator("#lora-chips").inner_text()
+    page.get_by_role("button", name=f"Remove {LORA}").click()
+    assert page.locator("#lora-chips .chip").count() == 0
+
+    # A long job: step previews appear while it runs, then Cancel stops it.
+    page.fill("#steps", "150")
+    page.fill("#count", "4")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_function("""() => { const img = document.getElementById('step-preview');
+        return !img.hidden && img.src.startsWith('data:image/png;base64,') && img.complete && img.naturalWidth > 0; }""",
+                           timeout=60_000)
+    assert page.evaluate("document.getElementById('step-preview').naturalWidth") == 64
+    progress = page.evaluate("document.getElementById('progress').value")
+    assert 0 < progress < 100
+    shot(page, "preview")
+    page.get_by_role("button", name="Cancel").click()
+    page.wait_for_function("() => document.getElementById('progress-label').textContent === 'Cancelled.'",
+                           timeout=60_000)
+    job = _last_job(server)
+    assert job["state"] == "canceled" and job["params"]["steps"] == 150 and not job["images"], job
+    assert page.locator("#results figure").count() == 0 and page.is_enabled("#generate")
+    shot(page, "cancelled")
 
 
 def test_api_keys_create_copy_use_with_curl_and_revoke(page, server):
