@@ -111,6 +111,40 @@ def unlabelled(page) -> list[str]:
         .map((el) => el.id || el.outerHTML)""")
 
 
+LOW_CONTRAST_JS = """() => {
+  // WCAG 2 contrast of each visible text's colour against the background it is drawn on (alpha blended).
+  const parse = (c) => { const m = c.match(/rgba?\\(([^)]+)\\)/); if (!m) return null;
+    const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number); return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1]; };
+  const lin = (v) => { v /= 255; return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const lum = (c) => 0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2]);
+  const over = (top, under) => [0, 1, 2].map((i) => top[i] * top[3] + under[i] * (1 - top[3]));
+  const backdrop = (el) => { const layers = [];
+    for (let e = el; e; e = e.parentElement) { const c = parse(getComputedStyle(e).backgroundColor);
+      if (c && c[3] > 0) { layers.push(c); if (c[3] >= 1) break; } }
+    let out = [255, 255, 255]; for (const c of layers.reverse()) out = over(c, out); return out; };
+  const bad = [], seen = new Set();
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walk.nextNode()) {
+    const el = walk.currentNode.parentElement, text = walk.currentNode.textContent.trim();
+    if (!text || seen.has(el) || el.closest('option, [disabled], [hidden]')) continue;
+    seen.add(el);
+    const st = getComputedStyle(el), box = el.getBoundingClientRect();
+    if (st.visibility === 'hidden' || Number(st.opacity) === 0 || !box.width || !box.height) continue;
+    const back = backdrop(el), fg = over(parse(st.color), back);
+    const ratio = (Math.max(lum(fg), lum(back)) + 0.05) / (Math.min(lum(fg), lum(back)) + 0.05);
+    const size = parseFloat(st.fontSize), large = size >= 24 || (Number(st.fontWeight) >= 700 && size >= 18.66);
+    if (ratio < (large ? 3 : 4.5)) bad.push(`${el.tagName.toLowerCase()}${el.id ? '#' + el.id : ''}`
+      + ` "${text.slice(0, 30)}": ${ratio.toFixed(2)}:1`);
+  }
+  return bad;
+}"""
+
+
+def low_contrast(page) -> list[str]:
+    """Visible text below WCAG AA contrast (4.5:1, or 3:1 for large text) against its background."""
+    return page.evaluate(LOW_CONTRAST_JS)
+
+
 def api(server, method, path, **kw):
     return httpx.request(method, server["base"] + path, headers={"Authorization": f"Bearer {server['key']}"},
                          timeout=60, **kw)
@@ -119,10 +153,10 @@ def api(server, method, path, **kw):
 def test_sign_in_generate_find_reuse_download_delete(page, server):
     page.goto(server["url"])
     shot(page, "signin")
-    assert unlabelled(page) == []
+    assert unlabelled(page) == [] and low_contrast(page) == []
     sign_in(page, server)
     assert page.locator("#who").inner_text().startswith(server["email"])
-    assert unlabelled(page) == []
+    assert unlabelled(page) == [] and low_contrast(page) == []
     balance_before = page.locator("#balance").inner_text()
     page.fill("#prompt", PROMPT)
     page.fill("#steps", "100")  # long enough for several progress events
@@ -140,6 +174,7 @@ def test_sign_in_generate_find_reuse_download_delete(page, server):
     img = page.locator("#results figure img").first
     page.wait_for_function("(el) => el.complete && el.naturalWidth === 64", arg=img.element_handle())
     shot(page, "create")
+    assert low_contrast(page) == []
 
     # History: the image is there, found by its prompt and model; a search for something else is empty.
     page.get_by_role("link", name="History").click()
@@ -153,6 +188,7 @@ def test_sign_in_generate_find_reuse_download_delete(page, server):
     page.get_by_role("button", name="Search").click()
     page.wait_for_selector("#gallery figure")
     shot(page, "history")
+    assert low_contrast(page) == []
 
     # Detail: every parameter, seed, cost in credits, commercial-use flag.
     page.locator("#gallery figure a").first.click()
@@ -165,6 +201,7 @@ def test_sign_in_generate_find_reuse_download_delete(page, server):
     assert re.fullmatch(r"[\d.,]+ credits", params.locator("[data-param=cost]").inner_text())
     assert "allowed" in params.locator("[data-param=commercial]").inner_text()
     shot(page, "image")
+    assert low_contrast(page) == []
 
     # Download with metadata (the same bytes the link serves, with the page's session).
     href = page.locator("#download").get_attribute("href")
@@ -298,7 +335,7 @@ def test_api_keys_create_copy_use_with_curl_and_revoke(page, server):
     sign_in(page, server)
     page.get_by_role("link", name="Account").click()
     page.wait_for_selector("#key-form")
-    assert unlabelled(page) == []
+    assert unlabelled(page) == [] and low_contrast(page) == []
     page.wait_for_function("() => Number(document.getElementById('usage-chart').dataset.points) > 0")
     page.fill("#key-name", "curl test")
     page.get_by_role("button", name="Create key").click()
@@ -342,6 +379,7 @@ def test_sign_up_out_of_credits_message_and_no_dashboard(page, server):
     alert.wait_for()
     assert "Out of credits" in alert.inner_text() and "credits" in alert.inner_text().split("Out of credits", 1)[1]
     shot(page, "out-of-credits")
+    assert low_contrast(page) == []
     # No dashboard for a non-operator: not in the menu, refused by the page and by the API.
     page.goto(server["url"] + "#/dashboard")
     page.wait_for_selector("text=Not available")
@@ -378,7 +416,7 @@ def test_operator_dashboard_draws_the_ledger(page, server):
     page.get_by_role("button", name="Record finances").click()
     page.wait_for_selector("#runway-months")
     assert re.match(r"[\d.]+ months", page.locator("#runway-months").inner_text())
-    assert unlabelled(page) == []
+    assert unlabelled(page) == [] and low_contrast(page) == []
     shot(page, "dashboard")
 
 
@@ -410,3 +448,16 @@ def test_every_asset_is_served_locally(server):
         if r.startswith("/static/"):
             assert httpx.get(server["base"] + r).status_code == 200, r
     assert "default-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_the_contrast_check_catches_low_contrast(browser):
+    """The check the pages pass must be able to fail: grey on white and dark on a translucent dark layer."""
+    page = browser.new_page()
+    try:
+        page.set_content('<body style="background:#fff"><p id="a" style="color:#aaa">light grey</p>'
+                         '<p style="color:#595959">dark grey</p><h1 style="color:#888;font-size:32px">large</h1>'
+                         '<div style="background:rgba(0,0,0,.8)"><span id="b" style="color:#333">dark on dark</span>'
+                         '</div><p hidden style="color:#fff">hidden</p></body>')
+        assert low_contrast(page) == ['p#a "light grey": 2.32:1', 'span#b "dark on dark": 1.00:1']
+    finally:
+        page.close()
