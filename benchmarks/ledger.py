@@ -59,15 +59,21 @@ def databases(tmp: Path, skip_pg: bool):
 
 
 def overhead(db, tmp: Path, runs: int, n: int) -> dict[str, float]:
-    from solvent.accounts import create_org
-    from solvent.api.admission import admit_in
+    import dataclasses
+
+    from sqlalchemy import select
+
+    from solvent.accounts import Principal, create_org
+    from solvent.api.admission import admit, admit_in
+    from solvent.api.schemas import GenerationIn
     from solvent.billing import Billing, Payer, PriceRequest, ensure_plans, set_plan
     from solvent.config import Settings
     from solvent.jobs import JobQueue, QueueLimits
-    from solvent.jobs.workers import create_worker
+    from solvent.jobs.workers import create_worker, declare
     from solvent.ledger.budgets import create_budget
     from solvent.ledger.catalog import set_worker_rate
     from solvent.services import assemble
+    from solvent.storage.models import Job
 
     ensure_plans(db)
     set_plan(db, "payg", concurrent_jobs=10**6, rpm=10**6)
@@ -78,40 +84,59 @@ def overhead(db, tmp: Path, runs: int, n: int) -> dict[str, float]:
     worker, _ = create_worker(db, "bench", provider="aws", instance_type="g5.xlarge")
     set_worker_rate(db, worker.id, "1.006")
     create_budget(db, "all", limit_usd="1000000", hard=True)
-    org = create_org(db, "bench", plan_id="payg").id
-    full.billing.ledger.purchase(org, 10**12, "bench")
     req = PriceRequest(model="solvent-tiny", cost_class="tiny", width=64, height=64, steps=20)
-    payer = Payer(org, None)
     result = {"images": [{"index": 0}], "usage": {"device_seconds": 0.25, "images": 1}}
+    body = GenerationIn(prompt="a red circle on a blue background", model="solvent-tiny")
 
-    def bare():
-        job, _ = bare_q.enqueue(org, "solvent-tiny", {"prompt": "x"},
-                                on_insert=lambda s, j: bare_b.admit_in(s, j, payer, req, {}))
-        bare_q.lease(worker.id)
-        bare_q.complete(job.id, worker.id, result)
+    class NoBudgets:  # the API's admission with budgets switched off: the baseline for `admit()`
+        def admit_in(self, s, job):
+            pass
 
-    def ledger():
-        job, _ = full.queue.enqueue(org, "solvent-tiny", {"prompt": "x"},
-                                    on_insert=lambda s, j: admit_in(full, s, j, payer, req, {}))
-        full.queue.lease(worker.id)
-        full.queue.complete(job.id, worker.id, result)
+    unbudgeted = dataclasses.replace(full, budgets=NoBudgets())
 
-    def bare_admit():
-        bare_q.enqueue(org, "solvent-tiny", {"prompt": "x"}, on_insert=lambda s, j: bare_b.admit_in(s, j, payer, req, {}))
+    def paths(org: str) -> dict:
+        """Each timed path for one organisation: (a queue, what one call does)."""
+        payer, principal = Payer(org, None), Principal(org, None, ("generate",))
 
-    def ledger_admit():
-        full.queue.enqueue(org, "solvent-tiny", {"prompt": "x"},
-                           on_insert=lambda s, j: admit_in(full, s, j, payer, req, {}))
+        def cycle(q, hook):
+            job, _ = q.enqueue(org, "solvent-tiny", {"prompt": "x"}, on_insert=hook)
+            q.lease(worker.id)
+            q.complete(job.id, worker.id, result)
+
+        def bare_hook(s, j):
+            bare_b.admit_in(s, j, payer, req, {})
+
+        def ledger_hook(s, j):
+            admit_in(full, s, j, payer, req, {})
+
+        return {
+            "bare": (bare_q, lambda: cycle(bare_q, bare_hook)),
+            "ledger": (full.queue, lambda: cycle(full.queue, ledger_hook)),
+            "bare_admit": (bare_q, lambda: bare_q.enqueue(org, "solvent-tiny", {"prompt": "x"}, on_insert=bare_hook)),
+            "ledger_admit": (full.queue, lambda: full.queue.enqueue(org, "solvent-tiny", {"prompt": "x"},
+                                                                    on_insert=ledger_hook)),
+            "bare_api": (bare_q, lambda: admit(unbudgeted, principal, body)),
+            "ledger_api": (full.queue, lambda: admit(full, principal, body)),
+        }
 
     rates: dict[str, list[float]] = {}
-    # Full cycles first (the queue is empty between jobs), then admissions alone (they stay queued).
-    for pair in ((("bare", bare), ("ledger", ledger)), (("bare_admit", bare_admit), ("ledger_admit", ledger_admit))):
-        for _ in range(runs):
-            for name, fn in pair:  # interleaved
+    # Every timed batch starts alike: a fresh organisation (one purchase in its books) and an empty queue;
+    # what a batch left queued is cancelled, untimed, through the same queue. The pair's order alternates.
+    for i in range(runs):
+        for pair in (("bare", "ledger"), ("bare_admit", "ledger_admit"), ("bare_api", "ledger_api")):
+            declare(db, worker.id, models=[{"id": "solvent-tiny", "family": "tiny", "default_steps": 20}])  # alive
+            for name in pair if i % 2 == 0 else pair[::-1]:
+                org = create_org(db, f"bench {name} {i}", plan_id="payg").id
+                full.billing.ledger.purchase(org, 10**12, f"bench-{org}")
+                q, fn = paths(org)[name]
                 t0 = time.perf_counter()
                 for _ in range(n):
                     fn()
                 rates.setdefault(name, []).append(n / (time.perf_counter() - t0))
+                with db.session() as s:
+                    queued = list(s.scalars(select(Job.id).where(Job.org_id == org, Job.state == "queued")))
+                for job_id in queued:
+                    q.cancel(org, job_id)
     return {name: statistics.median(v) for name, v in rates.items()}
 
 
@@ -243,7 +268,9 @@ def main() -> None:
                 r = overhead(db, tmp, args.runs, args.jobs_per_run)
                 print(f"    {name:<11} admit + lease + complete {r['bare']:7.1f} vs {r['ledger']:7.1f} "
                       f"(ratio {r['ledger'] / r['bare']:.2f});   admission alone {r['bare_admit']:7.1f} vs "
-                      f"{r['ledger_admit']:7.1f} (ratio {r['ledger_admit'] / r['bare_admit']:.2f})")
+                      f"{r['ledger_admit']:7.1f} (ratio {r['ledger_admit'] / r['bare_admit']:.2f});   "
+                      f"admit() as the API calls it {r['bare_api']:7.1f} vs {r['ledger_api']:7.1f} "
+                      f"(ratio {r['ledger_api'] / r['bare_api']:.2f})")
                 db.dispose()
                 drop and drop()
         if args.only in (None, "report"):

@@ -209,6 +209,9 @@ class CreditLedger:
                           period=period, created_at=now)
         s.add(hold)
         s.flush()
+        # The session's identity map holds objects weakly: keep the new hold in it for this transaction, so
+        # admission hooks that read it (budget scopes) get it by primary key without another SELECT.
+        s.info.setdefault("new_holds", []).append(hold)
         return hold
 
     def _release_target(self, s: Session, org: Organisation, account: str, now: datetime) -> str:

@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import String, cast, func, select, update
+from sqlalchemy import String, and_, case, cast, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -115,7 +115,7 @@ def _job_scopes(s: Session, job: Job) -> set[str]:
     scopes = {"all", f"org:{job.org_id}"}
     if job.params.get("plan"):
         scopes.add(f"plan:{job.params['plan']}")
-    hold = s.scalar(select(CreditHold).where(CreditHold.job_id == job.id))  # autoflush: sees the new hold
+    hold = s.get(CreditHold, job.id)  # billing's new hold, from the session's identity map (no SELECT)
     for leg in hold.legs if hold else []:
         dest = leg[2]
         if dest == "sys:given_away:free":
@@ -168,10 +168,12 @@ def spent(s: Session, b: Budget, now: datetime) -> tuple[int, int]:
 
 
 class Budgets:
-    def __init__(self, db: Database, runway_ttl: float = 60.0):
+    def __init__(self, db: Database, runway_ttl: float = 60.0, estimate_ttl: float = 10.0):
         self.db = db
         self.runway_ttl = runway_ttl
+        self.estimate_ttl = estimate_ttl  # cached per model; a job priced here refreshes its model's at once
         self._runway: tuple[float, Any] = (0.0, None)
+        self._estimates: dict[str, tuple[float, int]] = {}  # model → (when, µ$ per image)
         self._lock = threading.Lock()
         self._deliver_lock = threading.Lock()
         self._pending = False  # an alert was recorded and not yet handed to a delivery thread
@@ -179,13 +181,19 @@ class Budgets:
     # -- admission ------------------------------------------------------------------------------
 
     def estimate_in(self, s: Session, job: Job) -> int:
+        """µ$ the job will probably cost: its model's recent cost per image × its images (a fleet guess at first)."""
         images = max(1, int(job.params.get("batch_size") or 1))
+        cached = self._estimates.get(job.model)
+        if cached is not None and time.monotonic() - cached[0] < self.estimate_ttl:
+            return cached[1] * images
         rows = s.execute(select(JobCost.cost_micros, JobCost.images).where(
             JobCost.model == job.model, JobCost.state == "succeeded", JobCost.images > 0)
             .order_by(JobCost.finished_at.desc()).limit(HISTORY)).all()
         cost, imgs = sum(r[0] for r in rows), sum(r[1] for r in rows)
         if imgs and cost:
-            return -(-cost // imgs) * images
+            per_image = -(-cost // imgs)
+            self._estimates[job.model] = (time.monotonic(), per_image)
+            return per_image * images
         now = utcnow()
         rates = [worker_rate(s, w, now).micros_per_hour for w in s.scalars(select(Worker))]
         return cost_of(DEFAULT_MS_PER_IMAGE * images, max(rates, default=0))
@@ -206,39 +214,48 @@ class Budgets:
             return value
 
     def admit_in(self, s: Session, job: Job, now: datetime | None = None) -> None:
-        """Refuse the job if a hard budget or the runway floor covers it; else hold its estimated cost."""
+        """Refuse the job if a hard budget or the runway floor covers it; else hold its estimated cost.
+
+        The hot path of every admission, so it is three Core statements when a hard budget applies (its rows
+        locked with their spend this period; add the estimate; record the hold) and one when none does.
+        """
         now = now or utcnow()
         scopes = _job_scopes(s, job)
-        budgets = list(s.scalars(select(Budget).where(Budget.active.is_(True), Budget.scope.in_(scopes))
-                                 .order_by(Budget.id).with_for_update()))
-        if not budgets:
-            return
-        for b in budgets:
+        day, month = period_of("day", now)[0], period_of("month", now)[0]
+        rows = s.execute(select(Budget.id, Budget.name, Budget.scope, Budget.period, Budget.limit_micros, Budget.hard,
+                                Budget.runway_floor_cm, Budget.reserved_micros, BudgetSpend.spent_micros)
+                         .outerjoin(BudgetSpend, and_(BudgetSpend.budget_id == Budget.id, BudgetSpend.period_key == case(
+                             (Budget.period == "day", day), else_=month)))
+                         .where(Budget.active.is_(True), Budget.scope.in_(scopes))
+                         .order_by(Budget.id).with_for_update(of=Budget)).all()  # locked until this transaction ends
+        for b in rows:
             if b.runway_floor_cm is not None:
                 cm = self.runway_cm(s)
                 if cm is not None and cm < b.runway_floor_cm:
                     raise BudgetExceeded(
                         f"new jobs for {b.scope} are paused: the runway is {cm / 100:.2f} months, below the floor "
                         f"of {b.runway_floor_cm / 100:.2f} set by budget {b.id!r}.", field="budget", value=b.id)
-        hard = [b for b in budgets if b.hard and b.limit_micros is not None]
+        hard = [b for b in rows if b.hard and b.limit_micros is not None]
         if not hard:
             return
         estimate = self.estimate_in(s, job)
         for b in hard:
-            done, held = spent(s, b, now)
+            done, held = b.spent_micros or 0, b.reserved_micros
             if done + held + estimate > b.limit_micros:
                 raise BudgetExceeded(
                     f"budget {b.name!r} ({b.scope}, per {b.period}) is spent: {fmt_usd(done, 4)} used and "
                     f"{fmt_usd(held, 4)} reserved of {fmt_usd(b.limit_micros, 4)}; this job needs about "
                     f"{fmt_usd(estimate, 4)}.", field="budget", value=b.id)
-        for b in hard:  # the rows are locked: this add cannot race another admission
-            b.reserved_micros += estimate
-        s.add(BudgetHold(job_id=job.id, budget_ids=[b.id for b in hard], estimate_micros=estimate))
+        ids = [b.id for b in hard]
+        s.execute(update(Budget).where(Budget.id.in_(ids))  # the rows are locked: this cannot race another admission
+                  .values(reserved_micros=Budget.reserved_micros + estimate).execution_options(synchronize_session=False))
+        s.execute(insert(BudgetHold).values(job_id=job.id, budget_ids=ids, estimate_micros=estimate, created_at=now))
 
     # -- settlement and alerts ------------------------------------------------------------------
 
     def settle_in(self, s: Session, job: Job) -> None:
         """Release the job's estimate (its real cost is priced now) and record thresholds it crossed."""
+        self._estimates.pop(job.model, None)  # its model's recent cost just changed
         hold = s.get(BudgetHold, job.id)
         if hold is not None:  # the estimate stops counting: the job's real cost is in the running sum now
             for bid in hold.budget_ids or []:
