@@ -360,7 +360,51 @@ class Engine:
                     value=req.batch_size,
                 ) from e
 
+    def generate_batch(
+        self,
+        reqs: list[GenerationRequest],
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | Callable[[], bool] | None = None,
+    ) -> list[GenerationResult]:
+        """Run compatible requests (see `batch_key`) in one device call; one result per request.
+
+        Each result's usage carries the call's device time and the request's share of the work in
+        `usage.batch`, and `device_seconds` is that share of the call's time.
+        """
+        if len(reqs) == 1:
+            return [self.generate(reqs[0], progress, cancel)]
+        rs = [self.resolve(r) for r in reqs]
+        keys = {batch_key(r) for r in rs}
+        if len(keys) != 1 or None in keys:
+            raise ValidationFailed("requests batch together only when they are text-to-image with the same model, "
+                                   "size, steps, CFG, sampler and LoRAs.", field="batch")
+        is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+        if is_cancelled():
+            raise Cancelled("the batch was cancelled before it started.")
+        was_loaded = rs[0].record.id in self.loaded_models()
+        lm = self.load(rs[0].record.id)
+        with lm.lock:
+            if lm.pipe is None:  # evicted between load() and here
+                return self.generate_batch(reqs, progress, cancel)
+            try:
+                return self._run_many(lm, rs, progress, is_cancelled, 0.0 if was_loaded else lm.load_seconds)
+            except Cancelled:
+                raise
+            except (torch.OutOfMemoryError, RuntimeError) as e:
+                if not dev.is_oom(e):
+                    raise
+                dev.free_memory(self.device)
+                raise OutOfMemory(
+                    f"the device ran out of memory for a batch of {sum(r.request.batch_size for r in rs)} "
+                    f"{rs[0].width}×{rs[0].height} image(s) with {rs[0].record.id!r}; memory was freed.",
+                    field="batch_size", value=sum(r.request.batch_size for r in rs)) from e
+
     def _run(self, lm: LoadedModel, r: Resolved, progress, is_cancelled, load_seconds: float) -> GenerationResult:
+        return self._run_many(lm, [r], progress, is_cancelled, load_seconds)[0]
+
+    def _run_many(self, lm: LoadedModel, rs: list[Resolved], progress, is_cancelled,
+                  load_seconds: float) -> list[GenerationResult]:
+        r = rs[0]  # every request shares its model, size, steps, CFG, sampler and LoRAs (batch_key)
         req = r.request
         arch = r.family.architecture
         # 3. LoRA adapters (loaded once per model, activated per request)
@@ -374,8 +418,11 @@ class Engine:
         dev.synchronize(self.device)
         t0 = time.perf_counter()
 
-        # 5. Encode the prompt (weighted, chunked)
-        pos, neg = lm.encoder.encode_pair(req.prompt, req.negative_prompt, self.device)
+        # 5. Encode the prompts (weighted, chunked; a batch at its longest prompt's chunk count)
+        n_chunks = max(lm.encoder.chunk_count(x.request.prompt, x.request.negative_prompt) for x in rs)
+        pairs = [lm.encoder.encode_pair(x.request.prompt, x.request.negative_prompt, self.device, n_chunks)
+                 for x in rs]
+        counts = [x.request.batch_size for x in rs]
 
         # 6. Denoise, reporting progress and honouring cancellation between steps
         steps_run = 0
@@ -391,19 +438,26 @@ class Engine:
                 progress(ProgressEvent(steps_run, total, lambda lat=latents: self._preview(p, lat, arch)))
             return kwargs
 
-        generators = [torch.Generator("cpu").manual_seed(r.seed + i) for i in range(req.batch_size)]
+        generators = [torch.Generator("cpu").manual_seed(x.seed + i) for x in rs for i in range(x.request.batch_size)]
+
+        def stack(get) -> torch.Tensor:  # one row per image: each request's row repeated for its images
+            if len(rs) == 1:
+                return get(pairs[0])
+            return torch.cat([get(pair).repeat_interleave(n, dim=0) for pair, n in zip(pairs, counts, strict=True)])
+
         call: dict[str, Any] = dict(
-            prompt_embeds=pos.embeds,
-            negative_prompt_embeds=neg.embeds,
+            prompt_embeds=stack(lambda pair: pair[0].embeds),
+            negative_prompt_embeds=stack(lambda pair: pair[1].embeds),
             num_inference_steps=r.steps,
             guidance_scale=r.cfg_scale,
-            num_images_per_prompt=req.batch_size,
+            num_images_per_prompt=req.batch_size if len(rs) == 1 else 1,
             generator=generators,
             callback_on_step_end=on_step,
             output_type="pil",
         )
         if arch == "sdxl":
-            call.update(pooled_prompt_embeds=pos.pooled, negative_pooled_prompt_embeds=neg.pooled)
+            call.update(pooled_prompt_embeds=stack(lambda pair: pair[0].pooled),
+                        negative_pooled_prompt_embeds=stack(lambda pair: pair[1].pooled))
         if req.mode == "txt2img":
             call.update(width=r.width, height=r.height)
         else:
@@ -415,7 +469,24 @@ class Engine:
         dev.synchronize(self.device)
         seconds = time.perf_counter() - t0
 
-        # 7. Results: seeds, metadata and usage
+        # 7. Results: seeds, metadata and usage, per request; a batch's device time is shared by work
+        device_ms = round(seconds * 1000)
+        works = [x.width * x.height * x.steps * x.request.batch_size for x in rs]
+        batch_id = secrets.token_hex(8)
+        out, first, before = [], 0, 0
+        for x, n, work in zip(rs, counts, works, strict=True):
+            share = _share(device_ms, before, work, sum(works))
+            batch = None if len(rs) == 1 else {"id": batch_id, "requests": len(rs), "device_ms": device_ms,
+                                               "work_before": before, "work": work, "total_work": sum(works)}
+            out.append(self._result(x, images[first:first + n], seconds if batch is None else share / 1000,
+                                    steps_run, load_seconds, batch))
+            first += n
+            before += work
+        return out
+
+    def _result(self, r: Resolved, images: list[Image.Image], seconds: float, steps_run: int, load_seconds: float,
+                batch: dict | None) -> GenerationResult:
+        req = r.request
         seeds = [r.seed + i for i in range(req.batch_size)]
         record = r.record
         texts = [
@@ -451,6 +522,7 @@ class Engine:
             model_hash=record.sha256,
             peak_memory_bytes=dev.peak_memory(self.device),
             load_seconds=load_seconds,
+            batch=batch,
         )
         return GenerationResult(images=images, seeds=seeds, infotexts=texts, params=params, usage=usage)
 
@@ -467,6 +539,19 @@ class Engine:
                 rgb = torch.einsum("chw,cr->hwr", lat, m) + torch.tensor(bias, device=lat.device)
                 rgb = ((rgb.clamp(-1, 1) + 1) * 127.5)
             return Image.fromarray(rgb.byte().cpu().numpy())
+
+
+def batch_key(r: Resolved) -> tuple | None:
+    """What requests must share to run in one device call; None for requests that never batch (image inputs)."""
+    if r.request.mode != "txt2img":
+        return None
+    return (r.record.id, r.width, r.height, r.steps, r.cfg_scale, r.sampler.name,
+            tuple(sorted((str(p), float(w)) for p, w in r.loras)))
+
+
+def _share(total: int, before: int, work: int, total_work: int) -> int:
+    """This request's part of `total`: the split telescopes, so the parts of a batch add up to `total` exactly."""
+    return total * (before + work) // total_work - total * before // total_work
 
 
 def _terms_text(terms: dict) -> dict[str, str]:

@@ -170,9 +170,14 @@ class PromptEncoder:
                 outs.append(z)
         return Encoded(torch.cat(outs, dim=1), pooled)
 
-    def encode_pair(self, prompt: str, negative: str, device: torch.device) -> tuple[Encoded, Encoded]:
+    def chunk_count(self, prompt: str, negative: str) -> int:
+        """How many 77-token chunks the pair encodes to (requests batch together at the largest count)."""
+        return max(len(self.chunks(prompt, "prompt").ids), len(self.chunks(negative, "negative_prompt").ids))
+
+    def encode_pair(self, prompt: str, negative: str, device: torch.device,
+                    at_least: int = 0) -> tuple[Encoded, Encoded]:
         pos, neg = self.chunks(prompt, "prompt"), self.chunks(negative, "negative_prompt")
-        n = max(len(pos.ids), len(neg.ids))
+        n = max(len(pos.ids), len(neg.ids), at_least)
         p = self.encode(pos, n, device)
         if self.xl and not negative and getattr(self.pipe.config, "force_zeros_for_empty_prompt", True):
             return p, Encoded(torch.zeros_like(p.embeds), torch.zeros_like(p.pooled))

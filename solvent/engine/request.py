@@ -80,6 +80,9 @@ class Usage:
     model_hash: str
     peak_memory_bytes: int
     load_seconds: float = 0.0
+    # Set when the request ran in one device call with others: the call's device time and this request's
+    # share of the work (pixels × steps × images), as integers from which the ledger splits cost exactly.
+    batch: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

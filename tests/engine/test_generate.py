@@ -187,3 +187,34 @@ def test_validation_does_not_load_anything(engine):
     with pytest.raises(ValidationFailed):
         engine.generate(GenerationRequest(prompt="x", steps=0))
     assert engine.loaded_models() == []
+
+
+def test_compatible_requests_run_as_one_batch_and_share_its_device_time(engine):
+    reqs = [GenerationRequest(prompt="a red circle on a blue background", seed=7, steps=4),
+            GenerationRequest(prompt="a green star at the top left", negative_prompt="blurry", seed=9, steps=4,
+                              batch_size=2)]
+    done: list[int] = []
+    results = engine.generate_batch(reqs, progress=lambda ev: done.append(ev.step))
+    assert done[-1] == 4  # one denoising loop for all three images
+    assert [len(r.images) for r in results] == [1, 2] and [r.seeds for r in results] == [[7], [9, 10]]
+    assert "Negative prompt: blurry" in results[1].infotexts[1] and "Seed: 10" in results[1].infotexts[1]
+    a, b = (r.usage.batch for r in results)
+    assert a["id"] == b["id"] and a["requests"] == 2 and a["device_ms"] == b["device_ms"] > 0
+    assert (a["work_before"], a["work"], b["work_before"], b["work"]) == (0, 64 * 64 * 4, 64 * 64 * 4, 2 * 64 * 64 * 4)
+    # Device time is split by work (1 : 2) and the parts add up to the call's time exactly.
+    ms = [round(r.usage.device_seconds * 1000) for r in results]
+    assert sum(ms) == a["device_ms"] and abs(ms[1] - 2 * ms[0]) <= 2
+    # Each image is the one its request makes alone (up to float noise from the batched matmuls).
+    for req, res in zip(reqs, results, strict=True):
+        alone = engine.generate(req)
+        for x, y in zip(alone.images, res.images, strict=True):
+            assert np.abs(arr(x) - arr(y)).max() <= 3
+
+
+def test_incompatible_requests_are_not_batched(engine):
+    with pytest.raises(ValidationFailed) as e:
+        engine.generate_batch([GenerationRequest(prompt="x", steps=4), GenerationRequest(prompt="y", steps=5)])
+    assert e.value.field == "batch"
+    init = Image.new("RGB", (64, 64), (200, 30, 30))
+    with pytest.raises(ValidationFailed):
+        engine.generate_batch([GenerationRequest(prompt="x", init_image=init), GenerationRequest(prompt="x")])
