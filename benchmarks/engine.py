@@ -6,6 +6,11 @@
 Prints seconds per image and steps per second for both (median of --runs after a warm-up) and the
 ratio Solvent / bare. The bare call gets the same pipeline object, prompt, scheduler, seed and size,
 so the ratio is Solvent's own overhead (validation, prompt weighting, metadata, usage).
+
+    python benchmarks/engine.py --jobs 4                      # + K jobs one by one vs in one batched call
+
+With `--jobs K`, also times K different-prompt jobs run one after another (`Engine.generate` each, as a
+worker with `--batch 1` does) against the same K in one device call (`Engine.generate_batch`, `--batch K`).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ def main() -> None:
     p.add_argument("--dtype", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA)")
     p.add_argument("--prompt", default="a small red circle at the top left on a blue background")
+    p.add_argument("--jobs", type=int, default=1, help="also compare K jobs one by one against one batched call")
     args = p.parse_args()
     quiet_libraries()
     torch.manual_seed(0)
@@ -107,6 +113,27 @@ def main() -> None:
     print(f"{'bare':10} {b / n:10.4f} {resolved.steps / b:10.2f} {b:10.4f}")
     print(f"{'solvent':10} {s / n:10.4f} {resolved.steps / s:10.2f} {s:10.4f}")
     print(f"ratio solvent/bare: {s / b:.3f}  (overhead {100 * (s / b - 1):+.1f}%)")
+    if args.jobs > 1:
+        colours = ["red", "blue", "green", "yellow", "purple", "orange", "white", "black"]
+        jobs = [GenerationRequest(prompt=f"a {colours[i % len(colours)]} circle on a grey background", model=model,
+                                  steps=args.steps, sampler=args.sampler, seed=1000 + i, batch_size=args.batch,
+                                  width=args.size, height=args.size) for i in range(args.jobs)]
+
+        def one_by_one() -> None:
+            for j in jobs:
+                engine.generate(j)
+
+        def batched() -> None:
+            engine.generate_batch(jobs)
+
+        timed(batched)
+        alone, together = [], []
+        for _ in range(args.runs):
+            alone.append(timed(one_by_one))
+            together.append(timed(batched))
+        a, t = statistics.median(alone), statistics.median(together)
+        print(f"{args.jobs} jobs one by one: {a:.3f} s ({args.jobs / a:.2f} jobs/s); in one batched call: "
+              f"{t:.3f} s ({args.jobs / t:.2f} jobs/s); speed-up {a / t:.2f}x")
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         decl = declaration(engine, provider=args.provider, region=args.region, instance_type=args.instance_type,
                            name="in-process", commitment=args.commitment, usd_per_hour=args.usd_per_hour)
         worker, _ = create_worker(services.db, name="in-process", provider=args.provider)
-        loop = WorkerLoop(engine, LocalBackend(services, worker.id), decl, lease_seconds=settings.lease_seconds)
+        loop = WorkerLoop(engine, LocalBackend(services, worker.id), decl, lease_seconds=settings.lease_seconds,
+                          batch=args.batch)
         thread = threading.Thread(target=loop.run, name="worker", daemon=True)
         thread.start()
     url = f"http://{args.host}:{args.port}"
@@ -117,7 +118,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     decl = declaration(engine, args.provider, args.region, args.instance_type, args.name or "", args.commitment,
                        args.usd_per_hour)
     loop = WorkerLoop(engine, HttpBackend(args.server, token), decl, poll=args.poll,
-                      lease_seconds=get_settings().lease_seconds)
+                      lease_seconds=get_settings().lease_seconds, batch=args.batch)
     signals = {"n": 0}
 
     def on_signal(signum, _frame):
@@ -235,6 +236,21 @@ def _pricing_args(p) -> None:
     p.add_argument("--commitment", default="on_demand", choices=COMMITMENTS,
                    help="how this machine is paid for; with --provider and --instance-type it picks the catalog price")
     p.add_argument("--usd-per-hour", help="this worker's own rate in USD/hour (overrides the catalog)")
+    p.add_argument("--batch", type=_batch, default=1, metavar="N",
+                   help="run up to N queued text-to-image jobs with the same model, size, steps, CFG, sampler and "
+                        "LoRAs in one device call; they share its cost by their share of the work (default 1)")
+
+
+def _batch(value: str) -> int:
+    import argparse
+
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 16:
+        raise argparse.ArgumentTypeError(f"`--batch` must be a whole number from 1 to 16 but is {value!r}")
+    return n
 
 
 def add_parsers(sub) -> None:

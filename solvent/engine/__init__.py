@@ -6,7 +6,7 @@ the pipeline code load torch and diffusers on first use.
 
 from .families import FAMILIES, Family
 from .metadata import encode_image, infotext, parse_infotext, read_metadata
-from .request import GenerationRequest, GenerationResult, LoraSpec, Usage
+from .request import GenerationRequest, GenerationResult, LoraSpec, Usage, batch_share
 from .samplers import SAMPLERS, Sampler, resolve_sampler
 from .store import BUILTIN_ID, ModelRecord, ModelStore
 
@@ -24,6 +24,7 @@ __all__ = [
     "ProgressEvent",
     "Sampler",
     "Usage",
+    "batch_share",
     "encode_image",
     "infotext",
     "parse_infotext",

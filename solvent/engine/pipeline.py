@@ -26,7 +26,7 @@ from .families import FAMILIES, Family, shipped_config
 from .lora import apply_loras, resolve_lora
 from .metadata import infotext
 from .prompts import PromptEncoder, chunk_prompt
-from .request import MAX_SEED, GenerationRequest, GenerationResult, Usage
+from .request import MAX_SEED, GenerationRequest, GenerationResult, Usage, batch_share
 from .samplers import Sampler, make_scheduler, resolve_sampler
 from .store import BUILTIN_ID, ModelRecord, ModelStore
 
@@ -475,7 +475,7 @@ class Engine:
         batch_id = secrets.token_hex(8)
         out, first, before = [], 0, 0
         for x, n, work in zip(rs, counts, works, strict=True):
-            share = _share(device_ms, before, work, sum(works))
+            share = batch_share(device_ms, before, work, sum(works))
             batch = None if len(rs) == 1 else {"id": batch_id, "requests": len(rs), "device_ms": device_ms,
                                                "work_before": before, "work": work, "total_work": sum(works)}
             out.append(self._result(x, images[first:first + n], seconds if batch is None else share / 1000,
@@ -547,11 +547,6 @@ def batch_key(r: Resolved) -> tuple | None:
         return None
     return (r.record.id, r.width, r.height, r.steps, r.cfg_scale, r.sampler.name,
             tuple(sorted((str(p), float(w)) for p, w in r.loras)))
-
-
-def _share(total: int, before: int, work: int, total_work: int) -> int:
-    """This request's part of `total`: the split telescopes, so the parts of a batch add up to `total` exactly."""
-    return total * (before + work) // total_work - total * before // total_work
 
 
 def _terms_text(terms: dict) -> dict[str, str]:

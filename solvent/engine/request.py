@@ -65,6 +65,14 @@ class GenerationRequest:
         return out
 
 
+def batch_share(total: int, before: int, work: int, total_work: int) -> int:
+    """A request's part of a batch's `total` (integer ms or µ$), by its work after `before` units of others' work.
+
+    The parts telescope, so the parts of one batch add up to `total` exactly, whatever the rounding.
+    """
+    return total * (before + work) // total_work - total * before // total_work
+
+
 @dataclass
 class Usage:
     """What one request consumed, as measured on the device that ran it."""

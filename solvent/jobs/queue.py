@@ -31,6 +31,8 @@ from ..storage.db import Database, utcnow
 from ..storage.models import FINAL_STATES, Job, JobState, Organisation, new_id
 
 CANDIDATES = 64  # queue heads considered per dequeue
+# The params jobs must share to run in one device call with the job a worker leased (text-to-image only).
+BATCH_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler", "loras")
 
 
 class QueueFull(TooManyRequests):
@@ -200,6 +202,36 @@ class JobQueue:
                 return job
         return None
 
+    def lease_like(self, worker_id: str, first: Job, limit: int) -> list[Job]:
+        """Claim up to `limit` more queued jobs that can run in one device call with `first` (just leased).
+
+        They share its model and the `BATCH_FIELDS` of its params, are text-to-image and are taken oldest
+        first. Each is claimed as `lease` claims one (a lost race only means a smaller batch).
+        """
+        if limit < 1 or first.mode != "txt2img":
+            return []
+        want = {k: first.params.get(k) for k in BATCH_FIELDS}
+        out: list[Job] = []
+        with self.db.session() as s:
+            q = (select(Job).where(Job.state == JobState.queued, Job.model == first.model, Job.mode == "txt2img")
+                 .order_by(Job.created_at, Job.id).limit(CANDIDATES))
+            if not self.db.is_sqlite:
+                q = q.with_for_update(skip_locked=True)
+            now = utcnow()
+            for job in list(s.scalars(q)):
+                if len(out) >= limit or any(job.params.get(k) != v for k, v in want.items()):
+                    continue
+                claimed = s.execute(
+                    update(Job).where(Job.id == job.id, Job.state == JobState.queued)
+                    .values(state=JobState.running, worker_id=worker_id, attempts=Job.attempts + 1,
+                            lease_expires_at=now + timedelta(seconds=self.limits.lease_seconds), started_at=now,
+                            progress=0.0)).rowcount
+                if claimed == 1:
+                    out.append(job)
+            for job in out:
+                s.refresh(job)
+        return out
+
     def _pick(self, s, models: list[str] | None, loaded: set[str]) -> Job | None:
         q = select(Job).where(Job.state == JobState.queued)
         if models is not None:
@@ -279,12 +311,14 @@ class JobQueue:
         """Mark the job succeeded with its result; `LeaseLost` if this worker lost it meanwhile."""
         return self._finish(job_id, worker_id, state=JobState.succeeded, result=result, progress=1.0)
 
-    def cancelled(self, job_id: str, worker_id: str) -> Job:
+    def cancelled(self, job_id: str, worker_id: str, usage: dict[str, Any] | None = None) -> Job:
+        """The job stopped because its owner cancelled it; `usage` is its share of a batch that ran on."""
         return self._finish(job_id, worker_id, state=JobState.canceled, error_code="canceled",
-                            error_message="canceled while running")
+                            error_message="canceled while running", result={"usage": usage} if usage else None)
 
-    def fail(self, job_id: str, worker_id: str, code: str, message: str, retry: bool = False) -> Job:
-        """Fail the job, or (retry=True and attempts left) put it back in the queue."""
+    def fail(self, job_id: str, worker_id: str, code: str, message: str, retry: bool = False,
+             usage: dict[str, Any] | None = None) -> Job:
+        """Fail the job, or (retry=True and attempts left) put it back in the queue; `usage` as for `cancelled`."""
         with self.db.session() as s:
             job = s.scalar(select(Job).where(Job.id == job_id, Job.worker_id == worker_id,
                                              Job.state == JobState.running))
@@ -294,6 +328,8 @@ class JobQueue:
                 job.state, job.worker_id, job.lease_expires_at = JobState.queued, None, None
             else:
                 job.state, job.finished_at, job.lease_expires_at = JobState.failed, utcnow(), None
+                if usage:
+                    job.result = {"usage": usage}
             job.error_code, job.error_message = code, message
             if job.state == JobState.failed:
                 self._in_final(s, job)

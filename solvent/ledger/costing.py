@@ -77,8 +77,31 @@ def worker_rate(s: Session, worker: Worker, at: datetime) -> Rate:
     return Rate(p.micros_per_gpu_hour * held, list_rate or p.micros_per_gpu_hour * held, src)
 
 
+def _batch(usage: dict) -> tuple[int, int, int, int] | None:
+    """(device ms of the whole call, work before this job, its work, the call's work) when the job ran batched."""
+    b = usage.get("batch")
+    try:
+        t, before, work, total = (int(b[k]) for k in ("device_ms", "work_before", "work", "total_work"))
+    except (TypeError, KeyError, ValueError):
+        return None
+    return (t, before, work, total) if t >= 0 and 0 <= before and 0 < work and before + work <= total else None
+
+
+def batch_cost(device_ms: int, micros_per_hour: int, before: int, work: int, total_work: int) -> int:
+    """A batched job's µ$: its share of the whole call's cost, rounded so a batch's parts add up to
+    `cost_of(device_ms, rate)` exactly (the rounded running total telescopes)."""
+    def upto(w: int) -> int:  # the call's cost for the first `w` units of work, rounded half up
+        den = total_work * MS_PER_HOUR
+        return (2 * device_ms * micros_per_hour * w + den) // (2 * den)
+
+    return upto(before + work) - upto(before)
+
+
 def _device_ms(job: Job) -> int:
     usage = (job.result or {}).get("usage") or {}
+    if (b := _batch(usage)) is not None:  # its share of the call's time, split the same telescoping way
+        t, before, work, total = b
+        return t * (before + work) // total - t * before // total
     if usage.get("device_seconds") is not None:
         return max(0, round(float(usage["device_seconds"]) * 1000))
     if job.started_at and job.finished_at:  # failed or canceled mid-run: the device was held all the same
@@ -122,6 +145,12 @@ def record_job_cost_in(s: Session, job: Job) -> JobCost | None:
     ms = _device_ms(job)
     captured, revenue, given, paid_by, grants = _money(s, job)
     usage = (job.result or {}).get("usage") or {}
+    batch = _batch(usage)
+    if batch is None:  # alone on the device: its own time at the rate
+        cost, list_cost = cost_of(ms, rate.micros_per_hour), cost_of(ms, rate.list_micros_per_hour)
+    else:  # one call ran several jobs: each pays its share of the call's work
+        cost, list_cost = (batch_cost(batch[0], r, *batch[1:]) for r in (rate.micros_per_hour,
+                                                                          rate.list_micros_per_hour))
     row = JobCost(
         job_id=job.id, org_id=job.org_id, worker_id=job.worker_id,
         provider=worker.provider if worker else "", instance_type=worker.instance_type if worker else "",
@@ -129,8 +158,8 @@ def record_job_cost_in(s: Session, job: Job) -> JobCost | None:
         state=str(job.state), paid_by=paid_by, grant_ids=grants,
         images=int(usage.get("images") or len((job.result or {}).get("images", []))),
         device_ms=ms, rate_micros_per_hour=rate.micros_per_hour, list_rate_micros_per_hour=rate.list_micros_per_hour,
-        rate_source=rate.source[:200], cost_micros=cost_of(ms, rate.micros_per_hour),
-        list_cost_micros=cost_of(ms, rate.list_micros_per_hour), captured_mc=captured, revenue_micros=revenue,
+        rate_source=rate.source[:200], cost_micros=cost, list_cost_micros=list_cost, captured_mc=captured,
+        revenue_micros=revenue, batch_id=str(usage["batch"].get("id") or "")[:40] if batch else "",
         given_away_mc=given, finished_at=finished,
     )
     s.add(row)

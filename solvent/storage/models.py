@@ -391,6 +391,7 @@ class JobCost(Base):
     captured_mc: Mapped[int] = mapped_column(BigInteger, default=0)
     revenue_micros: Mapped[int] = mapped_column(BigInteger, default=0)
     given_away_mc: Mapped[int] = mapped_column(BigInteger, default=0)  # captured from grants and free allowances
+    batch_id: Mapped[str] = mapped_column(String(40), default="", server_default="")  # the device call it shared
     finished_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

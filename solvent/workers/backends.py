@@ -36,11 +36,15 @@ class LocalBackend:
         declare(self.s.db, self.worker_id, status="idle", **decl)
         set_worker_rate(self.s.db, self.worker_id, rate)
 
-    def lease(self, loaded: list[str]) -> Leased | None:
+    def lease(self, loaded: list[str], batch: int = 1) -> list[Leased]:
+        """The next job, and up to `batch` - 1 more that can share its device call; [] when the queue is empty."""
         w = declare(self.s.db, self.worker_id, loaded=loaded)
         job = self.s.queue.lease(self.worker_id, models=[m["id"] for m in w.models], loaded=loaded)
         declare(self.s.db, self.worker_id, status="busy" if job else "idle")
-        return Leased(job.id, job.model, job.mode, job.params) if job else None
+        if job is None:
+            return []
+        jobs = [job, *self.s.queue.lease_like(self.worker_id, job, batch - 1)]
+        return [Leased(j.id, j.model, j.mode, j.params) for j in jobs]
 
     def heartbeat(self, job_id: str, progress: float | None, preview: str | None) -> bool:
         declare(self.s.db, self.worker_id)
@@ -55,11 +59,11 @@ class LocalBackend:
     def complete(self, job_id: str, usage: dict, infotexts: list[str]) -> None:
         results.complete(self.s.queue, job_id, self.worker_id, usage, infotexts)
 
-    def fail(self, job_id: str, code: str, message: str, retry: bool) -> None:
-        self.s.queue.fail(job_id, self.worker_id, code, message, retry)
+    def fail(self, job_id: str, code: str, message: str, retry: bool, usage: dict | None = None) -> None:
+        self.s.queue.fail(job_id, self.worker_id, code, message, retry, usage)
 
-    def canceled(self, job_id: str) -> None:
-        self.s.queue.cancelled(job_id, self.worker_id)
+    def canceled(self, job_id: str, usage: dict | None = None) -> None:
+        self.s.queue.cancelled(job_id, self.worker_id, usage)
 
     def release(self, job_id: str) -> None:
         self.s.queue.release(job_id, self.worker_id)
@@ -107,12 +111,12 @@ class HttpBackend:
     def hello(self, decl: dict[str, Any]) -> None:
         self._call("POST", "/api/worker/hello", json=decl)
 
-    def lease(self, loaded: list[str]) -> Leased | None:
-        r = self._call("POST", "/api/worker/lease", json={"loaded": loaded})
+    def lease(self, loaded: list[str], batch: int = 1) -> list[Leased]:
+        r = self._call("POST", "/api/worker/lease", json={"loaded": loaded, "batch": batch})
         if r.status_code == 204:
-            return None
+            return []
         d = r.json()
-        return Leased(d["id"], d["model"], d["mode"], d["params"])
+        return [Leased(x["id"], x["model"], x["mode"], x["params"]) for x in [d, *d.get("batch", [])]]
 
     def heartbeat(self, job_id: str, progress: float | None, preview: str | None) -> bool:
         r = self._call("POST", f"/api/worker/jobs/{job_id}/heartbeat", json={"progress": progress, "preview": preview})
@@ -129,11 +133,12 @@ class HttpBackend:
     def complete(self, job_id: str, usage: dict, infotexts: list[str]) -> None:
         self._call("POST", f"/api/worker/jobs/{job_id}/complete", json={"usage": usage, "infotexts": infotexts})
 
-    def fail(self, job_id: str, code: str, message: str, retry: bool) -> None:
-        self._call("POST", f"/api/worker/jobs/{job_id}/fail", json={"code": code, "message": message, "retry": retry})
+    def fail(self, job_id: str, code: str, message: str, retry: bool, usage: dict | None = None) -> None:
+        self._call("POST", f"/api/worker/jobs/{job_id}/fail",
+                   json={"code": code, "message": message, "retry": retry, "usage": usage})
 
-    def canceled(self, job_id: str) -> None:
-        self._call("POST", f"/api/worker/jobs/{job_id}/canceled")
+    def canceled(self, job_id: str, usage: dict | None = None) -> None:
+        self._call("POST", f"/api/worker/jobs/{job_id}/canceled", json={"usage": usage})
 
     def release(self, job_id: str) -> None:
         self._call("POST", f"/api/worker/jobs/{job_id}/release")

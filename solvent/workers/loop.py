@@ -10,12 +10,13 @@ import base64
 import io
 import logging
 import os
+import secrets
 import threading
 import time
 import traceback
 from typing import Any
 
-from ..engine import GenerationRequest, LoraSpec
+from ..engine import GenerationRequest, LoraSpec, batch_share
 from ..engine.families import get_family
 from ..engine.lora import lora_family
 from ..errors import Cancelled, OutOfMemory, SolventError
@@ -66,9 +67,11 @@ def _loras(folder) -> list[tuple[str, str, int | None]]:
 
 
 class WorkerLoop:
-    def __init__(self, engine, backend, decl: dict[str, Any], poll: float = 0.5, lease_seconds: int = 30):
+    def __init__(self, engine, backend, decl: dict[str, Any], poll: float = 0.5, lease_seconds: int = 30,
+                 batch: int = 1):
         self.engine = engine
         self.backend = backend
+        self.batch = batch  # jobs run in one device call when compatible ones are queued
         self.decl = decl
         self.poll = poll
         self.beat_every = max(0.2, min(0.5, lease_seconds / 3))  # also how often progress reaches the API
@@ -89,15 +92,15 @@ class WorkerLoop:
         self.backend.hello(self.decl)
         while not self._stop.is_set():
             try:
-                job = self.backend.lease(self.engine.loaded_models())
+                jobs = self.backend.lease(self.engine.loaded_models(), self.batch)
             except Exception as e:  # noqa: BLE001 - unreachable server, refusal, a locked database: keep trying
                 log.warning("lease failed: %s", e)
                 self._stop.wait(min(5.0, self.poll * 4))
                 continue
-            if job is None:
+            if not jobs:
                 self._stop.wait(self.poll)
                 continue
-            self.run_job(job)
+            self.run_jobs(jobs)
 
     def _request(self, job: Leased) -> GenerationRequest:
         from PIL import Image
@@ -117,23 +120,28 @@ class WorkerLoop:
             terms=dict(p.get("terms") or {}),
         )
 
-    def run_job(self, job: Leased) -> None:
-        cancel = threading.Event()
+    def run_jobs(self, jobs: list[Leased]) -> None:
+        """Run one job, or compatible jobs in one device call; each is completed, failed or cancelled on its own."""
+        canceled: set[str] = set()  # jobs whose owner cancelled them (a batch runs on for the others)
+        lost: set[str] = set()
         state = {"progress": 0.0, "preview": None, "preview_at": 0.0}
         done = threading.Event()
 
+        def stop_all() -> bool:
+            return self._abort.is_set() or len(canceled | lost) == len(jobs)
+
         def beat() -> None:
             while not done.wait(self.beat_every):
-                try:
-                    if self.backend.heartbeat(job.id, state["progress"], state["preview"]):
-                        cancel.set()
-                except LeaseLost:
-                    cancel.set()
-                    return
-                except Exception as e:  # noqa: BLE001 - a failed beat is retried; the lease has slack
-                    log.warning("heartbeat for %s failed: %s", job.id, e)
-                if self._abort.is_set():
-                    cancel.set()
+                for job in jobs:
+                    if job.id in canceled or job.id in lost:
+                        continue
+                    try:
+                        if self.backend.heartbeat(job.id, state["progress"], state["preview"]):
+                            canceled.add(job.id)
+                    except LeaseLost:
+                        lost.add(job.id)
+                    except Exception as e:  # noqa: BLE001 - a failed beat is retried; the lease has slack
+                        log.warning("heartbeat for %s failed: %s", job.id, e)
 
         def progress(ev) -> None:
             state["progress"] = ev.fraction
@@ -146,34 +154,68 @@ class WorkerLoop:
                     img.save(buf, "PNG")
                     state["preview"] = base64.b64encode(buf.getvalue()).decode()
 
-        beater = threading.Thread(target=beat, name=f"heartbeat-{job.id}", daemon=True)
+        def each(fn) -> None:  # report to every job still ours; one lost lease does not stop the others
+            for job in jobs:
+                if job.id in lost:
+                    continue
+                try:
+                    fn(job)
+                except LeaseLost as e:
+                    log.warning("job %s: %s (another worker has it now)", job.id, e)
+
+        def shares(seconds: float) -> dict[str, dict | None]:
+            """Each job's part of a batch that stopped without results, by images asked (a lone job's time is its own)."""
+            if len(jobs) == 1:
+                return {jobs[0].id: None}
+            ms, works = round(seconds * 1000), [max(1, int(j.params.get("batch_size") or 1)) for j in jobs]
+            bid, out, before = secrets.token_hex(8), {}, 0
+            for j, w in zip(jobs, works, strict=True):
+                out[j.id] = {"device_seconds": batch_share(ms, before, w, sum(works)) / 1000, "images": 0,
+                             "batch": {"id": bid, "requests": len(jobs), "device_ms": ms, "work_before": before,
+                                       "work": w, "total_work": sum(works)}}
+                before += w
+            return out
+
+        beater = threading.Thread(target=beat, name=f"heartbeat-{jobs[0].id}", daemon=True)
         beater.start()
+        started = time.perf_counter()
         try:
             try:
-                result = self.engine.generate(self._request(job), progress=progress,
-                                              cancel=lambda: cancel.is_set() or self._abort.is_set())
+                requests = [self._request(job) for job in jobs]
+                if len(jobs) == 1:
+                    results = [self.engine.generate(requests[0], progress=progress, cancel=stop_all)]
+                else:
+                    results = self.engine.generate_batch(requests, progress=progress, cancel=stop_all)
             except Cancelled:
                 if self._abort.is_set():
-                    self.backend.release(job.id)
+                    each(lambda job: self.backend.release(job.id))
                 else:
-                    self.backend.canceled(job.id)
+                    used = shares(time.perf_counter() - started)
+                    each(lambda job: self.backend.canceled(job.id, used[job.id]))
                 return
-            except OutOfMemory as e:
-                self.backend.fail(job.id, e.code, e.message, retry=True)
-                return
-            except SolventError as e:
-                self.backend.fail(job.id, e.code, e.message, retry=e.status >= 500)
+            except SolventError as e:  # out of memory is retried (on a smaller batch, or another worker)
+                code, message, retry = e.code, e.message, isinstance(e, OutOfMemory) or e.status >= 500
+                used = shares(time.perf_counter() - started)
+                each(lambda job: self.backend.fail(job.id, code, message, retry=retry, usage=used[job.id]))
                 return
             except Exception as e:  # noqa: BLE001 - reported to the server with its cause, then retried
-                log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-                self.backend.fail(job.id, "engine_error", f"{type(e).__name__}: {e}", retry=True)
+                log.error("job(s) %s failed:\n%s", ", ".join(j.id for j in jobs), traceback.format_exc())
+                message, used = f"{type(e).__name__}: {e}", shares(time.perf_counter() - started)
+                each(lambda job: self.backend.fail(job.id, "engine_error", message, retry=True, usage=used[job.id]))
                 return
-            for i, img in enumerate(result.images):
-                self.backend.upload(job.id, i, result.seeds[i], img.width, img.height, result.encode(i, "png"))
-            self.backend.complete(job.id, result.usage.to_dict(), result.infotexts)
-            self.jobs_done += 1
-        except LeaseLost as e:
-            log.warning("job %s: %s (another worker has it now)", job.id, e)
+            by_id = {job.id: result for job, result in zip(jobs, results, strict=True)}
+
+            def deliver(job: Leased) -> None:
+                result = by_id[job.id]
+                if job.id in canceled:  # cancelled while its batch ran on: its images are dropped, its time counted
+                    self.backend.canceled(job.id, {**result.usage.to_dict(), "images": 0, "pixels": 0})
+                    return
+                for i, img in enumerate(result.images):
+                    self.backend.upload(job.id, i, result.seeds[i], img.width, img.height, result.encode(i, "png"))
+                self.backend.complete(job.id, result.usage.to_dict(), result.infotexts)
+                self.jobs_done += 1
+
+            each(deliver)
         finally:
             done.set()
             beater.join(timeout=5)

@@ -21,7 +21,7 @@ from solvent.jobs import QueueLimits
 from solvent.jobs.workers import create_worker
 from solvent.services import assemble
 from solvent.storage import LocalImageStore
-from solvent.workers import LocalBackend, WorkerLoop, declaration
+from solvent.workers import HttpBackend, LocalBackend, WorkerLoop, declaration
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +52,14 @@ class Harness:
     def h(self, key=None, **extra):
         return {"Authorization": f"Bearer {key or self.key_a}", **extra}
 
-    def start_worker(self):
-        w, _ = create_worker(self.services.db, name="test")
-        loop = WorkerLoop(self.engine, LocalBackend(self.services, w.id), declaration(self.engine), poll=0.05,
-                          lease_seconds=5)
+    def start_worker(self, batch: int = 1, remote: bool = False):
+        """An in-process worker: on the database directly, or (remote) over the worker API with its token."""
+        w, token = create_worker(self.services.db, name="test")
+        backend = LocalBackend(self.services, w.id)
+        if remote:
+            backend = HttpBackend("http://testserver", token)
+            backend.client = TestClient(self.client.app, headers={"Authorization": f"Bearer {token}"})
+        loop = WorkerLoop(self.engine, backend, declaration(self.engine), poll=0.05, lease_seconds=5, batch=batch)
         t = threading.Thread(target=loop.run, daemon=True)
         t.start()
         self.loops.append((loop, t))
@@ -94,6 +98,34 @@ def png_b64(w=64, h=64, colour=(200, 20, 20), mode="RGB"):
     buf = io.BytesIO()
     Image.new(mode, (w, h), colour).save(buf, "PNG")
     return base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "worker-api"])
+def test_a_batching_worker_runs_compatible_jobs_in_one_call_and_shares_its_cost(api, remote):
+    from solvent.storage.models import JobCost
+
+    api.announce_models()  # queue first, so the worker finds the whole batch waiting
+    post = lambda body: api.client.post("/api/jobs", headers=api.h(), json=body).json()["id"]  # noqa: E731
+    same = {"steps": 100, "width": 64, "height": 64, "seed": 3}
+    ids = [post({**same, "prompt": p}) for p in ("a red circle", "a blue ring", "a green star")]
+    other = post({**same, "steps": 8, "prompt": "a red circle"})  # different steps: its own call
+    api.start_worker(batch=3, remote=remote)
+    deadline = time.time() + 60
+    while api.client.get(f"/api/jobs/{ids[1]}", headers=api.h()).json()["state"] != "running":
+        assert time.time() < deadline
+        time.sleep(0.02)
+    assert api.client.post(f"/api/jobs/{ids[1]}/cancel", headers=api.h()).status_code == 200  # mid-batch
+    jobs = [api.wait(i) for i in ids]
+    assert [j["state"] for j in jobs] == ["succeeded", "canceled", "succeeded"], jobs
+    batch = jobs[0]["usage"]["batch"]
+    assert batch["requests"] == 3 and jobs[2]["usage"]["batch"]["id"] == batch["id"] and not jobs[1]["images"]
+    assert api.wait(other)["usage"].get("batch") is None
+    with api.services.db.session() as s:
+        rows = [s.get(JobCost, i) for i in ids]
+    # One call, three jobs: each has its share of the call's time, and the shares add up to the call.
+    assert {r.batch_id for r in rows} == {batch["id"]}
+    assert sum(r.device_ms for r in rows) == batch["device_ms"] > 0
+    assert [r.images for r in rows] == [1, 0, 1] and rows[1].state == "canceled"
 
 
 def test_create_run_fetch(api):

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from solvent.accounts import create_org
-from solvent.billing import Billing, ensure_plans
+from solvent.billing import Billing, ensure_plans, set_plan
 from solvent.billing.pricing import PriceRequest
 from solvent.billing.service import Payer
 from solvent.errors import ValidationFailed
@@ -136,6 +136,43 @@ def test_job_cost_revenue_and_giveaways_by_who_paid(fleet, db):
     failed = fleet.cost(fleet.job(payg, fleet.aws, 0, fail=True))
     assert (failed.state, failed.captured_mc, failed.revenue_micros) == ("failed", 0, 0)
     assert record_job_cost_in is not None and cost_of(1, 3_600_000) == 1 and cost_of(1, 1_799_999) == 0
+
+
+def test_batched_jobs_share_their_device_call_by_work_and_add_up_exactly(fleet, db):
+    set_plan(db, "payg", concurrent_jobs=10)  # four jobs in flight at once
+    payg = create_org(db, "payg", plan_id="payg").id
+    fleet.billing.ledger.purchase(payg, 1_000_000, "buy")
+    set_worker_rate(db, fleet.own.id, "1.00")  # 1,000,000 µ$/h: 1000 ms cost 277.8 µ$, so every split must round
+    params = {"prompt": "x", "width": 64, "height": 64, "steps": 20}
+    req = PriceRequest(model="solvent-tiny", cost_class="tiny", width=64, height=64, steps=20)
+    ids = [fleet.queue.enqueue(payg, "solvent-tiny", {**params, "prompt": f"p{i}"},
+                               on_insert=lambda s, j: fleet.billing.admit_in(s, j, Payer(payg, None), req))[0].id
+           for i in range(4)]
+    first = fleet.queue.lease(fleet.own.id)
+    batch = [first, *fleet.queue.lease_like(fleet.own.id, first, 2)]  # three jobs in one device call
+    assert [j.id for j in batch] == ids[:3]
+
+    def usage(i: int) -> dict:
+        return {"device_seconds": 0.333, "images": 1, "batch": {"id": "b1", "requests": 3, "device_ms": 1000,
+                                                                 "work_before": i, "work": 1, "total_work": 3}}
+
+    fleet.queue.complete(ids[0], fleet.own.id, {"images": [{"index": 0}], "usage": usage(0)})
+    fleet.queue.complete(ids[1], fleet.own.id, {"images": [{"index": 0}], "usage": usage(1)})
+    fleet.queue.cancelled(ids[2], fleet.own.id, {**usage(2), "images": 0})  # cancelled while the batch ran on
+    rows = [fleet.cost(i) for i in ids[:3]]
+    # Time: 333 + 333 + 334 = 1000 ms. Cost: the rounded running total 93, 185, 278 µ$ gives 93 + 92 + 93 = 278,
+    # exactly the call's cost at the rate; a cancelled member pays its share and brings no revenue.
+    assert [r.device_ms for r in rows] == [333, 333, 334]
+    assert [r.cost_micros for r in rows] == [93, 92, 93] and sum(r.cost_micros for r in rows) == cost_of(1000, 10**6)
+    assert [r.batch_id for r in rows] == ["b1", "b1", "b1"]
+    assert (rows[2].state, rows[2].images, rows[2].revenue_micros) == ("canceled", 0, 0)
+    assert fleet.queue.lease(fleet.own.id).id == ids[3]  # the fourth job runs alone: its own time at the rate
+    fleet.queue.complete(ids[3], fleet.own.id, {"images": [{"index": 0}], "usage": {"device_seconds": 0.5,
+                                                                                    "images": 1}})
+    alone = fleet.cost(ids[3])
+    assert (alone.device_ms, alone.cost_micros, alone.batch_id) == (500, 139, "")
+    total = report(db, by="worker", start=datetime.now(UTC) - H, end=datetime.now(UTC) + H).total
+    assert (total.jobs, total.images, total.device_ms, total.cost_micros) == (4, 3, 1500, 278 + 139)
 
 
 def test_day_report_with_idle_time_and_a_price_change_mid_period(fleet, db):

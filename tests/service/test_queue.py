@@ -197,3 +197,28 @@ def test_concurrent_workers_complete_each_job_exactly_once(db, orgs):
     assert not errors
     assert set(completions) == ids and set(completions.values()) == {1} and set(leases.values()) == {1}
     assert q.counts()["succeeded"] == 60
+
+
+def test_lease_like_claims_only_jobs_that_can_share_the_device_call(db, orgs):
+    a, b = orgs
+    q = q_(db)
+    base = {"prompt": "x", "width": 64, "height": 64, "steps": 20, "cfg_scale": 4.0, "sampler": "euler", "loras": []}
+    first = q.enqueue(a, "tiny", base)[0]
+    same_b = q.enqueue(b, "tiny", {**base, "prompt": "another tenant, another prompt", "seed": 5})[0]
+    q.enqueue(a, "tiny", {**base, "steps": 21})  # different steps
+    q.enqueue(a, "other", base)  # different model
+    q.enqueue(a, "tiny", {**base, "init_image_blob": "k"}, mode="img2img")  # image inputs never batch
+    q.enqueue(a, "tiny", {**base, "loras": [{"name": "style", "weight": 1.0}]})  # different LoRAs
+    same_a = q.enqueue(a, "tiny", {**base, "batch_size": 2})[0]
+    same_late = q.enqueue(b, "tiny", base)[0]
+    leased = q.lease("w", models=["tiny"])
+    assert leased.id == first.id
+    more = q.lease_like("w", leased, 2)  # oldest first, up to the limit
+    assert [j.id for j in more] == [same_b.id, same_a.id]
+    assert all(j.state == JobState.running and j.worker_id == "w" and j.attempts == 1 for j in more)
+    assert [j.id for j in q.lease_like("w2", leased, 5)] == [same_late.id]
+    assert q.lease_like("w2", leased, 5) == [] and q.lease_like("w", leased, 0) == []
+    img = q.lease("w3", models=["tiny"])
+    while img.mode != "img2img":
+        img = q.lease("w3", models=["tiny"])
+    assert q.lease_like("w3", img, 5) == []  # an image job runs alone

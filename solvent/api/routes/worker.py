@@ -32,6 +32,8 @@ class Hello(BaseModel):
 
 class LeaseIn(BaseModel):
     loaded: list[str] = Field(default_factory=list)
+    # How many jobs the worker runs in one device call: up to batch - 1 compatible jobs come with the first.
+    batch: int = Field(1, ge=1, le=16)
 
 
 class HeartbeatIn(BaseModel):
@@ -48,6 +50,11 @@ class FailIn(BaseModel):
     code: str
     message: str
     retry: bool = False
+    usage: dict | None = None  # the job's share of a failed batch's device time (`usage.batch`)
+
+
+class CanceledIn(BaseModel):
+    usage: dict | None = None  # the job's share of the batch that ran on without it
 
 
 @router.post("/hello", summary="Declare hardware, location and models")
@@ -57,7 +64,8 @@ def hello(body: Hello, services: ServicesDep, worker: WorkerDep) -> dict:
     return {"worker_id": worker.id, "lease_seconds": services.settings.lease_seconds}
 
 
-@router.post("/lease", summary="Take the next job (204 when there is none)")
+@router.post("/lease", summary="Take the next job, with up to `batch` - 1 jobs that share its device call "
+                              "(204 when there is none)")
 def lease(body: LeaseIn, services: ServicesDep, worker: WorkerDep, response: Response) -> dict | None:
     w = declare(services.db, worker.id, loaded=body.loaded)
     job = services.queue.lease(worker.id, models=[m["id"] for m in w.models], loaded=body.loaded)
@@ -66,7 +74,11 @@ def lease(body: LeaseIn, services: ServicesDep, worker: WorkerDep, response: Res
         response.status_code = 204
         return None
     declare(services.db, worker.id, status="busy")
-    return {"id": job.id, "model": job.model, "mode": job.mode, "params": job.params, "attempt": job.attempts}
+
+    def out(j):
+        return {"id": j.id, "model": j.model, "mode": j.mode, "params": j.params, "attempt": j.attempts}
+
+    return {**out(job), "batch": [out(j) for j in services.queue.lease_like(worker.id, job, body.batch - 1)]}
 
 
 @router.post("/jobs/{job_id}/heartbeat", summary="Renew the lease; report progress; learn of cancellation")
@@ -104,14 +116,14 @@ def complete(job_id: str, body: CompleteIn, services: ServicesDep, worker: Worke
 
 @router.post("/jobs/{job_id}/fail", summary="Fail (or retry) the job")
 def fail(job_id: str, body: FailIn, services: ServicesDep, worker: WorkerDep) -> dict:
-    job = services.queue.fail(job_id, worker.id, body.code, body.message, body.retry)
+    job = services.queue.fail(job_id, worker.id, body.code, body.message, body.retry, body.usage)
     declare(services.db, worker.id, status="idle")
     return {"state": job.state}
 
 
 @router.post("/jobs/{job_id}/canceled", summary="The job stopped because its owner cancelled it")
-def canceled(job_id: str, services: ServicesDep, worker: WorkerDep) -> dict:
-    return {"state": services.queue.cancelled(job_id, worker.id).state}
+def canceled(job_id: str, services: ServicesDep, worker: WorkerDep, body: CanceledIn | None = None) -> dict:
+    return {"state": services.queue.cancelled(job_id, worker.id, body.usage if body else None).state}
 
 
 @router.post("/jobs/{job_id}/release", summary="Hand the job back untouched (the worker is stopping)")
