@@ -32,7 +32,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, NotFound, PaymentRequired, ValidationFailed
-from ..storage.db import Database, utcnow
+from ..storage.db import Database, keep, utcnow
 from ..storage.models import CreditEntry, CreditHold, CreditTxn, Grant, Organisation
 from .plans import PlanView, get_plan, period_bounds
 from .pricing import fmt_credits
@@ -209,10 +209,7 @@ class CreditLedger:
                           period=period, created_at=now)
         s.add(hold)
         s.flush()
-        # The session's identity map holds objects weakly: keep the new hold in it for this transaction, so
-        # admission hooks that read it (budget scopes) get it by primary key without another SELECT.
-        s.info.setdefault("new_holds", []).append(hold)
-        return hold
+        return keep(s, hold)  # budget admission reads it next (its scopes)
 
     def _release_target(self, s: Session, org: Organisation, account: str, now: datetime) -> str:
         if account.startswith("allowance:"):
@@ -231,6 +228,7 @@ class CreditLedger:
             return None
         org = lock_org(s, hold.org_id)
         s.refresh(hold)
+        keep(s, hold)  # the ledger prices the job from it next, in this transaction
         if hold.state != "held":
             return hold
         used = max(0, min(int(used_mc or 0), hold.amount_mc))

@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, insert, select, update
+from sqlalchemy import String, and_, case, cast, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -152,11 +152,12 @@ def _summed(s: Session, b: Budget, now: datetime) -> int:
     return int(s.scalar(q))
 
 
-def _add_spend(s: Session, budget_id: str, key: str, micros: int) -> None:
-    """Atomically add to a budget's running sum for a period (insert on first use)."""
+def _add_spend(s: Session, budget_id: str, key: str, micros: int) -> int:
+    """Atomically add to a budget's running sum for a period (insert on first use); the new sum."""
     ins = (pg_insert if s.bind.dialect.name == "postgresql" else sqlite_insert)(BudgetSpend)
-    s.execute(ins.values(budget_id=budget_id, period_key=key, spent_micros=micros).on_conflict_do_update(
-        index_elements=["budget_id", "period_key"], set_={"spent_micros": BudgetSpend.spent_micros + micros}))
+    return int(s.execute(ins.values(budget_id=budget_id, period_key=key, spent_micros=micros).on_conflict_do_update(
+        index_elements=["budget_id", "period_key"], set_={"spent_micros": BudgetSpend.spent_micros + micros})
+        .returning(BudgetSpend.spent_micros)).scalar_one())
 
 
 def spent(s: Session, b: Budget, now: datetime) -> tuple[int, int]:
@@ -256,12 +257,12 @@ class Budgets:
     def settle_in(self, s: Session, job: Job) -> None:
         """Release the job's estimate (its real cost is priced now) and record thresholds it crossed."""
         self._estimates.pop(job.model, None)  # its model's recent cost just changed
-        hold = s.get(BudgetHold, job.id)
-        if hold is not None:  # the estimate stops counting: the job's real cost is in the running sum now
-            for bid in hold.budget_ids or []:
-                s.execute(update(Budget).where(Budget.id == bid)
-                          .values(reserved_micros=Budget.reserved_micros - hold.estimate_micros))
-            s.delete(hold)
+        hold = s.execute(delete(BudgetHold).where(BudgetHold.job_id == job.id)
+                         .returning(BudgetHold.budget_ids, BudgetHold.estimate_micros)).first()
+        if hold is not None and hold.budget_ids:  # the estimate stops counting: the real cost is in the sum now
+            s.execute(update(Budget).where(Budget.id.in_(hold.budget_ids))
+                      .values(reserved_micros=Budget.reserved_micros - hold.estimate_micros)
+                      .execution_options(synchronize_session=False))
         row = s.get(JobCost, job.id)
         if row is None:
             return
@@ -269,11 +270,9 @@ class Budgets:
         for b in s.scalars(select(Budget).where(Budget.active.is_(True), Budget.limit_micros.is_not(None),
                                                 Budget.scope.in_(_cost_scopes(row)))):
             key, _, _ = period_of(b.period, now)
-            if row.cost_micros:
-                _add_spend(s, b.id, key, row.cost_micros)
+            done = _add_spend(s, b.id, key, row.cost_micros)
             if not b.thresholds_bp:
                 continue
-            done, _ = spent(s, b, now)
             for bp in b.thresholds_bp:
                 if done * 10000 >= b.limit_micros * bp and s.scalar(select(BudgetAlert.id).where(
                         BudgetAlert.budget_id == b.id, BudgetAlert.period_key == key,

@@ -20,7 +20,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from ..billing.plans import MC_PER_CREDIT, MICROS_PER_CREDIT
-from ..storage.db import utcnow
+from ..storage.db import keep, utcnow
 from ..storage.models import CreditHold, Job, JobCost, Plan, PriceVersion, Worker, WorkerUptime
 from .catalog import WORKER, Price, catalog_price, price_of_row
 
@@ -136,8 +136,9 @@ def _money(s: Session, job: Job) -> tuple[int, int, int, str, list[str]]:
 
 
 def record_job_cost_in(s: Session, job: Job) -> JobCost | None:
-    """Price a finished job (idempotent: a job is priced once, by the transaction that finished it)."""
-    if job.worker_id is None or s.get(JobCost, job.id) is not None:
+    """Price a finished job. The queue runs this once per job, in the transaction of its one final transition
+    (a second call would fail on the primary key and roll that transaction back, never double-count)."""
+    if job.worker_id is None:
         return None
     worker = s.get(Worker, job.worker_id)
     finished = job.finished_at or utcnow()
@@ -163,7 +164,7 @@ def record_job_cost_in(s: Session, job: Job) -> JobCost | None:
         given_away_mc=given, finished_at=finished,
     )
     s.add(row)
-    return row
+    return keep(s, row)  # budget settlement reads it next, in this transaction
 
 
 def _boundaries(s: Session, worker: Worker, start: datetime, end: datetime) -> list[datetime]:

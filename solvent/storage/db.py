@@ -16,6 +16,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def keep(s: Session, obj):
+    """Hold `obj` for the rest of the session's transaction. The identity map references objects weakly,
+    so without this a later `s.get()` of the same row by another hook issues its SELECT again."""
+    s.info.setdefault("kept", []).append(obj)
+    return obj
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
