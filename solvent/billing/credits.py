@@ -2,7 +2,9 @@
 
 Every movement of credits is one `CreditTxn` whose `CreditEntry` legs sum to zero, and whose
 idempotency key is unique: posting the same key twice returns the first transaction and
-changes nothing. Balances are sums of legs, never a stored number that can drift.
+changes nothing. A balance is the sum of its account's legs; it is also kept as a running sum
+(`CreditBalance`) written by the same statement-set that posts the legs, so it cannot drift from
+them, and reading it costs one row however long the history (`verify_balances` checks both agree).
 
 An organisation's accounts:
 
@@ -29,11 +31,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, NotFound, PaymentRequired, ValidationFailed
 from ..storage.db import Database, keep, utcnow
-from ..storage.models import CreditEntry, CreditHold, CreditTxn, Grant, Organisation
+from ..storage.models import CreditBalance, CreditEntry, CreditHold, CreditTxn, Grant, Organisation
 from .plans import PlanView, get_plan, period_bounds
 from .pricing import fmt_credits
 
@@ -75,20 +79,35 @@ def post(s: Session, org_id: str, kind: str, key: str, legs: list[tuple[str, int
                     job_id=job_id, grant_id=grant_id, memo=memo, actor=actor)
     s.add(txn)
     s.flush()
+    totals: dict[str, int] = {}
     for account, mc in legs:
         s.add(CreditEntry(txn_id=txn.id, org_id=org_id, account=account, amount_mc=mc, created_at=txn.created_at))
+        totals[account] = totals.get(account, 0) + mc
     s.flush()
+    ins = (pg_insert if s.bind.dialect.name == "postgresql" else sqlite_insert)(CreditBalance)
+    s.execute(ins.values([{"org_id": org_id, "account": a, "balance_mc": m} for a, m in totals.items()])
+              .on_conflict_do_update(index_elements=["org_id", "account"],
+                                     set_={"balance_mc": CreditBalance.balance_mc + ins.excluded.balance_mc}))
     return txn, True
 
 
 def balances(s: Session, org_id: str) -> dict[str, int]:
     """The organisation's own accounts and their balances (sums of legs), zeros left out."""
-    rows = s.execute(
-        select(CreditEntry.account, func.sum(CreditEntry.amount_mc))
-        .where(CreditEntry.org_id == org_id, CreditEntry.account.not_like("sys:%"))
-        .group_by(CreditEntry.account)
-    ).all()
-    return {a: int(m) for a, m in rows if m}
+    rows = s.execute(select(CreditBalance.account, CreditBalance.balance_mc).where(
+        CreditBalance.org_id == org_id, CreditBalance.account.not_like("sys:%"), CreditBalance.balance_mc != 0)).all()
+    return {a: int(m) for a, m in rows}
+
+
+def verify_balances(db: Database) -> list[str]:
+    """Every running balance that differs from the sum of its legs (empty when the books agree)."""
+    with db.session() as s:
+        legs = {(o, a): int(m) for o, a, m in s.execute(
+            select(CreditEntry.org_id, CreditEntry.account, func.sum(CreditEntry.amount_mc))
+            .where(CreditEntry.org_id.is_not(None)).group_by(CreditEntry.org_id, CreditEntry.account))}
+        kept = {(o, a): int(m) for o, a, m in s.execute(
+            select(CreditBalance.org_id, CreditBalance.account, CreditBalance.balance_mc))}
+    return [f"{o} {a}: legs sum to {legs.get((o, a), 0)} but the balance says {kept.get((o, a), 0)}"
+            for o, a in sorted(legs.keys() | kept.keys()) if legs.get((o, a), 0) != kept.get((o, a), 0)]
 
 
 def _period_label(plan: PlanView, org: Organisation, now: datetime) -> str:

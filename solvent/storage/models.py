@@ -228,6 +228,16 @@ class CreditEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CreditBalance(Base):
+    """An organisation account's balance: the sum of its legs, kept up to date by the transaction that posts
+    them (reading a balance is one row, however long the history); `verify_balances` recomputes it."""
+
+    __tablename__ = "credit_balances"
+    org_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account: Mapped[str] = mapped_column(String(80), primary_key=True)
+    balance_mc: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class CreditHold(Base):
     """Credits reserved for one job, by source account, until it is captured or released."""
 

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from solvent.accounts import create_org
 from solvent.billing import CreditLedger, ensure_plans, set_plan
-from solvent.billing.credits import balances
+from solvent.billing.credits import balances, verify_balances
 from solvent.errors import Conflict, PaymentRequired, ValidationFailed
 from solvent.storage import Database
 from solvent.storage.models import CreditEntry, CreditHold, Job
@@ -239,6 +239,7 @@ def test_ledger_properties(tmp_path_factory, ops):
             assert op == "adjust" and amount < 0  # would take paid below zero: refused, nothing written
             assert accounts(db, org) == before
         acc = accounts(db, org)
+        assert verify_balances(db) == [], "the running balances are the sums of the legs"
         assert total_sum(db) == 0, "every transaction balances"
         assert all(v >= 0 for v in acc.values()), f"no account below zero: {acc}"
         assert sum(acc.values()) == owned, "balance = sum of entries = what the model says"
@@ -280,4 +281,28 @@ def test_concurrent_reservations_never_overspend(ledger, db):
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Job)) == 10  # a refused request leaves no job
         assert s.scalar(select(func.count()).select_from(CreditHold)) == 10
-    assert accounts(db, org) == {"held": 10_000}
+    assert accounts(db, org) == {"held": 10_000} and verify_balances(db) == []
+
+
+def test_running_balances_are_backfilled_from_the_legs_by_the_migration(tmp_path):
+    """A database with history from before running balances gets them computed from its legs."""
+    from sqlalchemy import text
+
+    from solvent.storage.migrate import upgrade
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(db, "0006")
+    with db.session() as s:
+        s.execute(text("INSERT INTO organisations (id, name, created_at, plan_id) VALUES ('o1', 'x', '2026-01-01', "
+                       "'payg')"))
+        s.execute(text("INSERT INTO credit_txns (id, org_id, kind, idempotency_key, amount_mc, memo, actor, created_at)"
+                       " VALUES ('t1', 'o1', 'purchase', 'k1', 5000, '', 's', '2026-01-01'), ('t2', 'o1', 'reserve', "
+                       "'k2', 1200, '', 's', '2026-01-02')"))
+        s.execute(text("INSERT INTO credit_entries (txn_id, org_id, account, amount_mc, created_at) VALUES "
+                       "('t1', 'o1', 'sys:purchases', -5000, '2026-01-01'), ('t1', 'o1', 'paid', 5000, '2026-01-01'), "
+                       "('t2', 'o1', 'paid', -1200, '2026-01-02'), ('t2', 'o1', 'held', 1200, '2026-01-02')"))
+    upgrade(db)
+    assert verify_balances(db) == []
+    with db.session() as s:
+        assert balances(s, "o1") == {"paid": 3800, "held": 1200}
+    db.dispose()
