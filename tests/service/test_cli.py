@@ -80,3 +80,10 @@ def test_migrations_build_exactly_the_models(db):
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), Base.metadata)
     assert diff == [], diff
+
+
+def test_worker_batch_flag_is_checked_and_documented(tmp_path):
+    bad = run(tmp_path / "h", "worker", "--server", "http://127.0.0.1:9", "--token", "t", "--batch", "0")
+    assert bad.returncode == 2 and "`--batch` must be a whole number from 1 to 16 but is '0'" in bad.stderr
+    helped = run(tmp_path / "h", "serve", "--help")
+    assert "--batch N" in helped.stdout and "one device call" in " ".join(helped.stdout.split())
