@@ -195,6 +195,10 @@ class WorkerLoop:
                 return
             except SolventError as e:  # out of memory is retried (on a smaller batch, or another worker)
                 code, message, retry = e.code, e.message, isinstance(e, OutOfMemory) or e.status >= 500
+                if isinstance(e, OutOfMemory) and len(jobs) > 1:
+                    self.batch = max(1, len(jobs) // 2)
+                    log.warning("a batch of %d jobs ran out of device memory; batching at most %d from now on",
+                                len(jobs), self.batch)
                 used = shares(time.perf_counter() - started)
                 each(lambda job: self.backend.fail(job.id, code, message, retry=retry, usage=used[job.id]))
                 return

@@ -128,6 +128,28 @@ def test_a_batching_worker_runs_compatible_jobs_in_one_call_and_shares_its_cost(
     assert [r.images for r in rows] == [1, 0, 1] and rows[1].state == "canceled"
 
 
+def test_a_batch_that_runs_out_of_memory_is_retried_in_smaller_batches(api, monkeypatch):
+    from solvent.errors import OutOfMemory
+
+    api.announce_models()
+    ids = [api.client.post("/api/jobs", headers=api.h(), json={"prompt": p, "steps": 4, "seed": 1}).json()["id"]
+           for p in ("a red circle", "a blue ring", "a green star")]
+    calls: list[int] = []
+    real = api.engine.generate_batch
+
+    def out_of_memory_once(reqs, **kw):  # a GPU's out-of-memory error, which this machine cannot produce
+        calls.append(len(reqs))
+        if len(calls) == 1:
+            raise OutOfMemory("the device ran out of memory for a batch of 3.", field="batch_size", value=3)
+        return real(reqs, **kw)
+
+    monkeypatch.setattr(api.engine, "generate_batch", out_of_memory_once)
+    api.start_worker(batch=3)
+    jobs = [api.wait(i) for i in ids]
+    assert [j["state"] for j in jobs] == ["succeeded"] * 3 and all(j["attempts"] == 2 for j in jobs)
+    assert calls == [3] and api.loops[0][0].batch == 1  # retried one by one: the worker batches less from now on
+
+
 def test_create_run_fetch(api):
     api.start_worker()
     r = api.client.post("/api/jobs", headers=api.h(), json={"prompt": "a red circle", "seed": 5, "steps": 4,
