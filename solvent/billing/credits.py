@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -415,12 +415,12 @@ class CreditLedger:
 
     def given_away(self, org_id: str | None = None) -> dict[str, int]:
         """Credits given away by destination (free tier, each grant), over all time."""
-        with self.db.session() as s:
-            q = select(CreditEntry.account, func.sum(CreditEntry.amount_mc)).where(
-                or_(CreditEntry.account.like("sys:given_away:%")))
+        with self.db.session() as s:  # from the running balances: one row per organisation and destination
+            q = select(CreditBalance.account, func.sum(CreditBalance.balance_mc)).where(
+                CreditBalance.account.like("sys:given_away:%"))
             if org_id is not None:
-                q = q.where(CreditEntry.org_id == org_id)
-            rows = s.execute(q.group_by(CreditEntry.account)).all()
+                q = q.where(CreditBalance.org_id == org_id)
+            rows = s.execute(q.group_by(CreditBalance.account)).all()
         return {a[len("sys:given_away:"):]: int(m) for a, m in rows if m}
 
     def grants(self, org_id: str) -> list[dict[str, Any]]:
