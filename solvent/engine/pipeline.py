@@ -331,34 +331,7 @@ class Engine:
         cancel: threading.Event | Callable[[], bool] | None = None,
     ) -> GenerationResult:
         """Make `req.batch_size` images. Raises `Cancelled` between steps when `cancel` is set."""
-        # 1. Check inputs
-        r = self.resolve(req)
-        is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
-        if is_cancelled():
-            raise Cancelled("the request was cancelled before it started.")
-
-        # 2. Load the model (cached)
-        was_loaded = r.record.id in self.loaded_models()
-        lm = self.load(r.record.id)
-        load_seconds = 0.0 if was_loaded else lm.load_seconds
-
-        with lm.lock:
-            if lm.pipe is None:  # evicted between load() and here
-                return self.generate(req, progress, cancel)
-            try:
-                return self._run(lm, r, progress, is_cancelled, load_seconds)
-            except Cancelled:
-                raise
-            except (torch.OutOfMemoryError, RuntimeError) as e:
-                if not dev.is_oom(e):
-                    raise
-                dev.free_memory(self.device)
-                raise OutOfMemory(
-                    f"the device ran out of memory for {r.width}×{r.height} × {req.batch_size} image(s) with "
-                    f"{r.record.id!r}; memory was freed — try a smaller size or batch.",
-                    field="batch_size",
-                    value=req.batch_size,
-                ) from e
+        return self._generate([req], progress, cancel)[0]
 
     def generate_batch(
         self,
@@ -371,36 +344,42 @@ class Engine:
         Each result's usage carries the call's device time and the request's share of the work in
         `usage.batch`, and `device_seconds` is that share of the call's time.
         """
-        if len(reqs) == 1:
-            return [self.generate(reqs[0], progress, cancel)]
+        return self._generate(reqs, progress, cancel)
+
+    def _generate(self, reqs: list[GenerationRequest], progress, cancel) -> list[GenerationResult]:
+        # 1. Check inputs (several requests must be able to share one call)
         rs = [self.resolve(r) for r in reqs]
-        keys = {batch_key(r) for r in rs}
-        if len(keys) != 1 or None in keys:
+        if len(rs) > 1 and (len(keys := {batch_key(r) for r in rs}) != 1 or None in keys):
             raise ValidationFailed("requests batch together only when they are text-to-image with the same model, "
                                    "size, steps, CFG, sampler and LoRAs.", field="batch")
         is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
         if is_cancelled():
-            raise Cancelled("the batch was cancelled before it started.")
-        was_loaded = rs[0].record.id in self.loaded_models()
-        lm = self.load(rs[0].record.id)
+            raise Cancelled("the request was cancelled before it started.")
+
+        # 2. Load the model (cached)
+        r = rs[0]
+        was_loaded = r.record.id in self.loaded_models()
+        lm = self.load(r.record.id)
+        load_seconds = 0.0 if was_loaded else lm.load_seconds
+
         with lm.lock:
             if lm.pipe is None:  # evicted between load() and here
-                return self.generate_batch(reqs, progress, cancel)
+                return self._generate(reqs, progress, cancel)
             try:
-                return self._run_many(lm, rs, progress, is_cancelled, 0.0 if was_loaded else lm.load_seconds)
+                return self._run_many(lm, rs, progress, is_cancelled, load_seconds)
             except Cancelled:
                 raise
             except (torch.OutOfMemoryError, RuntimeError) as e:
                 if not dev.is_oom(e):
                     raise
                 dev.free_memory(self.device)
+                images = sum(x.request.batch_size for x in rs)
                 raise OutOfMemory(
-                    f"the device ran out of memory for a batch of {sum(r.request.batch_size for r in rs)} "
-                    f"{rs[0].width}×{rs[0].height} image(s) with {rs[0].record.id!r}; memory was freed.",
-                    field="batch_size", value=sum(r.request.batch_size for r in rs)) from e
-
-    def _run(self, lm: LoadedModel, r: Resolved, progress, is_cancelled, load_seconds: float) -> GenerationResult:
-        return self._run_many(lm, [r], progress, is_cancelled, load_seconds)[0]
+                    f"the device ran out of memory for {r.width}×{r.height} × {images} image(s) with "
+                    f"{r.record.id!r}; memory was freed — try a smaller size or batch.",
+                    field="batch_size",
+                    value=images,
+                ) from e
 
     def _run_many(self, lm: LoadedModel, rs: list[Resolved], progress, is_cancelled,
                   load_seconds: float) -> list[GenerationResult]:
