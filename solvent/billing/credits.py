@@ -58,10 +58,15 @@ def _check_amount(mc: Any, field: str = "amount", allow_negative: bool = False) 
 
 
 def lock_org(s: Session, org_id: str) -> Organisation:
-    """Serialise credit writes of one organisation for the rest of this transaction."""
+    """Serialise credit writes of one organisation for the rest of this transaction (locked once per transaction:
+    the lock holds until it ends, so a second call returns the same row without another round trip)."""
+    locked = s.info.setdefault("locked_orgs", {})
+    if org_id in locked:
+        return locked[org_id]
     org = s.scalar(select(Organisation).where(Organisation.id == org_id).with_for_update())
     if org is None:
         raise NotFound(f"`org` {org_id!r} was not found.", field="org", value=org_id)
+    locked[org_id] = org
     return org
 
 
@@ -79,6 +84,7 @@ def post(s: Session, org_id: str, kind: str, key: str, legs: list[tuple[str, int
                     job_id=job_id, grant_id=grant_id, memo=memo, actor=actor)
     s.add(txn)
     s.flush()
+    s.info.get("books", {}).pop(org_id, None)  # what this transaction read of the organisation's books is stale now
     totals: dict[str, int] = {}
     for account, mc in legs:
         s.add(CreditEntry(txn_id=txn.id, org_id=org_id, account=account, amount_mc=mc, created_at=txn.created_at))
@@ -91,11 +97,20 @@ def post(s: Session, org_id: str, kind: str, key: str, legs: list[tuple[str, int
     return txn, True
 
 
+def _books(s: Session, org_id: str) -> tuple[dict[str, int], list[Grant]]:
+    """The organisation's balances and grants, read once per transaction until a `post` changes them."""
+    books = s.info.setdefault("books", {})
+    if org_id not in books:
+        rows = s.execute(select(CreditBalance.account, CreditBalance.balance_mc).where(
+            CreditBalance.org_id == org_id, CreditBalance.account.not_like("sys:%"),
+            CreditBalance.balance_mc != 0)).all()
+        books[org_id] = ({a: int(m) for a, m in rows}, list(s.scalars(select(Grant).where(Grant.org_id == org_id))))
+    return books[org_id]
+
+
 def balances(s: Session, org_id: str) -> dict[str, int]:
     """The organisation's own accounts and their balances (sums of legs), zeros left out."""
-    rows = s.execute(select(CreditBalance.account, CreditBalance.balance_mc).where(
-        CreditBalance.org_id == org_id, CreditBalance.account.not_like("sys:%"), CreditBalance.balance_mc != 0)).all()
-    return {a: int(m) for a, m in rows}
+    return dict(_books(s, org_id)[0])
 
 
 def verify_balances(db: Database) -> list[str]:
@@ -141,12 +156,13 @@ class CreditLedger:
         """Expire ended allowances and grants, grant this period's allowance. Returns the period label."""
         period = _period_label(plan, org, now)
         current = f"allowance:{period}"
-        bal = balances(s, org.id)
+        bal, grants = _books(s, org.id)
+        bal = dict(bal)
         for account, mc in bal.items():
             if account.startswith("allowance:") and account != current and mc > 0:
                 post(s, org.id, "expiry", f"expire:{org.id}:{account}", [(account, -mc),
                      ("sys:expired", mc)], memo=f"allowance {account[10:]} ended")
-        for g in s.scalars(select(Grant).where(Grant.org_id == org.id)):
+        for g in grants:
             mc = bal.get(f"grant:{g.id}", 0)
             if mc > 0 and not _grant_active(g, now) and g.starts_at <= now:
                 post(s, org.id, "expiry", f"expire:grant:{g.id}", [(f"grant:{g.id}", -mc),
@@ -170,9 +186,8 @@ class CreditLedger:
 
     def sources_in(self, s: Session, org: Organisation, plan: PlanView, period: str, now: datetime) -> list[Source]:
         """Where credits may be drawn from now, in the order they are consumed."""
-        bal = balances(s, org.id)
+        bal, grants = _books(s, org.id)
         out: list[Source] = []
-        grants = s.scalars(select(Grant).where(Grant.org_id == org.id)).all()
         far = now + timedelta(days=365 * 100)
         for g in sorted(grants, key=lambda g: (g.expires_at or far, g.created_at)):
             account = f"grant:{g.id}"

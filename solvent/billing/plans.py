@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..errors import NotFound, ValidationFailed
-from ..storage.db import Database, utcnow
+from ..storage.db import Database, keep, utcnow
 from ..storage.models import Plan
 
 MC_PER_CREDIT = 1000
@@ -118,6 +118,7 @@ def get_plan(s, plan_id: str) -> PlanView:
     p = s.get(Plan, plan_id)
     if p is None:
         raise NotFound(f"`plan` {plan_id!r} was not found.", field="plan", value=plan_id)
+    keep(s, p)  # admission reads it twice (limits, then the reservation): the second read is from the session
     return PlanView.of(p)
 
 
