@@ -6,7 +6,7 @@ the pipeline code load torch and diffusers on first use.
 
 from .families import FAMILIES, Family
 from .metadata import encode_image, infotext, parse_infotext, read_metadata
-from .request import GenerationRequest, GenerationResult, LoraSpec, Usage, batch_share
+from .request import GenerationRequest, GenerationResult, LoraSpec, Usage, batch_parts, part_ms
 from .samplers import SAMPLERS, Sampler, resolve_sampler
 from .store import BUILTIN_ID, ModelRecord, ModelStore
 
@@ -24,10 +24,11 @@ __all__ = [
     "ProgressEvent",
     "Sampler",
     "Usage",
-    "batch_share",
+    "batch_parts",
     "encode_image",
     "infotext",
     "parse_infotext",
+    "part_ms",
     "read_metadata",
     "resolve_sampler",
 ]

@@ -26,7 +26,7 @@ from .families import FAMILIES, Family, shipped_config
 from .lora import apply_loras, resolve_lora
 from .metadata import infotext
 from .prompts import PromptEncoder, chunk_prompt
-from .request import MAX_SEED, GenerationRequest, GenerationResult, Usage, batch_share
+from .request import MAX_SEED, GenerationRequest, GenerationResult, Usage, batch_parts, part_ms
 from .samplers import Sampler, make_scheduler, resolve_sampler
 from .store import BUILTIN_ID, ModelRecord, ModelStore
 
@@ -449,18 +449,13 @@ class Engine:
         seconds = time.perf_counter() - t0
 
         # 7. Results: seeds, metadata and usage, per request; a batch's device time is shared by work
-        device_ms = round(seconds * 1000)
-        works = [x.width * x.height * x.steps * x.request.batch_size for x in rs]
-        batch_id = secrets.token_hex(8)
-        out, first, before = [], 0, 0
-        for x, n, work in zip(rs, counts, works, strict=True):
-            share = batch_share(device_ms, before, work, sum(works))
-            batch = None if len(rs) == 1 else {"id": batch_id, "requests": len(rs), "device_ms": device_ms,
-                                               "work_before": before, "work": work, "total_work": sum(works)}
-            out.append(self._result(x, images[first:first + n], seconds if batch is None else share / 1000,
-                                    steps_run, load_seconds, batch))
+        if len(rs) == 1:
+            return [self._result(r, images, seconds, steps_run, load_seconds, None)]
+        parts = batch_parts(round(seconds * 1000), [x.width * x.height * x.steps * x.request.batch_size for x in rs])
+        out, first = [], 0
+        for x, n, part in zip(rs, counts, parts, strict=True):
+            out.append(self._result(x, images[first:first + n], part_ms(part) / 1000, steps_run, load_seconds, part))
             first += n
-            before += work
         return out
 
     def _result(self, r: Resolved, images: list[Image.Image], seconds: float, steps_run: int, load_seconds: float,

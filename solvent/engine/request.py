@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,12 +66,20 @@ class GenerationRequest:
         return out
 
 
-def batch_share(total: int, before: int, work: int, total_work: int) -> int:
-    """A request's part of a batch's `total` (integer ms or µ$), by its work after `before` units of others' work.
+def batch_parts(device_ms: int, works: list[int]) -> list[dict[str, Any]]:
+    """`Usage.batch` of each request of one device call: the call's time and the request's share of the work."""
+    batch_id, total, before, out = secrets.token_hex(8), sum(works), 0, []
+    for work in works:
+        out.append({"id": batch_id, "requests": len(works), "device_ms": device_ms, "work_before": before,
+                    "work": work, "total_work": total})
+        before += work
+    return out
 
-    The parts telescope, so the parts of one batch add up to `total` exactly, whatever the rounding.
-    """
-    return total * (before + work) // total_work - total * before // total_work
+
+def part_ms(part: dict[str, Any]) -> int:
+    """A request's ms of its call (`batch_parts`); the parts telescope, so they add up to the call's ms exactly."""
+    t, before, work, total = part["device_ms"], part["work_before"], part["work"], part["total_work"]
+    return t * (before + work) // total - t * before // total
 
 
 @dataclass

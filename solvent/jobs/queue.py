@@ -182,14 +182,7 @@ class JobQueue:
                 if job is None:
                     return None
                 now = utcnow()
-                claimed = s.execute(
-                    update(Job)
-                    .where(Job.id == job.id, Job.state == JobState.queued)
-                    .values(state=JobState.running, worker_id=worker_id, attempts=Job.attempts + 1,
-                            lease_expires_at=now + timedelta(seconds=self.limits.lease_seconds),
-                            started_at=now, progress=0.0)
-                ).rowcount
-                if claimed != 1:
+                if not self._claim(s, job.id, worker_id, now):
                     continue
                 # Everyone the chosen job overtook at its priority level ages by one skip.
                 s.execute(
@@ -219,18 +212,21 @@ class JobQueue:
                 q = q.with_for_update(skip_locked=True)
             now = utcnow()
             for job in list(s.scalars(q)):
-                if len(out) >= limit or any(job.params.get(k) != v for k, v in want.items()):
-                    continue
-                claimed = s.execute(
-                    update(Job).where(Job.id == job.id, Job.state == JobState.queued)
-                    .values(state=JobState.running, worker_id=worker_id, attempts=Job.attempts + 1,
-                            lease_expires_at=now + timedelta(seconds=self.limits.lease_seconds), started_at=now,
-                            progress=0.0)).rowcount
-                if claimed == 1:
+                if len(out) < limit and all(job.params.get(k) == v for k, v in want.items()) and self._claim(
+                        s, job.id, worker_id, now):
                     out.append(job)
             for job in out:
                 s.refresh(job)
         return out
+
+    def _claim(self, s, job_id: str, worker_id: str, now) -> bool:
+        """Move a queued job to running under `worker_id`'s lease; False if someone else claimed it first."""
+        return s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.queued)
+            .values(state=JobState.running, worker_id=worker_id, attempts=Job.attempts + 1,
+                    lease_expires_at=now + timedelta(seconds=self.limits.lease_seconds), started_at=now, progress=0.0)
+        ).rowcount == 1
 
     def _pick(self, s, models: list[str] | None, loaded: set[str]) -> Job | None:
         q = select(Job).where(Job.state == JobState.queued)

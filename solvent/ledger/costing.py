@@ -97,10 +97,9 @@ def batch_cost(device_ms: int, micros_per_hour: int, before: int, work: int, tot
     return upto(before + work) - upto(before)
 
 
-def _device_ms(job: Job) -> int:
-    usage = (job.result or {}).get("usage") or {}
-    if (b := _batch(usage)) is not None:  # its share of the call's time, split the same telescoping way
-        t, before, work, total = b
+def _device_ms(job: Job, usage: dict, batch: tuple[int, int, int, int] | None) -> int:
+    if batch is not None:  # its share of the call's time, split the same telescoping way as its cost
+        t, before, work, total = batch
         return t * (before + work) // total - t * before // total
     if usage.get("device_seconds") is not None:
         return max(0, round(float(usage["device_seconds"]) * 1000))
@@ -143,10 +142,10 @@ def record_job_cost_in(s: Session, job: Job) -> JobCost | None:
     worker = s.get(Worker, job.worker_id)
     finished = job.finished_at or utcnow()
     rate = worker_rate(s, worker, finished) if worker else Rate(0, 0, "")
-    ms = _device_ms(job)
-    captured, revenue, given, paid_by, grants = _money(s, job)
     usage = (job.result or {}).get("usage") or {}
     batch = _batch(usage)
+    ms = _device_ms(job, usage, batch)
+    captured, revenue, given, paid_by, grants = _money(s, job)
     if batch is None:  # alone on the device: its own time at the rate
         cost, list_cost = cost_of(ms, rate.micros_per_hour), cost_of(ms, rate.list_micros_per_hour)
     else:  # one call ran several jobs: each pays its share of the call's work

@@ -10,13 +10,12 @@ import base64
 import io
 import logging
 import os
-import secrets
 import threading
 import time
 import traceback
 from typing import Any
 
-from ..engine import GenerationRequest, LoraSpec, batch_share
+from ..engine import GenerationRequest, LoraSpec, batch_parts, part_ms
 from ..engine.families import get_family
 from ..engine.lora import lora_family
 from ..errors import Cancelled, OutOfMemory, SolventError
@@ -167,14 +166,9 @@ class WorkerLoop:
             """Each job's part of a batch that stopped without results, by images asked (a lone job's time is its own)."""
             if len(jobs) == 1:
                 return {jobs[0].id: None}
-            ms, works = round(seconds * 1000), [max(1, int(j.params.get("batch_size") or 1)) for j in jobs]
-            bid, out, before = secrets.token_hex(8), {}, 0
-            for j, w in zip(jobs, works, strict=True):
-                out[j.id] = {"device_seconds": batch_share(ms, before, w, sum(works)) / 1000, "images": 0,
-                             "batch": {"id": bid, "requests": len(jobs), "device_ms": ms, "work_before": before,
-                                       "work": w, "total_work": sum(works)}}
-                before += w
-            return out
+            parts = batch_parts(round(seconds * 1000), [max(1, int(j.params.get("batch_size") or 1)) for j in jobs])
+            return {j.id: {"device_seconds": part_ms(p) / 1000, "images": 0, "batch": p}
+                    for j, p in zip(jobs, parts, strict=True)}
 
         beater = threading.Thread(target=beat, name=f"heartbeat-{jobs[0].id}", daemon=True)
         beater.start()
