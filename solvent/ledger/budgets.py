@@ -2,13 +2,15 @@
 
 A budget covers a scope (`all`, `free` for the free tier, `plan:<id>`, `org:<id>`, `grant:<id>`)
 over a calendar period (UTC day or month). Its spend is the priced cost of the scope's finished
-jobs in the period, plus the estimated cost of its queued and running jobs (`BudgetHold`s).
+jobs in the period (kept as a running sum on the budget's row), plus the estimated cost of its
+queued and running jobs (`reserved_micros`; each job records its own in `Job.budget_hold`).
 
 - Soft thresholds (e.g. 80% and 100%) raise an alert once per period: stored, logged, and posted
   to the budget's webhook.
 - A hard cap refuses the scope's new jobs at admission with `budget_exceeded`. The estimate is
-  reserved inside the enqueue transaction with the budget rows locked, so concurrent requests
-  cannot all pass the check before any is counted (LiteLLM's overshoot). A job's real cost may
+  reserved inside the enqueue transaction by an `UPDATE … RETURNING` on the budget's row, which
+  locks it until the job is queued, so concurrent requests cannot all pass the check before any
+  is counted (LiteLLM's overshoot). A job's real cost may
   still differ from its estimate by the estimate's error, never by concurrency.
 - A runway floor pauses its scope (the free tier, a grant) while the runway computed from the
   ledger is below N months.
@@ -23,15 +25,13 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import String, and_, case, cast, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..billing.plans import period_bounds
 from ..errors import Forbidden, NotFound, ValidationFailed
 from ..storage.db import Database, utcnow
-from ..storage.models import Budget, BudgetAlert, BudgetHold, BudgetSpend, CreditHold, Job, JobCost, Worker
+from ..storage.models import Budget, BudgetAlert, CreditHold, Job, JobCost, Worker
 from .catalog import fmt_usd, usd_to_micros
 from .costing import cost_of, worker_rate
 
@@ -95,10 +95,17 @@ def create_budget(db: Database, scope: str, *, period: str = "month", limit_usd:
         b = Budget(name=name or scope, scope=scope, period=period, limit_micros=limit,
                    thresholds_bp=sorted(p * 100 for p in pcts) if limit is not None else [], hard=hard,
                    runway_floor_cm=floor, webhook_url=webhook_url or None, created_at=utcnow())
+        now = b.created_at
+        b.period_key = period_of(period, now)[0]
+        b.spent_micros = _summed(s, b, now)  # what this period spent before the budget existed
         s.add(b)
         s.flush()
-        now = b.created_at
-        _add_spend(s, b.id, period_of(period, now)[0], _summed(s, b, now))  # what this period spent before it
+        if limit is not None:
+            for bp in b.thresholds_bp:  # thresholds this period has already reached are due now
+                if b.spent_micros * 10000 >= limit * bp:
+                    s.add(BudgetAlert(budget_id=b.id, period_key=b.period_key, threshold_bp=bp,
+                                      spent_micros=b.spent_micros, limit_micros=limit, at=now))
+    _changed()
     return b
 
 
@@ -108,7 +115,8 @@ def deactivate(db: Database, budget_id: str) -> Budget:
         if b is None:
             raise NotFound(f"`budget` {budget_id!r} was not found.", field="budget", value=budget_id)
         b.active = False
-        return b
+    _changed()
+    return b
 
 
 def _job_scopes(s: Session, job: Job) -> set[str]:
@@ -152,27 +160,29 @@ def _summed(s: Session, b: Budget, now: datetime) -> int:
     return int(s.scalar(q))
 
 
-def _add_spend(s: Session, budget_id: str, key: str, micros: int) -> int:
-    """Atomically add to a budget's running sum for a period (insert on first use); the new sum."""
-    ins = (pg_insert if s.bind.dialect.name == "postgresql" else sqlite_insert)(BudgetSpend)
-    return int(s.execute(ins.values(budget_id=budget_id, period_key=key, spent_micros=micros).on_conflict_do_update(
-        index_elements=["budget_id", "period_key"], set_={"spent_micros": BudgetSpend.spent_micros + micros})
-        .returning(BudgetSpend.spent_micros)).scalar_one())
-
-
 def spent(s: Session, b: Budget, now: datetime) -> tuple[int, int]:
     """(priced cost in this period, estimates still held) for a budget, in µ$."""
-    key, _, _ = period_of(b.period, now)
-    done = s.scalar(select(BudgetSpend.spent_micros).where(BudgetSpend.budget_id == b.id,
-                                                           BudgetSpend.period_key == key)) or 0
-    return done, b.reserved_micros
+    return (b.spent_micros if b.period_key == period_of(b.period, now)[0] else 0), b.reserved_micros
+
+
+_generation = 0  # bumped when this process creates or switches off a budget: cached definitions are stale
+
+
+def _changed() -> None:
+    global _generation
+    _generation += 1
 
 
 class Budgets:
-    def __init__(self, db: Database, runway_ttl: float = 60.0, estimate_ttl: float = 10.0):
+    def __init__(self, db: Database, runway_ttl: float = 60.0, estimate_ttl: float = 10.0,
+                 definitions_ttl: float = 5.0):
         self.db = db
         self.runway_ttl = runway_ttl
         self.estimate_ttl = estimate_ttl  # cached per model; a job priced here refreshes its model's at once
+        # Which budgets exist is cached: re-read at once after this process changes one, and within
+        # `definitions_ttl` seconds of another process (the CLI, another server) doing so.
+        self.definitions_ttl = definitions_ttl
+        self._definitions: tuple[float, int, list[Any]] = (-1e9, -1, [])
         self._runway: tuple[float, Any] = (0.0, None)
         self._estimates: dict[str, tuple[float, int]] = {}  # model → (when, µ$ per image)
         self._lock = threading.Lock()
@@ -214,74 +224,104 @@ class Budgets:
             self._runway = (time.monotonic(), value)
             return value
 
+    def definitions(self, s: Session) -> list[Any]:
+        """The active budgets' definitions (cached; see `definitions_ttl`)."""
+        at, gen, rows = self._definitions
+        if gen == _generation and time.monotonic() - at < self.definitions_ttl:
+            return rows
+        gen = _generation
+        rows = s.execute(select(Budget.id, Budget.name, Budget.scope, Budget.period, Budget.limit_micros, Budget.hard,
+                                Budget.runway_floor_cm).where(Budget.active.is_(True)).order_by(Budget.id)).all()
+        self._definitions = (time.monotonic(), gen, rows)
+        return rows
+
     def admit_in(self, s: Session, job: Job, now: datetime | None = None) -> None:
         """Refuse the job if a hard budget or the runway floor covers it; else hold its estimated cost.
 
-        The hot path of every admission, so it is three Core statements when a hard budget applies (its rows
-        locked with their spend this period; add the estimate; record the hold) and one when none does.
+        The hot path of every admission: no statement when no hard budget covers the job, and one
+        `UPDATE … RETURNING` per hard budget that does (the reservation, which locks the budget's row
+        until the job is queued, and the spend to check it against). The hold is written with the
+        job's own INSERT (`Job.budget_hold`). A refusal raises, which rolls the reservation back.
         """
         now = now or utcnow()
         scopes = _job_scopes(s, job)
-        day, month = period_of("day", now)[0], period_of("month", now)[0]
-        rows = s.execute(select(Budget.id, Budget.name, Budget.scope, Budget.period, Budget.limit_micros, Budget.hard,
-                                Budget.runway_floor_cm, Budget.reserved_micros, BudgetSpend.spent_micros)
-                         .outerjoin(BudgetSpend, and_(BudgetSpend.budget_id == Budget.id, BudgetSpend.period_key == case(
-                             (Budget.period == "day", day), else_=month)))
-                         .where(Budget.active.is_(True), Budget.scope.in_(scopes))
-                         .order_by(Budget.id).with_for_update(of=Budget)).all()  # locked until this transaction ends
-        for b in rows:
+        mine = [b for b in self.definitions(s) if b.scope in scopes]
+        for b in mine:
             if b.runway_floor_cm is not None:
                 cm = self.runway_cm(s)
                 if cm is not None and cm < b.runway_floor_cm:
                     raise BudgetExceeded(
                         f"new jobs for {b.scope} are paused: the runway is {cm / 100:.2f} months, below the floor "
                         f"of {b.runway_floor_cm / 100:.2f} set by budget {b.id!r}.", field="budget", value=b.id)
-        hard = [b for b in rows if b.hard and b.limit_micros is not None]
+        hard = [b for b in mine if b.hard and b.limit_micros is not None]  # in id order: rows lock in one order
         if not hard:
             return
         estimate = self.estimate_in(s, job)
+        held = []
         for b in hard:
-            done, held = b.spent_micros or 0, b.reserved_micros
-            if done + held + estimate > b.limit_micros:
+            row = s.execute(update(Budget).where(Budget.id == b.id, Budget.active.is_(True))
+                            .values(reserved_micros=Budget.reserved_micros + estimate)
+                            .returning(Budget.reserved_micros, Budget.spent_micros, Budget.period_key)
+                            .execution_options(synchronize_session=False)).first()
+            if row is None:  # switched off since the definitions were read
+                continue
+            done = row.spent_micros if row.period_key == period_of(b.period, now)[0] else 0
+            before = row.reserved_micros - estimate
+            if done + row.reserved_micros > b.limit_micros:
                 raise BudgetExceeded(
                     f"budget {b.name!r} ({b.scope}, per {b.period}) is spent: {fmt_usd(done, 4)} used and "
-                    f"{fmt_usd(held, 4)} reserved of {fmt_usd(b.limit_micros, 4)}; this job needs about "
+                    f"{fmt_usd(before, 4)} reserved of {fmt_usd(b.limit_micros, 4)}; this job needs about "
                     f"{fmt_usd(estimate, 4)}.", field="budget", value=b.id)
-        ids = [b.id for b in hard]
-        s.execute(update(Budget).where(Budget.id.in_(ids))  # the rows are locked: this cannot race another admission
-                  .values(reserved_micros=Budget.reserved_micros + estimate).execution_options(synchronize_session=False))
-        s.execute(insert(BudgetHold).values(job_id=job.id, budget_ids=ids, estimate_micros=estimate, created_at=now))
+            held.append(b.id)
+        if held:
+            job.budget_hold = {"budgets": held, "micros": estimate}
 
     # -- settlement and alerts ------------------------------------------------------------------
 
     def settle_in(self, s: Session, job: Job) -> None:
-        """Release the job's estimate (its real cost is priced now) and record thresholds it crossed."""
+        """Release the job's estimate, add its priced cost to its budgets' spend, record thresholds it crossed.
+
+        One `UPDATE … RETURNING` over the budgets concerned (on PostgreSQL after locking them in id
+        order, the order admission locks them in, so the two never deadlock).
+        """
         self._estimates.pop(job.model, None)  # its model's recent cost just changed
-        hold = s.execute(delete(BudgetHold).where(BudgetHold.job_id == job.id)
-                         .returning(BudgetHold.budget_ids, BudgetHold.estimate_micros)).first()
-        if hold is not None and hold.budget_ids:  # the estimate stops counting: the real cost is in the sum now
-            s.execute(update(Budget).where(Budget.id.in_(hold.budget_ids))
-                      .values(reserved_micros=Budget.reserved_micros - hold.estimate_micros)
-                      .execution_options(synchronize_session=False))
+        hold = job.budget_hold or {}
+        held_ids, estimate = list(hold.get("budgets") or []), int(hold.get("micros") or 0)
         row = s.get(JobCost, job.id)
-        if row is None:
+        if row is None and not held_ids:
             return
-        now = row.finished_at
-        for b in s.scalars(select(Budget).where(Budget.active.is_(True), Budget.limit_micros.is_not(None),
-                                                Budget.scope.in_(_cost_scopes(row)))):
-            key, _, _ = period_of(b.period, now)
-            done = _add_spend(s, b.id, key, row.cost_micros)
-            if not b.thresholds_bp:
+        cost = row.cost_micros if row is not None else 0
+        now = row.finished_at if row is not None else utcnow()
+        covered = (and_(Budget.active.is_(True), Budget.limit_micros.is_not(None),
+                        Budget.scope.in_(sorted(_cost_scopes(row)))) if row is not None else false())
+        which = or_(Budget.id.in_(held_ids), covered)
+        if s.bind.dialect.name == "postgresql":
+            s.execute(select(Budget.id).where(which).order_by(Budget.id).with_for_update())
+        key = case((Budget.period == "day", period_of("day", now)[0]), else_=period_of("month", now)[0])
+        same = Budget.period_key == key
+        changed = s.execute(
+            update(Budget).where(which).values(
+                reserved_micros=Budget.reserved_micros - case((Budget.id.in_(held_ids), estimate), else_=0),
+                spent_micros=case((covered, case((same, Budget.spent_micros + cost), else_=cost)),
+                                  else_=Budget.spent_micros),
+                period_key=case((covered, key), else_=Budget.period_key))
+            .returning(Budget.id, Budget.name, Budget.scope, Budget.period, Budget.limit_micros, Budget.thresholds_bp,
+                       Budget.spent_micros, Budget.period_key, Budget.active)
+            .execution_options(synchronize_session=False)).all()
+        if row is None or not cost:
+            return
+        scopes = _cost_scopes(row)
+        for b in changed:
+            if not (b.active and b.limit_micros is not None and b.scope in scopes):
                 continue
-            for bp in b.thresholds_bp:
-                if done * 10000 >= b.limit_micros * bp and s.scalar(select(BudgetAlert.id).where(
-                        BudgetAlert.budget_id == b.id, BudgetAlert.period_key == key,
-                        BudgetAlert.threshold_bp == bp)) is None:
-                    s.add(BudgetAlert(budget_id=b.id, period_key=key, threshold_bp=bp, spent_micros=done,
+            done, before = b.spent_micros, b.spent_micros - cost  # the row is locked: exactly this job's step
+            for bp in b.thresholds_bp or []:
+                if before * 10000 < b.limit_micros * bp <= done * 10000:  # crossed now: once per period
+                    s.add(BudgetAlert(budget_id=b.id, period_key=b.period_key, threshold_bp=bp, spent_micros=done,
                                       limit_micros=b.limit_micros, at=now))
                     self._pending = True
-                    log.warning("budget %s (%s, %s %s) reached %d%%: %s of %s", b.id, b.scope, b.period, key,
-                                bp // 100, fmt_usd(done, 4), fmt_usd(b.limit_micros, 4))
+                    log.warning("budget %s (%s, %s %s) reached %d%%: %s of %s", b.id, b.scope, b.period,
+                                b.period_key, bp // 100, fmt_usd(done, 4), fmt_usd(b.limit_micros, 4))
 
     def on_final(self, job: Job) -> None:
         """After a job's transaction: deliver new alerts off the worker's thread."""

@@ -159,6 +159,9 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The compute ledger's estimate held against hard budgets until the job is priced:
+    # {"budgets": [ids], "micros": n}. Written with the job's own INSERT, so a hold costs no statement.
+    budget_hold: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class Image(Base):
@@ -437,26 +440,11 @@ class Budget(Base):
     runway_floor_cm: Mapped[int | None] = mapped_column(Integer, default=None)  # hundredths of a month
     webhook_url: Mapped[str | None] = mapped_column(Text, default=None)
     reserved_micros: Mapped[int] = mapped_column(BigInteger, default=0)  # estimates of its queued/running jobs
-    active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-class BudgetSpend(Base):
-    """A budget's priced spend in one period, kept as a running sum (admission reads one row, not a month of jobs)."""
-
-    __tablename__ = "budget_spend"
-    budget_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    period_key: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # The priced spend of period `period_key` as a running sum, so admission and settlement read and
+    # write this one row (a later period starts from zero when its first job is priced).
+    period_key: Mapped[str] = mapped_column(String(16), default="")
     spent_micros: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class BudgetHold(Base):
-    """A queued or running job's estimated cost, counted against each hard budget until it is priced (then deleted)."""
-
-    __tablename__ = "budget_holds"
-    job_id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    budget_ids: Mapped[list[Any]] = mapped_column(default=list)
-    estimate_micros: Mapped[int] = mapped_column(BigInteger)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -24,7 +24,7 @@ from solvent.ledger.budgets import BudgetExceeded, create_budget, status
 from solvent.ledger.catalog import WORKER, set_price
 from solvent.ledger.runway import set_finances
 from solvent.services import assemble
-from solvent.storage.models import BudgetHold, WorkerUptime
+from solvent.storage.models import Budget, Job, WorkerUptime
 
 REQ = PriceRequest(model="solvent-tiny", cost_class="tiny", width=64, height=64, steps=20)
 
@@ -98,9 +98,10 @@ def test_concurrent_admission_never_overshoots_a_cap(ops, db):
     for t in threads:
         t.join()
     with db.session() as s:
-        held = s.scalar(select(func.sum(BudgetHold.estimate_micros)))
+        reserved = s.scalar(select(func.sum(Budget.reserved_micros)))
+        holds = [j.budget_hold for j in s.scalars(select(Job).where(Job.budget_hold.is_not(None)))]
     assert results.count("ok") == 9 and results.count("refused") == 21  # 500 done + 9 × 500 held = the cap
-    assert held == 4500
+    assert reserved == 4500 and sum(h["micros"] for h in holds) == 4500 and len(holds) == 9
 
 
 class Hook(BaseHTTPRequestHandler):
@@ -136,6 +137,59 @@ def test_thresholds_alert_once_per_period_and_reach_the_webhook(ops, db):
         ops.submit(ops.payg)  # soft budgets never refuse
     finally:
         server.shutdown()
+
+
+def test_a_budget_sees_the_period_so_far_and_one_from_another_process_applies_within_its_ttl(ops, db):
+    ops.run(ops.submit(ops.payg), device_seconds=0.6)  # 600 µ$ before any budget exists
+    b = create_budget(db, f"org:{ops.payg}", period="day", limit_usd="0.001", thresholds=[50, 100])
+    (st,) = status(db)
+    assert st["spent_micros"] == 600 and [a["threshold_percent"] for a in st["alerts"]] == [50]  # due at once
+    ops.run(ops.submit(ops.payg), device_seconds=0.5)  # 1100: 100% crossed, 50% not raised again
+    (st,) = status(db)
+    assert st["spent_micros"] == 1100 and [a["threshold_percent"] for a in st["alerts"]] == [50, 100]
+    assert b.id
+
+    # Another process (the CLI) adds a hard cap: this server re-reads budgets within definitions_ttl.
+    ops.s.budgets.definitions_ttl = 0.3
+    ops.submit(ops.free)  # definitions cached now
+    with db.session() as s:
+        s.add(Budget(name="elsewhere", scope="free", period="day", limit_micros=1, hard=True, thresholds_bp=[]))
+    time.sleep(0.35)
+    with pytest.raises(BudgetExceeded, match="elsewhere"):
+        ops.submit(ops.free)
+    ops.submit(ops.payg)
+
+
+def test_budget_rows_and_job_holds_are_backfilled_by_the_migration(tmp_path):
+    """Spend sums and holds from before 0008 (`budget_spend`, `budget_holds`) move onto the rows."""
+    from sqlalchemy import text
+
+    from solvent.storage.db import Database
+    from solvent.storage.migrate import upgrade
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    upgrade(db, "0007")
+    with db.session() as s:
+        s.execute(text("INSERT INTO organisations (id, name, created_at, plan_id) VALUES ('o1', 'x', '2026-01-01', "
+                       "'payg')"))
+        s.execute(text("INSERT INTO budgets (id, name, scope, period, limit_micros, thresholds_bp, hard, "
+                       "reserved_micros, active, created_at) VALUES ('b1', 'all', 'all', 'month', 9000, '[]', 1, 700, "
+                       "1, '2026-01-01')"))
+        s.execute(text("INSERT INTO budget_spend (budget_id, period_key, spent_micros) VALUES ('b1', '2026-10', 50), "
+                       "('b1', '2026-11', 1234)"))
+        for j in ("j1", "j2"):
+            s.execute(text("INSERT INTO jobs (id, org_id, state, mode, model, params, priority, skips, attempts, "
+                           "max_attempts, cancel_requested, progress, created_at) VALUES (:j, 'o1', 'queued', "
+                           "'txt2img', 'solvent-tiny', '{}', 0, 0, 0, 3, 0, 0, '2026-11-02')"), {"j": j})
+        s.execute(text("INSERT INTO budget_holds (job_id, budget_ids, estimate_micros, created_at) VALUES "
+                       "('j1', '[\"b1\"]', 700, '2026-11-02')"))
+    upgrade(db)
+    with db.session() as s:
+        b = s.get(Budget, "b1")
+        assert (b.period_key, b.spent_micros, b.reserved_micros) == ("2026-11", 1234, 700)
+        assert s.get(Job, "j1").budget_hold == {"budgets": ["b1"], "micros": 700}
+        assert s.get(Job, "j2").budget_hold is None
+    db.dispose()
 
 
 def test_runway_floor_pauses_the_free_tier(ops, db):
