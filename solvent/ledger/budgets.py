@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -178,13 +179,16 @@ class Budgets:
                  definitions_ttl: float = 5.0):
         self.db = db
         self.runway_ttl = runway_ttl
-        self.estimate_ttl = estimate_ttl  # cached per model; a job priced here refreshes its model's at once
+        self.estimate_ttl = estimate_ttl  # re-read per model after this long (jobs priced by other processes)
         # Which budgets exist is cached: re-read at once after this process changes one, and within
         # `definitions_ttl` seconds of another process (the CLI, another server) doing so.
         self.definitions_ttl = definitions_ttl
         self._definitions: tuple[float, int, list[Any]] = (-1e9, -1, [])
         self._runway: tuple[float, Any] = (0.0, None)
-        self._estimates: dict[str, tuple[float, int]] = {}  # model → (when, µ$ per image)
+        # model → (when read, its last HISTORY priced jobs' (µ$, images), oldest first); jobs priced in
+        # this process are appended as they settle, so the estimate follows them without a query.
+        self._estimates: dict[str, tuple[float, deque[tuple[int, int]]]] = {}
+        self._fleet_guess: tuple[float, int] = (-1e9, 0)  # µ$ per image before a model has history
         self._lock = threading.Lock()
         self._deliver_lock = threading.Lock()
         self._pending = False  # an alert was recorded and not yet handed to a delivery thread
@@ -195,19 +199,22 @@ class Budgets:
         """µ$ the job will probably cost: its model's recent cost per image × its images (a fleet guess at first)."""
         images = max(1, int(job.params.get("batch_size") or 1))
         cached = self._estimates.get(job.model)
-        if cached is not None and time.monotonic() - cached[0] < self.estimate_ttl:
-            return cached[1] * images
-        rows = s.execute(select(JobCost.cost_micros, JobCost.images).where(
-            JobCost.model == job.model, JobCost.state == "succeeded", JobCost.images > 0)
-            .order_by(JobCost.finished_at.desc()).limit(HISTORY)).all()
-        cost, imgs = sum(r[0] for r in rows), sum(r[1] for r in rows)
+        if cached is None or time.monotonic() - cached[0] >= self.estimate_ttl:
+            rows = s.execute(select(JobCost.cost_micros, JobCost.images).where(
+                JobCost.model == job.model, JobCost.state == "succeeded", JobCost.images > 0)
+                .order_by(JobCost.finished_at.desc()).limit(HISTORY)).all()
+            cached = (time.monotonic(), deque(((r[0], r[1]) for r in reversed(rows)), maxlen=HISTORY))
+            self._estimates[job.model] = cached
+        cost, imgs = sum(c for c, _ in cached[1]), sum(n for _, n in cached[1])
         if imgs and cost:
-            per_image = -(-cost // imgs)
-            self._estimates[job.model] = (time.monotonic(), per_image)
-            return per_image * images
-        now = utcnow()
-        rates = [worker_rate(s, w, now).micros_per_hour for w in s.scalars(select(Worker))]
-        return cost_of(DEFAULT_MS_PER_IMAGE * images, max(rates, default=0))
+            return -(-cost // imgs) * images
+        at, per_image = self._fleet_guess
+        if time.monotonic() - at >= self.estimate_ttl:
+            now = utcnow()
+            rates = [worker_rate(s, w, now).micros_per_hour for w in s.scalars(select(Worker))]
+            per_image = cost_of(DEFAULT_MS_PER_IMAGE, max(rates, default=0))
+            self._fleet_guess = (time.monotonic(), per_image)
+        return per_image * images
 
     def runway_cm(self, s: Session) -> int | None:
         """The runway in hundredths of a month (cached briefly); None when unknown or unlimited."""
@@ -284,10 +291,12 @@ class Budgets:
         One `UPDATE … RETURNING` over the budgets concerned (on PostgreSQL after locking them in id
         order, the order admission locks them in, so the two never deadlock).
         """
-        self._estimates.pop(job.model, None)  # its model's recent cost just changed
         hold = job.budget_hold or {}
         held_ids, estimate = list(hold.get("budgets") or []), int(hold.get("micros") or 0)
         row = s.get(JobCost, job.id)
+        cached = self._estimates.get(job.model)
+        if row is not None and cached is not None and row.state == "succeeded" and row.images > 0:
+            cached[1].append((row.cost_micros, row.images))  # the model's recent cost, without a query
         if row is None and not held_ids:
             return
         cost = row.cost_micros if row is not None else 0

@@ -160,6 +160,22 @@ def test_a_budget_sees_the_period_so_far_and_one_from_another_process_applies_wi
     ops.submit(ops.payg)
 
 
+def test_the_estimate_follows_jobs_priced_here_without_a_query(ops, db):
+    from sqlalchemy import event
+
+    create_budget(db, "all", limit_usd="1000", hard=True)
+    first = ops.submit(ops.payg)
+    assert first.budget_hold["micros"] == 2000  # no history: 2 s an image at the fleet's dearest rate, 1 µ$/ms
+    ops.run(first, device_seconds=0.5)
+    ops.run(ops.submit(ops.payg), device_seconds=1.5)  # history now 500 and 1500 µ$
+    seen: list[str] = []
+    event.listen(db.engine, "before_cursor_execute", lambda c, cur, stmt, *a: seen.append(stmt))
+    job = ops.submit(ops.payg)
+    assert job.budget_hold == {"budgets": [job.budget_hold["budgets"][0]], "micros": 1000}
+    assert not [q for q in seen if "job_costs" in q or "FROM workers" in q]  # cached, and updated at settlement
+    assert sum(q.lstrip().upper().startswith("UPDATE BUDGETS") for q in seen) == 1
+
+
 def test_budget_rows_and_job_holds_are_backfilled_by_the_migration(tmp_path):
     """Spend sums and holds from before 0008 (`budget_spend`, `budget_holds`) move onto the rows."""
     from sqlalchemy import text
