@@ -49,7 +49,8 @@ def assemble(settings: Settings, db: Database, limits: QueueLimits | None = None
     billing = Billing(db, pricing or Pricing.from_json(settings.pricing), settings.credits_per_gpu_hour)
     budgets = Budgets(db)
     queue.in_final.append(billing.settle_in)  # a final job always has its credits captured or released
-    queue.in_final.append(record_job_cost_in)  # …then its cost and revenue priced, in the same transaction
-    queue.in_final.append(budgets.settle_in)  # …its budget estimate released, thresholds checked
+    # …then, in the same transaction, its cost and revenue priced, and its budgets' estimate released and
+    # spend added (handed the new row, so settlement need not read it back)
+    queue.in_final.append(lambda s, job: budgets.settle_in(s, job, record_job_cost_in(s, job)))
     queue.on_final.append(budgets.on_final)  # alerts to webhooks, after the commit
     return Services(settings, db, queue, images or LocalImageStore(settings.images_dir), billing, budgets)

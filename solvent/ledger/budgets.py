@@ -285,15 +285,16 @@ class Budgets:
 
     # -- settlement and alerts ------------------------------------------------------------------
 
-    def settle_in(self, s: Session, job: Job) -> None:
+    def settle_in(self, s: Session, job: Job, row: JobCost | None = None) -> None:
         """Release the job's estimate, add its priced cost to its budgets' spend, record thresholds it crossed.
 
         One `UPDATE … RETURNING` over the budgets concerned (on PostgreSQL after locking them in id
-        order, the order admission locks them in, so the two never deadlock).
+        order, the order admission locks them in, so the two never deadlock). `row` is the job's
+        cost when the caller has just priced it (else it is read).
         """
         hold = job.budget_hold or {}
         held_ids, estimate = list(hold.get("budgets") or []), int(hold.get("micros") or 0)
-        row = s.get(JobCost, job.id)
+        row = row if row is not None else s.get(JobCost, job.id)
         cached = self._estimates.get(job.model)
         if row is not None and cached is not None and row.state == "succeeded" and row.images > 0:
             cached[1].append((row.cost_micros, row.images))  # the model's recent cost, without a query
