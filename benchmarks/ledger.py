@@ -4,9 +4,11 @@
                                 [--skip-postgres]
 
 (a) recording overhead: jobs admitted, leased and completed per second through the real queue with
-    billing only (the baseline) vs with the ledger's hooks too (budget check and hold at admission,
-    job cost, budget settlement and alerts at completion), one active budget; and admission alone
-    (enqueue with credits reserved) with and without the budget check; SQLite and PostgreSQL;
+    billing only (the baseline) vs with the ledger's hooks too (job cost, budget settlement and alerts
+    at completion; a soft budget on everything), and vs the same plus a hard budget on the job's
+    organisation (its reservation at admission); admission alone (enqueue with credits reserved) the
+    same three ways, plus the baseline timed twice (A/A: the noise of this machine); `admit()` as the
+    API calls it; SQLite and PostgreSQL;
 (b) report time: `report(by=day)` and `report(by=provider)` over N priced jobs and 10 workers' uptime,
     SQLite and PostgreSQL, against one SUM over the same rows (the floor);
 (c) FOCUS import: rows per second and the importing process's peak memory for an N-row CSV file
@@ -83,7 +85,7 @@ def overhead(db, tmp: Path, runs: int, n: int) -> dict[str, float]:
     bare_q.in_final.append(bare_b.settle_in)
     worker, _ = create_worker(db, "bench", provider="aws", instance_type="g5.xlarge")
     set_worker_rate(db, worker.id, "1.006")
-    create_budget(db, "all", limit_usd="1000000", hard=True)
+    create_budget(db, "all", limit_usd="1000000")  # soft: alerts only, never refuses, so no reservation
     req = PriceRequest(model="solvent-tiny", cost_class="tiny", width=64, height=64, steps=20)
     result = {"images": [{"index": 0}], "usage": {"device_seconds": 0.25, "images": 1}}
     body = GenerationIn(prompt="a red circle on a blue background", model="solvent-tiny")
@@ -112,22 +114,34 @@ def overhead(db, tmp: Path, runs: int, n: int) -> dict[str, float]:
         return {
             "bare": (bare_q, lambda: cycle(bare_q, bare_hook)),
             "ledger": (full.queue, lambda: cycle(full.queue, ledger_hook)),
+            "hard": (full.queue, lambda: cycle(full.queue, ledger_hook)),
             "bare_admit": (bare_q, lambda: bare_q.enqueue(org, "solvent-tiny", {"prompt": "x"}, on_insert=bare_hook)),
+            "bare_admit_again": (bare_q, lambda: bare_q.enqueue(org, "solvent-tiny", {"prompt": "x"},
+                                                                on_insert=bare_hook)),
             "ledger_admit": (full.queue, lambda: full.queue.enqueue(org, "solvent-tiny", {"prompt": "x"},
                                                                     on_insert=ledger_hook)),
+            "hard_admit": (full.queue, lambda: full.queue.enqueue(org, "solvent-tiny", {"prompt": "x"},
+                                                                  on_insert=ledger_hook)),
             "bare_api": (bare_q, lambda: admit(unbudgeted, principal, body)),
             "ledger_api": (full.queue, lambda: admit(full, principal, body)),
+            "hard_api": (full.queue, lambda: admit(full, principal, body)),
         }
 
     rates: dict[str, list[float]] = {}
     # Every timed batch starts alike: a fresh organisation (one purchase in its books) and an empty queue;
-    # what a batch left queued is cancelled, untimed, through the same queue. The pair's order alternates.
+    # what a batch left queued is cancelled, untimed, through the same queue. A "hard_" batch's organisation
+    # has its own hard budget. The order within a group rotates from run to run.
     for i in range(runs):
-        for pair in (("bare", "ledger"), ("bare_admit", "ledger_admit"), ("bare_api", "ledger_api")):
+        for group in (("bare", "ledger", "hard"), ("bare_admit", "bare_admit_again", "ledger_admit", "hard_admit"),
+                      ("bare_api", "ledger_api", "hard_api")):
             declare(db, worker.id, models=[{"id": "solvent-tiny", "family": "tiny", "default_steps": 20}])  # alive
-            for name in pair if i % 2 == 0 else pair[::-1]:
+            for name in group[i % len(group):] + group[:i % len(group)]:
                 org = create_org(db, f"bench {name} {i}", plan_id="payg").id
                 full.billing.ledger.purchase(org, 10**12, f"bench-{org}")
+                if name.startswith("hard"):
+                    create_budget(db, f"org:{org}", limit_usd="1000000", hard=True)
+                    with db.session() as s:
+                        full.budgets.definitions(s)  # re-read once after the change, untimed
                 q, fn = paths(org)[name]
                 t0 = time.perf_counter()
                 for _ in range(n):
@@ -263,14 +277,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="solvent-bench-") as t:
         tmp = Path(t)
         if args.only in (None, "overhead"):
-            print("(a) recording overhead, jobs/s: billing only vs with the ledger and one hard budget")
+            print("(a) recording overhead, jobs/s: billing only; with the ledger (ratio); with the ledger and a hard "
+                  "budget on the job's organisation (ratio)")
             for name, db, drop in databases(tmp, args.skip_postgres):
                 r = overhead(db, tmp, args.runs, args.jobs_per_run)
-                print(f"    {name:<11} admit + lease + complete {r['bare']:7.1f} vs {r['ledger']:7.1f} "
-                      f"(ratio {r['ledger'] / r['bare']:.2f});   admission alone {r['bare_admit']:7.1f} vs "
-                      f"{r['ledger_admit']:7.1f} (ratio {r['ledger_admit'] / r['bare_admit']:.2f});   "
-                      f"admit() as the API calls it {r['bare_api']:7.1f} vs {r['ledger_api']:7.1f} "
-                      f"(ratio {r['ledger_api'] / r['bare_api']:.2f})")
+                for label, base, *others in (("admit + lease + complete", "bare", "ledger", "hard"),
+                                             ("admission alone", "bare_admit", "bare_admit_again", "ledger_admit",
+                                              "hard_admit"),
+                                             ("admit() as the API calls it", "bare_api", "ledger_api", "hard_api")):
+                    cells = "".join(f"   {o} {r[o]:7.1f} ({r[o] / r[base]:.2f})" for o in others)
+                    print(f"    {name:<11} {label:<28} {base} {r[base]:7.1f}{cells}")
                 db.dispose()
                 drop and drop()
         if args.only in (None, "report"):
