@@ -26,7 +26,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, false, func, or_, select, update
+from sqlalchemy import BigInteger, String, and_, bindparam, case, cast, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..billing.plans import period_bounds
@@ -174,6 +174,12 @@ def _changed() -> None:
     _generation += 1
 
 
+# Admission's one statement per hard budget, built once: the reservation, returning what to check it against.
+_RESERVE = (update(Budget).where(Budget.id == bindparam("budget"), Budget.active.is_(True))
+            .values(reserved_micros=Budget.reserved_micros + bindparam("estimate", type_=BigInteger))
+            .returning(Budget.reserved_micros, Budget.spent_micros, Budget.period_key))
+
+
 class Budgets:
     def __init__(self, db: Database, runway_ttl: float = 60.0, estimate_ttl: float = 10.0,
                  definitions_ttl: float = 5.0):
@@ -266,10 +272,7 @@ class Budgets:
         estimate = self.estimate_in(s, job)
         held = []
         for b in hard:
-            row = s.execute(update(Budget).where(Budget.id == b.id, Budget.active.is_(True))
-                            .values(reserved_micros=Budget.reserved_micros + estimate)
-                            .returning(Budget.reserved_micros, Budget.spent_micros, Budget.period_key)
-                            .execution_options(synchronize_session=False)).first()
+            row = s.connection().execute(_RESERVE, {"budget": b.id, "estimate": estimate}).first()
             if row is None:  # switched off since the definitions were read
                 continue
             done = row.spent_micros if row.period_key == period_of(b.period, now)[0] else 0
