@@ -104,6 +104,59 @@ def test_concurrent_admission_never_overshoots_a_cap(ops, db):
     assert reserved == 4500 and sum(h["micros"] for h in holds) == 4500 and len(holds) == 9
 
 
+def test_concurrent_admission_and_settlement_keep_exact_books(ops, db):
+    """Admissions and completions racing over two hard budgets (locked in one order): no deadlock, and
+    afterwards each budget's reservation is exactly its unfinished jobs' holds and its spend their costs."""
+    from solvent.storage.models import JobCost
+
+    ops.run(ops.submit(ops.payg))  # history: 500 µ$ an image
+    everything = create_budget(db, "all", limit_usd="1000", hard=True)
+    mine = create_budget(db, f"org:{ops.payg}", limit_usd="1000", hard=True)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def submit():
+        try:
+            for _ in range(8):
+                ops.submit(ops.payg)
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    def work():
+        try:
+            while not done.is_set():
+                job = ops.s.queue.lease(ops.worker.id)
+                if job is None:
+                    time.sleep(0.005)
+                    continue
+                ops.s.queue.complete(job.id, ops.worker.id, {"images": [{"index": 0}],
+                                                             "usage": {"device_seconds": 0.3, "images": 1}})
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    submitters = [threading.Thread(target=submit) for _ in range(4)]
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for th in submitters + workers:
+        th.start()
+    for th in submitters:
+        th.join()
+    time.sleep(0.3)
+    done.set()
+    for th in workers:
+        th.join()
+    assert errors == []
+    with db.session() as s:
+        jobs = list(s.scalars(select(Job).where(Job.budget_hold.is_not(None))))
+        open_holds = sum(j.budget_hold["micros"] for j in jobs if j.finished_at is None)
+        assert len(jobs) == 32
+        for b in (everything, mine):
+            row = s.get(Budget, b.id)
+            costs = s.scalar(select(func.coalesce(func.sum(JobCost.cost_micros), 0)).where(
+                JobCost.job_id.in_([j.id for j in jobs])))
+            assert row.reserved_micros == open_holds
+            assert row.spent_micros == 500 + costs  # the first job was priced before, and counted at creation
+
+
 class Hook(BaseHTTPRequestHandler):
     received: list[dict] = []
 
