@@ -310,14 +310,17 @@ class Budgets:
         which = or_(Budget.id.in_(held_ids), covered)
         if s.bind.dialect.name == "postgresql":
             s.execute(select(Budget.id).where(which).order_by(Budget.id).with_for_update())
-        key = case((Budget.period == "day", period_of("day", now)[0]), else_=period_of("month", now)[0])
-        same = Budget.period_key == key
+        keys = {"day": period_of("day", now)[0], "month": period_of("month", now)[0]}
+        key = case((Budget.period == "day", keys["day"]), else_=keys["month"])
+        # Keys sort as dates. A job of an earlier period settling after a later one has begun (two workers
+        # finishing either side of midnight) is not added to the new period's sum.
+        spend = case((Budget.period_key == key, Budget.spent_micros + cost), (Budget.period_key < key, cost),
+                     else_=Budget.spent_micros)
         changed = s.execute(
             update(Budget).where(which).values(
                 reserved_micros=Budget.reserved_micros - case((Budget.id.in_(held_ids), estimate), else_=0),
-                spent_micros=case((covered, case((same, Budget.spent_micros + cost), else_=cost)),
-                                  else_=Budget.spent_micros),
-                period_key=case((covered, key), else_=Budget.period_key))
+                spent_micros=case((covered, spend), else_=Budget.spent_micros),
+                period_key=case((and_(covered, Budget.period_key < key), key), else_=Budget.period_key))
             .returning(Budget.id, Budget.name, Budget.scope, Budget.period, Budget.limit_micros, Budget.thresholds_bp,
                        Budget.spent_micros, Budget.period_key, Budget.active)
             .execution_options(synchronize_session=False)).all()
@@ -325,7 +328,7 @@ class Budgets:
             return
         scopes = _cost_scopes(row)
         for b in changed:
-            if not (b.active and b.limit_micros is not None and b.scope in scopes):
+            if not (b.active and b.limit_micros is not None and b.scope in scopes) or b.period_key != keys[b.period]:
                 continue
             done, before = b.spent_micros, b.spent_micros - cost  # the row is locked: exactly this job's step
             for bp in b.thresholds_bp or []:

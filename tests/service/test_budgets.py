@@ -229,6 +229,22 @@ def test_the_estimate_follows_jobs_priced_here_without_a_query(ops, db):
     assert sum(q.lstrip().upper().startswith("UPDATE BUDGETS") for q in seen) == 1
 
 
+def test_a_new_period_starts_from_zero_and_a_late_job_of_the_last_one_does_not_enter_it(ops, db):
+    b = create_budget(db, f"org:{ops.payg}", period="day", limit_usd="1", thresholds=[50])
+    today = datetime.now(UTC)
+    for key, spent, want in (((today - timedelta(days=1)).strftime("%Y-%m-%d"), 999_999, (600, "today")),
+                             ((today + timedelta(days=1)).strftime("%Y-%m-%d"), 777, (777, "tomorrow"))):
+        with db.session() as s:
+            row = s.get(Budget, b.id)
+            row.period_key, row.spent_micros = key, spent
+        ops.run(ops.submit(ops.payg), device_seconds=0.6)
+        with db.session() as s:
+            row = s.get(Budget, b.id)
+            assert row.spent_micros == want[0]
+            assert row.period_key == (today.strftime("%Y-%m-%d") if want[1] == "today" else key)
+    assert status(db)[0]["alerts"] == []  # 999,999 was yesterday's; 600 of 1,000,000 today crosses nothing
+
+
 def test_budget_rows_and_job_holds_are_backfilled_by_the_migration(tmp_path):
     """Spend sums and holds from before 0008 (`budget_spend`, `budget_holds`) move onto the rows."""
     from sqlalchemy import text
