@@ -101,11 +101,8 @@ def create_budget(db: Database, scope: str, *, period: str = "month", limit_usd:
         b.spent_micros = _summed(s, b, now)  # what this period spent before the budget existed
         s.add(b)
         s.flush()
-        if limit is not None:
-            for bp in b.thresholds_bp:  # thresholds this period has already reached are due now
-                if b.spent_micros * 10000 >= limit * bp:
-                    s.add(BudgetAlert(budget_id=b.id, period_key=b.period_key, threshold_bp=bp,
-                                      spent_micros=b.spent_micros, limit_micros=limit, at=now))
+        if limit is not None:  # thresholds this period has already reached are due now
+            _alerts(s, b, -1, now)
     _changed()
     return b
 
@@ -159,6 +156,20 @@ def _summed(s: Session, b: Budget, now: datetime) -> int:
     elif kind == "grant":
         q = q.where(cast(JobCost.grant_ids, String).like(f'%"{ident}"%'))
     return int(s.scalar(q))
+
+
+def _alerts(s: Session, b: Any, before: int, at: datetime) -> int:
+    """Record (and log) the thresholds `b`'s spend crossed going from `before` to `b.spent_micros`: once per period,
+    as spend only grows within one. `before` = -1 raises every threshold already reached."""
+    raised = 0
+    for bp in b.thresholds_bp or []:
+        if before * 10000 < b.limit_micros * bp <= b.spent_micros * 10000:
+            s.add(BudgetAlert(budget_id=b.id, period_key=b.period_key, threshold_bp=bp, spent_micros=b.spent_micros,
+                              limit_micros=b.limit_micros, at=at))
+            log.warning("budget %s (%s, %s %s) reached %d%%: %s of %s", b.id, b.scope, b.period, b.period_key,
+                        bp // 100, fmt_usd(b.spent_micros, 4), fmt_usd(b.limit_micros, 4))
+            raised += 1
+    return raised
 
 
 def spent(s: Session, b: Budget, now: datetime) -> tuple[int, int]:
@@ -305,8 +316,9 @@ class Budgets:
             return
         cost = row.cost_micros if row is not None else 0
         now = row.finished_at if row is not None else utcnow()
-        covered = (and_(Budget.active.is_(True), Budget.limit_micros.is_not(None),
-                        Budget.scope.in_(sorted(_cost_scopes(row)))) if row is not None else false())
+        scopes = _cost_scopes(row) if row is not None else set()
+        covered = (and_(Budget.active.is_(True), Budget.limit_micros.is_not(None), Budget.scope.in_(sorted(scopes)))
+                   if row is not None else false())
         which = or_(Budget.id.in_(held_ids), covered)
         if s.bind.dialect.name == "postgresql":
             s.execute(select(Budget.id).where(which).order_by(Budget.id).with_for_update())
@@ -326,18 +338,11 @@ class Budgets:
             .execution_options(synchronize_session=False)).all()
         if row is None or not cost:
             return
-        scopes = _cost_scopes(row)
         for b in changed:
             if not (b.active and b.limit_micros is not None and b.scope in scopes) or b.period_key != keys[b.period]:
                 continue
-            done, before = b.spent_micros, b.spent_micros - cost  # the row is locked: exactly this job's step
-            for bp in b.thresholds_bp or []:
-                if before * 10000 < b.limit_micros * bp <= done * 10000:  # crossed now: once per period
-                    s.add(BudgetAlert(budget_id=b.id, period_key=b.period_key, threshold_bp=bp, spent_micros=done,
-                                      limit_micros=b.limit_micros, at=now))
-                    self._pending = True
-                    log.warning("budget %s (%s, %s %s) reached %d%%: %s of %s", b.id, b.scope, b.period,
-                                b.period_key, bp // 100, fmt_usd(done, 4), fmt_usd(b.limit_micros, 4))
+            if _alerts(s, b, b.spent_micros - cost, now):  # the row is locked: exactly this job's step
+                self._pending = True
 
     def on_final(self, job: Job) -> None:
         """After a job's transaction: deliver new alerts off the worker's thread."""
