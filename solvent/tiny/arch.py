@@ -1,6 +1,6 @@
 """The architecture of `solvent-tiny`: Stable Diffusion's, scaled down.
 
-VAE with a 4× downsampling (64×64 pixels ↔ 16×16×4 latents), a CLIP text encoder over the real
+VAE with a 4× downsampling (64×64 pixels ↔ 16×16×8 latents), a CLIP text encoder over the real
 CLIP BPE vocabulary (so any English prompt tokenises; unseen words are ignored), a two-level
 UNet with cross-attention, DDPM's linear noise schedule and v-prediction (as SD 2.x).
 """
@@ -16,8 +16,10 @@ import torch
 
 RESOLUTION = 64
 
+# 8 latent channels, not SD's 4: on validation scenes a 4-channel VAE's own round trip kept 63–68% of
+# shapes (small stars and triangles decode as blobs), an 8-channel one 87% (same widths, 1,500 steps).
 VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=[16, 32, 32], layers_per_block=1,
+    in_channels=3, out_channels=3, latent_channels=8, block_out_channels=[16, 32, 32], layers_per_block=1,
     down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3, norm_num_groups=8,
     sample_size=RESOLUTION, scaling_factor=1.0,
 )
@@ -27,7 +29,7 @@ TEXT = dict(
     eos_token_id=49407, pad_token_id=49407,
 )
 UNET = dict(
-    sample_size=RESOLUTION // 4, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=[32, 64, 128],
+    sample_size=RESOLUTION // 4, in_channels=8, out_channels=8, layers_per_block=1, block_out_channels=[32, 64, 128],
     down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
     up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], cross_attention_dim=64,
     attention_head_dim=8,

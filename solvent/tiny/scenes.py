@@ -144,19 +144,31 @@ def _describe(o: Obj, rng: random.Random, with_size: bool, with_position: bool) 
 
 def caption(scene: Scene, rng: random.Random) -> str:
     """One of several phrasings; the main object is always named first."""
+    return caption_and_position(scene, rng)[0]
+
+
+def caption_and_position(scene: Scene, rng: random.Random, unplaced: float = 0.25) -> tuple[str, bool]:
+    """A caption, and whether it says where the main object is.
+
+    With probability `unplaced` the main object's position is left out ("a red circle on a blue
+    background"), as people write it: a model that only ever saw placed objects reads such a prompt
+    as out of distribution and loses its background colour.
+    """
     style = rng.randrange(4)
     with_size = rng.random() < 0.7
-    parts = [_describe(o, rng, with_size and i == 0, True) for i, o in enumerate(scene.objects)]
+    placed = rng.random() >= unplaced
+    parts = [_describe(o, rng, with_size and i == 0, placed or i > 0) for i, o in enumerate(scene.objects)]
     bg = scene.background
     if style == 0:
-        return "a " + " and a ".join(parts) + f" on a {bg} background"
+        return "a " + " and a ".join(parts) + f" on a {bg} background", placed
     if style == 1:
         o = scene.main
+        where = f", {POSITION_WORDS[o.position][2]}" if placed else ""
         rest = "".join(f", {o2.colour} {o2.shape} {POSITION_WORDS[o2.position][2]}" for o2 in scene.objects[1:])
-        return f"{bg} background, {o.colour} {o.shape}, {POSITION_WORDS[o.position][2]}{rest}"
+        return f"{bg} background, {o.colour} {o.shape}{where}{rest}", placed
     if style == 2:
-        return f"{bg} background with a " + " and a ".join(parts)
-    return "a " + " and a ".join(parts) + f", {bg} background"
+        return f"{bg} background with a " + " and a ".join(parts), placed
+    return "a " + " and a ".join(parts) + f", {bg} background", placed
 
 
 def canonical_caption(scene: Scene) -> str:

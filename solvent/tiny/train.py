@@ -28,22 +28,29 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from . import weights_dir
 from .arch import build_pipeline, save_pipeline
-from .scenes import COLOURS, POSITIONS, SHAPES, SIZES, caption, draw, random_scene
+from .scenes import COLOURS, POSITIONS, SHAPES, SIZES, caption_and_position, draw, random_scene
 
 # What the auxiliary heads read back from a caption's text features (main object and background).
 ATTRS = {"background": list(COLOURS), "colour": list(COLOURS), "shape": list(SHAPES), "position": list(POSITIONS),
          "size": list(SIZES)}
 
 
-def _targets(scene) -> dict[str, int]:
+def _targets(scene, placed: bool = True) -> dict[str, int]:
+    """What the heads should read from a caption of `scene`; -1 (ignored) for a position it does not name."""
     o = scene.main
     return {"background": ATTRS["background"].index(scene.background), "colour": ATTRS["colour"].index(o.colour),
-            "shape": ATTRS["shape"].index(o.shape), "position": ATTRS["position"].index(o.position),
-            "size": ATTRS["size"].index(o.size)}
+            "shape": ATTRS["shape"].index(o.shape),
+            "position": ATTRS["position"].index(o.position) if placed else -1, "size": ATTRS["size"].index(o.size)}
+
+
+def _target_tensors(scenes, placed, device) -> dict[str, torch.Tensor]:
+    return {k: torch.tensor([_targets(sc, p)[k] for sc, p in zip(scenes, placed, strict=True)], device=device)
+            for k in ATTRS}
 
 
 class AttributeHeads(torch.nn.Module):
@@ -56,7 +63,12 @@ class AttributeHeads(torch.nn.Module):
     def loss(self, feats: torch.Tensor, ids: torch.Tensor, targets: dict[str, torch.Tensor], eos: int):
         keep = (ids != eos).float().unsqueeze(-1)
         pooled = (feats * keep).sum(1) / keep.sum(1).clamp(min=1)
-        return sum(F.cross_entropy(head(pooled), targets[k]) for k, head in self.heads.items()) / len(self.heads)
+        total = pooled.new_zeros(())
+        for k, head in self.heads.items():
+            known = targets[k] >= 0  # a caption that leaves the position out has nothing to read
+            if known.any():
+                total = total + F.cross_entropy(head(pooled[known]), targets[k][known])
+        return total / len(self.heads)
 
 
 def _to_tensor(images: np.ndarray, device) -> torch.Tensor:
@@ -94,6 +106,60 @@ def train_vae(vae, rng: random.Random, steps: int, batch: int, device, lr: float
     return float(np.mean(losses[-50:]))
 
 
+def train_vae_candidates(seed: int, n: int, steps: int, batch: int, device, l1: float = 0.0):
+    """Train `n` VAEs from different seeds; keep the one whose round trip the scene checker reads best.
+
+    Identical recipes land far apart (round-trip shape 57–73% over five seeds at 800 steps): the
+    corners of small shapes either survive the 4× downsampling or they do not. The choice is made on
+    validation scenes of their own seed, never on the evaluation's captions.
+    """
+    from diffusers import AutoencoderKL
+
+    from .arch import VAE
+
+    val_rng = random.Random(f"vae-validation-{seed}")
+    val = [random_scene(val_rng, max_objects=1, allow_held_out=True) for _ in range(200)]
+    best, reports = None, []
+    for k in range(n):
+        torch.manual_seed(seed * 1000 + k)
+        vae = AutoencoderKL(**VAE).to(device)
+        mse = train_vae(vae, random.Random(f"vae-{seed}-{k}"), steps, batch, device, l1=l1)
+        rt = round_trip(vae, val, device)
+        reports.append({"candidate": k, "train_mse": round(mse, 6), **{k2: round(v, 4) for k2, v in rt.items()}})
+        tqdm.write(f"vae candidate {k}: {reports[-1]}")
+        score = (rt["shape"] + rt["colour"], -rt["mse"])
+        if best is None or score > best[0]:
+            best = (score, k, vae, mse)
+    _, chosen, vae, mse = best
+    vae.requires_grad_(False)
+    return vae, mse, chosen, reports
+
+
+@torch.no_grad()
+def round_trip(vae, scenes, device, batch: int = 50) -> dict[str, float]:
+    """Encode and decode `scenes`; MSE and how often the scene checker still reads each attribute."""
+    from .checker import inspect
+
+    hits = {"colour": 0, "shape": 0, "position": 0, "background": 0}
+    mses = []
+    for start in range(0, len(scenes), batch):
+        chunk = scenes[start:start + batch]
+        x = _to_tensor(np.stack([np.asarray(draw(s)) for s in chunk]), device)
+        y = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+        mses.append(F.mse_loss(y, x).item() * len(chunk))
+        pix = ((y + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        for sc, im in zip(chunk, pix, strict=True):
+            seen = inspect(Image.fromarray(im))
+            o = sc.main
+            hits["colour"] += seen.colour == o.colour
+            hits["shape"] += seen.shape == o.shape
+            hits["position"] += seen.position == o.position
+            hits["background"] += seen.background == sc.background
+    out = {k: v / len(scenes) for k, v in hits.items()}
+    out["mse"] = sum(mses) / len(scenes)
+    return out
+
+
 @torch.no_grad()
 def encode_pool(vae, rng: random.Random, n: int, device, batch: int = 64):
     scenes, latents = [], []
@@ -119,8 +185,9 @@ def pretrain_text(te, tok, heads, rng: random.Random, steps: int, batch: int, de
     bar = tqdm(range(steps), desc="text", unit="step")
     for _ in bar:
         scenes = [random_scene(rng) for _ in range(batch)]
-        ids = tokenize(tok, [caption(sc, rng) for sc in scenes], device)
-        tg = {k: torch.tensor([_targets(sc)[k] for sc in scenes], device=device) for k in ATTRS}
+        caps, placed = zip(*(caption_and_position(sc, rng) for sc in scenes), strict=True)
+        ids = tokenize(tok, list(caps), device)
+        tg = _target_tensors(scenes, placed, device)
         loss = heads.loss(te(ids)[0], ids, tg, tok.eos_token_id)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -148,7 +215,8 @@ def train_unet(pipe, scenes, latents, rng: random.Random, steps: int, batch: int
         for g in opt.param_groups:
             g["lr"] = _lr(step, steps, lr)
         idx = [rng.randrange(len(scenes)) for _ in range(batch)]
-        caps = ["" if rng.random() < 0.1 else caption(scenes[i], rng) for i in idx]
+        drawn = [("", False) if rng.random() < 0.1 else caption_and_position(scenes[i], rng) for i in idx]
+        caps, placed = [c for c, _ in drawn], [p for _, p in drawn]
         ids = tokenize(tok, caps, device)
         named = [j for j, c in enumerate(caps) if c]
         seen.update(ids.unique().tolist())
@@ -167,7 +235,7 @@ def train_unet(pipe, scenes, latents, rng: random.Random, steps: int, batch: int
         target = a.sqrt() * noise - (1 - a).sqrt() * x0 if v_pred else noise
         loss = F.mse_loss(pred, target)
         if heads is not None and named:  # keep the text features informative while the UNet learns to read them
-            tg = {k: torch.tensor([_targets(scenes[idx[j]])[k] for j in named], device=device) for k in ATTRS}
+            tg = _target_tensors([scenes[idx[j]] for j in named], [placed[j] for j in named], device)
             loss = loss + aux_weight * heads.loss(cond[named], ids[named], tg, tok.eos_token_id)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -197,12 +265,13 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=weights_dir(), help="output folder (default: the package's weights)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vae-steps", type=int, default=800)
+    p.add_argument("--vae-steps", type=int, default=1500)
+    p.add_argument("--vae-candidates", type=int, default=2, help="VAEs trained from different seeds; the best round trip ships")
     p.add_argument("--vae-batch", type=int, default=24)
-    p.add_argument("--vae-l1", type=float, default=0.0,
-                   help="weight of an L1 reconstruction term for the VAE (0, the shipped recipe, = MSE only)")
+    p.add_argument("--vae-l1", type=float, default=1.0,
+                   help="weight of an L1 reconstruction term for the VAE (0 = MSE only)")
     p.add_argument("--pool", type=int, default=24000, help="scenes encoded once for UNet training")
-    p.add_argument("--unet-steps", type=int, default=3000)
+    p.add_argument("--unet-steps", type=int, default=4500)
     p.add_argument("--unet-batch", type=int, default=48)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--offset-noise", type=float, default=0.1, help="per-channel constant noise (0 = off)")
@@ -224,8 +293,8 @@ def main(argv: list[str] | None = None) -> None:
     pipe.to(device)
 
     # 2. VAE
-    vae_mse = train_vae(pipe.vae, rng, args.vae_steps, args.vae_batch, device, l1=args.vae_l1)
-    pipe.vae.requires_grad_(False)
+    pipe.vae, vae_mse, vae_chosen, vae_reports = train_vae_candidates(
+        args.seed, args.vae_candidates, args.vae_steps, args.vae_batch, device, args.vae_l1)
 
     # 3. Latent pool and its scale
     scenes, latents = encode_pool(pipe.vae, rng, args.pool, device)
@@ -247,6 +316,8 @@ def main(argv: list[str] | None = None) -> None:
         "trained": True,
         "recipe": recipe,
         "vae_final_mse": round(vae_mse, 6),
+        "vae_candidates": vae_reports,
+        "vae_chosen": vae_chosen,
         "text_pretrain_loss": round(text_loss, 6),
         "unet_final_loss": round(unet_loss, 6),
         "latent_scaling_factor": round(scale, 6),

@@ -1,6 +1,7 @@
 """The scene generator and the scene checker that scores solvent-tiny."""
 
 import random
+import re
 from collections import Counter
 
 from solvent.tiny.checker import inspect
@@ -11,7 +12,9 @@ from solvent.tiny.scenes import (
     SHAPES,
     SIZES,
     canonical_caption,
+    POSITION_WORDS,
     caption,
+    caption_and_position,
     draw,
     held_out,
     random_scene,
@@ -38,6 +41,20 @@ def test_scenes_have_one_to_three_distinct_objects_and_several_phrasings():
         phrasings.add(cap.split(" ")[1] == "background")
     assert set(counts) == {1, 2, 3}
     assert phrasings == {True, False}
+
+
+def test_some_captions_leave_the_position_out_and_say_so():
+    rng = random.Random(3)
+    words = {w for ws in POSITION_WORDS.values() for w in ws}
+    unplaced = 0
+    for _ in range(400):
+        s = random_scene(rng, max_objects=1)
+        cap, placed = caption_and_position(s, rng)
+        named = any(re.search(rf"\b{w}\b", cap) for w in words)
+        assert named == placed, cap
+        assert s.main.colour in cap and s.main.shape in cap and s.background in cap
+        unplaced += not placed
+    assert 0.15 < unplaced / 400 < 0.35
 
 
 def test_training_never_draws_a_held_out_single_object_combination():
