@@ -64,7 +64,7 @@ FAMILIES: dict[str, Family] = {
         Family("sd1", "Stable Diffusion 1.x", "sd", 512, 25, 7.0, "dpmpp_2m_karras", 64, 2048, 1536 * 1536, "sd"),
         Family("sd2", "Stable Diffusion 2.x", "sd", 768, 25, 7.0, "dpmpp_2m_karras", 64, 2048, 1536 * 1536, "sd"),
         Family("sdxl", "Stable Diffusion XL", "sdxl", 1024, 30, 6.0, "dpmpp_2m_karras", 256, 2048, 2048 * 2048, "sdxl"),
-        Family("tiny", "solvent-tiny", "sd", 64, 20, 4.0, "dpmpp_2m", 32, 256, 256 * 256, "tiny"),
+        Family("tiny", "solvent-tiny", "sd", 64, 20, 2.0, "dpmpp_2m", 32, 256, 256 * 256, "tiny"),
     )
 }
 

@@ -8,11 +8,11 @@ from solvent.tiny.checker import inspect
 from solvent.tiny.evaluate import eval_scenes
 from solvent.tiny.scenes import (
     COLOURS,
+    POSITION_WORDS,
     POSITIONS,
     SHAPES,
     SIZES,
     canonical_caption,
-    POSITION_WORDS,
     caption,
     caption_and_position,
     draw,
