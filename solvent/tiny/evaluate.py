@@ -82,6 +82,31 @@ def evaluate(engine, n: int = 100, model: str = "solvent-tiny", grid: str | None
     return Report(n, {k: v / n for k, v in hits.items()}, seconds, failures)
 
 
+# Prompts as people write them: no position, no size (the acceptance prompt first).
+PLAIN_PROMPTS = [("a red circle on a blue background", "red", "circle", "blue"),
+                 ("a yellow triangle on a green background", "yellow", "triangle", "green"),
+                 ("a white star on a black background", "white", "star", "black"),
+                 ("a pink square on a cyan background", "pink", "square", "cyan"),
+                 ("an orange ring on a purple background", "orange", "ring", "purple"),
+                 ("a orange ring on a purple background", "orange", "ring", "purple")]
+
+
+def plain(engine, seeds: int = 10, model: str = "solvent-tiny", **overrides) -> list[dict]:
+    """Each of `PLAIN_PROMPTS` at seeds 0..`seeds`-1: how many images have the right background, colour, shape."""
+    from ..engine import GenerationRequest
+
+    rows = []
+    for prompt, colour, shape, background in PLAIN_PROMPTS:
+        row = {"prompt": prompt, "background": 0, "colour": 0, "shape": 0, "seeds": seeds}
+        for seed in range(seeds):
+            seen = inspect(engine.generate(GenerationRequest(prompt=prompt, model=model, seed=seed, **overrides)).images[0])
+            row["background"] += seen.background == background
+            row["colour"] += seen.colour == colour
+            row["shape"] += seen.shape == shape
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     from ..config import Settings
     from ..engine import Engine
@@ -96,10 +121,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--grid", help="save a contact sheet of the images to this PNG")
     p.add_argument("--validation", action="store_true",
                    help=f"score the validation captions (seed {VALIDATION_SEED}) used to choose settings, not the evaluation's")
+    p.add_argument("--plain", action="store_true",
+                   help="instead, count right background/colour/shape over 10 seeds of a few prompts that name no position")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     args = p.parse_args(argv)
     quiet_libraries()
     overrides = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler), ("cfg_scale", args.cfg)) if v}
+    if args.plain:
+        rows = plain(Engine(Settings()), model=args.model, **overrides)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        for r in [] if args.json else rows:
+            print(f"{r['prompt']:<42} background {r['background']:>2}/{r['seeds']}  colour {r['colour']:>2}/{r['seeds']}"
+                  f"  shape {r['shape']:>2}/{r['seeds']}")
+        return
     report = evaluate(Engine(Settings()), args.n, args.model, args.grid,
                       VALIDATION_SEED if args.validation else EVAL_SEED, **overrides)
     if args.json:

@@ -59,3 +59,12 @@ def test_short_heldout_evaluation(engine):
     report = evaluate(engine, n=24)
     for metric, floor in SHORT_EVAL.items():
         assert report.scores[metric] >= floor, report.table()
+
+
+def test_plain_prompts_report_counts_what_the_checker_reads(engine):
+    from solvent.tiny.evaluate import PLAIN_PROMPTS, plain
+
+    rows = plain(engine, seeds=1)
+    assert [r["prompt"] for r in rows] == [p for p, *_ in PLAIN_PROMPTS]
+    assert all(0 <= r[k] <= 1 for r in rows for k in ("background", "colour", "shape"))
+    assert rows[0]["background"] == rows[0]["colour"] == 1  # the acceptance prompt, seed 0
