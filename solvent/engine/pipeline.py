@@ -79,6 +79,42 @@ class Resolved:
     mask: Image.Image | None = None
 
 
+def _keep_unmasked(images: list[Image.Image], rs: list[Resolved], counts: list[int]) -> list[Image.Image]:
+    """Paste each request's init image back where its mask is black (as AUTOMATIC1111 does).
+
+    The pipeline keeps those latents, but the VAE decoder attends over the whole image, so what
+    it paints in the masked part can shift the colours of the kept part (solvent-tiny's decoder
+    re-colours a kept background to match a newly drawn one).
+    """
+    out, first = [], 0
+    for x, n in zip(rs, counts, strict=True):
+        for img in images[first:first + n]:
+            init, mask = x.init_image, x.mask
+            if init.size != img.size:
+                init, mask = init.resize(img.size, Image.Resampling.LANCZOS), mask.resize(img.size)
+            out.append(Image.composite(img, init, mask))
+        first += n
+    return out
+
+
+class _PlainUNetView(torch.nn.Module):
+    """A plain (non-inpainting) UNet whose config says 4 input channels, whatever its latents have."""
+
+    def __init__(self, unet):
+        super().__init__()
+        self.unet = unet
+        self.config = type(unet.config)({**unet.config, "in_channels": 4})
+
+    def forward(self, *args, **kwargs):
+        return self.unet(*args, **kwargs)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["unet"], name)
+
+
 @dataclass
 class LoadedModel:
     record: ModelRecord
@@ -316,6 +352,12 @@ class Engine:
             cls = getattr(diffusers, ("StableDiffusionXL" if xl else "StableDiffusion") + name)
             extra = {} if xl else {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
             variant = cls.from_pipe(lm.pipe, **extra)
+            unet = variant.unet
+            if mode == "inpaint" and unet.config.in_channels == variant.vae.config.latent_channels != 4:
+                # solvent-tiny's plain UNet reads 8 latent channels; diffusers' inpaint pipeline takes
+                # "4 input channels" to mean "a plain UNet: blend the known latents back each step" and
+                # refuses anything but 4 or 9. The blend itself works for any channel count.
+                object.__setattr__(variant, "unet", _PlainUNetView(unet))
             variant.set_progress_bar_config(disable=True)
             lm.variants[mode] = variant
         return lm.variants[mode]
@@ -447,6 +489,8 @@ class Engine:
             images = pipe(**call).images
         dev.synchronize(self.device)
         seconds = time.perf_counter() - t0
+        if req.mode == "inpaint":
+            images = _keep_unmasked(images, rs, counts)
 
         # 7. Results: seeds, metadata and usage, per request; a batch's device time is shared by work
         if len(rs) == 1:
