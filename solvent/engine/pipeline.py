@@ -87,12 +87,8 @@ def _keep_unmasked(images: list[Image.Image], rs: list[Resolved], counts: list[i
     re-colours a kept background to match a newly drawn one).
     """
     out, first = [], 0
-    for x, n in zip(rs, counts, strict=True):
-        for img in images[first:first + n]:
-            init, mask = x.init_image, x.mask
-            if init.size != img.size:
-                init, mask = init.resize(img.size, Image.Resampling.LANCZOS), mask.resize(img.size)
-            out.append(Image.composite(img, init, mask))
+    for x, n in zip(rs, counts, strict=True):  # init and mask were resized to the request's size
+        out.extend(Image.composite(img, x.init_image, x.mask) for img in images[first:first + n])
         first += n
     return out
 
@@ -352,12 +348,11 @@ class Engine:
             cls = getattr(diffusers, ("StableDiffusionXL" if xl else "StableDiffusion") + name)
             extra = {} if xl else {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
             variant = cls.from_pipe(lm.pipe, **extra)
-            unet = variant.unet
-            if mode == "inpaint" and unet.config.in_channels == variant.vae.config.latent_channels != 4:
+            if mode == "inpaint" and variant.unet.config.in_channels == variant.vae.config.latent_channels != 4:
                 # solvent-tiny's plain UNet reads 8 latent channels; diffusers' inpaint pipeline takes
                 # "4 input channels" to mean "a plain UNet: blend the known latents back each step" and
                 # refuses anything but 4 or 9. The blend itself works for any channel count.
-                object.__setattr__(variant, "unet", _PlainUNetView(unet))
+                object.__setattr__(variant, "unet", _PlainUNetView(variant.unet))
             variant.set_progress_bar_config(disable=True)
             lm.variants[mode] = variant
         return lm.variants[mode]

@@ -63,6 +63,14 @@ def position_of(cy: float, cx: float, size: int) -> str:
     raise AssertionError("unreachable")
 
 
+def agreement(seen: Seen, background: str, colour: str, shape: str, position: str | None = None) -> dict[str, bool]:
+    """Which of the expected attributes the checker read back (position only when one is expected)."""
+    got = {"colour": seen.colour == colour, "background": seen.background == background, "shape": seen.shape == shape}
+    if position is not None:
+        got["position"] = seen.position == position
+    return got
+
+
 def inspect(image: Image.Image) -> Seen:
     """What is in `image`: background colour and the largest object's colour, shape and position."""
     img = np.asarray(image.convert("RGB"))
