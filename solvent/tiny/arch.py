@@ -17,7 +17,8 @@ import torch
 RESOLUTION = 64
 
 # 8 latent channels, not SD's 4: on validation scenes a 4-channel VAE's own round trip kept 63–72% of
-# shapes (small stars and triangles decode as blobs), an 8-channel one 87% (same widths, 1,500 steps).
+# shapes (small stars and triangles decode as blobs), an 8-channel one 87% (same widths, 1,500 steps;
+# both read by the first scene checker).
 VAE = dict(
     in_channels=3, out_channels=3, latent_channels=8, block_out_channels=[16, 32, 32], layers_per_block=1,
     down_block_types=["DownEncoderBlock2D"] * 3, up_block_types=["UpDecoderBlock2D"] * 3, norm_num_groups=8,

@@ -115,22 +115,28 @@ def draw(scene: Scene, size: int = SIZE, scale: int = 4) -> Image.Image:
     for obj in reversed(scene.objects):  # the main object is drawn last, on top
         fx, fy = POSITIONS[obj.position]
         cx, cy, half = fx * s, fy * s, SIZES[obj.size] * scale / 2
-        box = (cx - half, cy - half, cx + half, cy + half)
-        fill = COLOURS[obj.colour]
-        if obj.shape == "circle":
-            d.ellipse(box, fill=fill)
-        elif obj.shape == "square":
-            inset = half * 0.12
-            d.rectangle((box[0] + inset, box[1] + inset, box[2] - inset, box[3] - inset), fill=fill)
-        elif obj.shape == "triangle":
-            d.polygon([(cx, cy - half), (cx + half, cy + half * 0.8), (cx - half, cy + half * 0.8)], fill=fill)
-        elif obj.shape == "star":
-            d.polygon(_star(cx, cy + half * 0.08, half * 1.05), fill=fill)
-        elif obj.shape == "ring":
-            d.ellipse(box, fill=fill)
-            inner = half * 0.5
-            d.ellipse((cx - inner, cy - inner, cx + inner, cy + inner), fill=COLOURS[scene.background])
+        paint(d, obj.shape, cx, cy, half, COLOURS[obj.colour], COLOURS[scene.background])
     return img.resize((size, size), Image.Resampling.BOX)
+
+
+def paint(d: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, half: float, fill, background) -> None:
+    """Draw one shape whose bounding box is `half` either side of (`cx`, `cy`) (the checker's templates too)."""
+    box = (cx - half, cy - half, cx + half, cy + half)
+    if shape == "circle":
+        d.ellipse(box, fill=fill)
+    elif shape == "square":
+        inset = half * 0.12
+        d.rectangle((box[0] + inset, box[1] + inset, box[2] - inset, box[3] - inset), fill=fill)
+    elif shape == "triangle":
+        d.polygon([(cx, cy - half), (cx + half, cy + half * 0.8), (cx - half, cy + half * 0.8)], fill=fill)
+    elif shape == "star":
+        d.polygon(_star(cx, cy + half * 0.08, half * 1.05), fill=fill)
+    elif shape == "ring":
+        d.ellipse(box, fill=fill)
+        inner = half * 0.5
+        d.ellipse((cx - inner, cy - inner, cx + inner, cy + inner), fill=background)
+    else:
+        raise ValueError(f"shape: unknown shape {shape!r}; expected one of {', '.join(SHAPES)}")
 
 
 def _describe(o: Obj, rng: random.Random, with_size: bool, with_position: bool) -> str:
