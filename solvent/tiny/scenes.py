@@ -26,7 +26,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "black": (20, 20, 20),
 }
 SHAPES = ("circle", "square", "triangle", "star", "ring")
-SIZES = {"small": 16, "medium": 22, "large": 30}  # bounding-box side in pixels
+SIZES = {"small": 20, "medium": 25, "large": 30}  # bounding-box side in pixels
 POSITIONS: dict[str, tuple[float, float]] = {  # centre as a fraction of the image
     "top left": (0.25, 0.25), "top": (0.5, 0.25), "top right": (0.75, 0.25),
     "left": (0.25, 0.5), "centre": (0.5, 0.5), "right": (0.75, 0.5),
@@ -119,6 +119,17 @@ def draw(scene: Scene, size: int = SIZE, scale: int = 4) -> Image.Image:
     return img.resize((size, size), Image.Resampling.BOX)
 
 
+def object_mask(scene: Scene, size: int, scale: int = 4) -> np.ndarray:
+    """How much of each cell of a `size`×`size` grid the scene's objects cover (0–1, float32)."""
+    s = SIZE * scale
+    img = Image.new("L", (s, s), 0)
+    d = ImageDraw.Draw(img)
+    for obj in reversed(scene.objects):
+        fx, fy = POSITIONS[obj.position]
+        paint(d, obj.shape, fx * s, fy * s, SIZES[obj.size] * scale / 2, 255, 0)
+    return np.asarray(img.resize((size, size), Image.Resampling.BOX), dtype=np.float32) / 255
+
+
 def paint(d: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, half: float, fill, background) -> None:
     """Draw one shape whose bounding box is `half` either side of (`cx`, `cy`) (the checker's templates too)."""
     box = (cx - half, cy - half, cx + half, cy + half)
@@ -148,6 +159,15 @@ def _describe(o: Obj, rng: random.Random, with_size: bool, with_position: bool) 
     return text
 
 
+def _a(text: str) -> str:
+    """`text` with its indefinite article: 'a red circle', 'an orange ring'."""
+    return ("an " if text[0] in "aeiou" else "a ") + text
+
+
+def _listed(parts: list[str]) -> str:
+    return " and ".join(_a(p) for p in parts)
+
+
 def caption(scene: Scene, rng: random.Random) -> str:
     """One of several phrasings; the main object is always named first."""
     return caption_and_position(scene, rng)[0]
@@ -166,21 +186,21 @@ def caption_and_position(scene: Scene, rng: random.Random, unplaced: float = 0.2
     parts = [_describe(o, rng, with_size and i == 0, placed or i > 0) for i, o in enumerate(scene.objects)]
     bg = scene.background
     if style == 0:
-        return "a " + " and a ".join(parts) + f" on a {bg} background", placed
+        return _listed(parts) + f" on {_a(bg)} background", placed
     if style == 1:
         o = scene.main
         where = f", {POSITION_WORDS[o.position][2]}" if placed else ""
         rest = "".join(f", {o2.colour} {o2.shape} {POSITION_WORDS[o2.position][2]}" for o2 in scene.objects[1:])
         return f"{bg} background, {o.colour} {o.shape}{where}{rest}", placed
     if style == 2:
-        return f"{bg} background with a " + " and a ".join(parts), placed
-    return "a " + " and a ".join(parts) + f", {bg} background", placed
+        return f"{bg} background with " + _listed(parts), placed
+    return _listed(parts) + f", {bg} background", placed
 
 
 def canonical_caption(scene: Scene) -> str:
     """The evaluation's phrasing: 'a small red circle at the top left on a blue background'."""
     parts = [f"{o.size} {o.colour} {o.shape} {POSITION_WORDS[o.position][0]}" for o in scene.objects]
-    return "a " + " and a ".join(parts) + f" on a {scene.background} background"
+    return _listed(parts) + f" on {_a(scene.background)} background"
 
 
 def batch(rng: random.Random, n: int, drop_caption: float = 0.0) -> tuple[np.ndarray, list[str]]:

@@ -14,11 +14,14 @@ from solvent.tiny.scenes import (
     POSITIONS,
     SHAPES,
     SIZES,
+    Obj,
+    Scene,
     canonical_caption,
     caption,
     caption_and_position,
     draw,
     held_out,
+    object_mask,
     random_scene,
 )
 
@@ -57,6 +60,29 @@ def test_some_captions_leave_the_position_out_and_say_so():
         assert s.main.colour in cap and s.main.shape in cap and s.background in cap
         unplaced += not placed
     assert 0.15 < unplaced / 400 < 0.35
+
+
+def test_captions_use_the_right_article():
+    rng = random.Random(5)
+    seen = Counter()
+    for _ in range(600):
+        cap = caption(random_scene(rng), rng)
+        assert not re.search(r"\ba [aeiou]", cap), cap
+        assert not re.search(r"\ban [^aeiou]", cap), cap
+        seen["an orange"] += "an orange" in cap
+    assert seen["an orange"] > 0
+    assert canonical_caption(Scene("blue", [Obj("orange", "ring", "large", "left")])).startswith("a large orange ring")
+    assert canonical_caption(Scene("orange", [Obj("blue", "ring", "large", "left")])).endswith("on an orange background")
+
+
+def test_object_mask_covers_the_objects_and_nothing_else():
+    scene = Scene("blue", [Obj("red", "square", "large", "top left"), Obj("green", "ring", "small", "bottom right")])
+    m = object_mask(scene, 16)
+    assert m.shape == (16, 16) and m.dtype.name == "float32"
+    assert m[4, 4] == 1.0 and m[0, 15] == 0.0 and m[15, 0] == 0.0  # inside the square; empty corners
+    assert object_mask(scene, 64)[48, 48] == 0.0  # the ring's hole
+    big = object_mask(Scene("blue", [Obj("red", "circle", "large", "centre")]), 64).sum()
+    assert abs(big - 3.14159 * 15 ** 2) / big < 0.02  # a 30-pixel circle's area, in pixels
 
 
 def test_training_never_draws_a_held_out_single_object_combination():

@@ -11,10 +11,11 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from solvent.engine.checkpoint import tokenizer
-from solvent.tiny.train import main
+from solvent.tiny.scenes import Obj, Scene
+from solvent.tiny.train import main, object_weights
 
 FEW = ["--vae-steps", "3", "--pool", "48", "--text-steps", "2", "--unet-steps", "3",
-       "--unet-batch", "4", "--vae-batch", "4"]
+       "--unet-batch", "4", "--vae-batch", "4", "--object-weight", "2"]
 
 
 def _manifest(folder):
@@ -37,3 +38,14 @@ def test_training_is_deterministic_and_writes_a_model_the_engine_loads(tmp_path)
     img = pipe("a red circle", num_inference_steps=2, height=64, width=64,
                generator=torch.Generator().manual_seed(1)).images[0]
     assert img.size == (64, 64) and np.asarray(img).std() > 0
+
+
+def test_object_weights_stress_the_cells_on_and_around_objects():
+    scenes = [Scene("blue", [Obj("red", "square", "large", "top left")]), Scene("red", [Obj("blue", "star", "small", "centre")])]
+    w = object_weights(scenes, 16, 3.0)
+    assert w.shape == (2, 1, 16, 16)
+    assert w[0, 0, 4, 4] == 4.0 and w[0, 0, 15, 15] == 1.0  # inside the square; the far corner
+    # The square ends at pixel 29.2, a third into cell 7: cell 8, beside it, gets a third of the extra
+    # weight; cell 9 none.
+    assert 1.5 < w[0, 0, 8, 4] < 2.5 and w[0, 0, 9, 4] == 1.0
+    assert 1.0 < w[1].mean() < w[0].mean()  # a small star stresses fewer cells than a large square
