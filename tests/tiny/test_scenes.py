@@ -131,14 +131,15 @@ def _ragged(scene, rng: random.Random, p: float):
 
 def test_checker_reads_shapes_with_ragged_outlines():
     # A diffusion model draws outlines a pixel out here and there; a person still reads the shape. On
-    # these 300 scenes the first checker (thresholds on bounding-box extent and convexity) read 76%
-    # right and none of the 64 squares; matching whole areas against the generator's own shapes reads
-    # 95.3%, 63 of 64 squares.
+    # these 300 scenes the first checker (thresholds on bounding-box extent and convexity) read 78.3%
+    # right and 1 of the 64 squares; matching whole areas against the generator's own shapes reads
+    # 99.7%, all 64 squares. (With the earlier 16/22-pixel small/medium sizes: 76%, 0 of 64, against
+    # 95.3%, 63 of 64.)
     rng = random.Random(11)
     scenes = [random_scene(rng, max_objects=1, allow_held_out=True) for _ in range(300)]
     per_shape = Counter(s.main.shape for s in scenes)
     right = Counter(s.main.shape for s in scenes if inspect(_ragged(s, rng, 0.5)).shape == s.main.shape)
-    assert sum(right.values()) / len(scenes) >= 0.93, right
+    assert sum(right.values()) / len(scenes) >= 0.97, right
     assert right["square"] / per_shape["square"] >= 0.95, right
 
 
