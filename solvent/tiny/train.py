@@ -1,8 +1,8 @@
 """Train `solvent-tiny` from scratch on procedural scenes: `python -m solvent.tiny.train`.
 
 Recipe (seeded, deterministic on one machine; a GPU is used when present). CPU-only on 2 cores it
-took 79 minutes on the machine that trained the shipped weights; on a slower 2-core machine the
-measured step times (VAE 0.90 s, UNet 1.49 s) put it near 150 minutes:
+took 103 minutes on the machine that trained the shipped weights (VAE step about 0.63 s, UNet step
+about 0.95 s); a slower 2-core machine measured earlier (0.90 s, 1.49 s) would need near 155:
 1. VAE: reconstruct 64×64 scenes through 16×16×8 latents (MSE + L1 + a tiny KL term). Several
    VAEs are trained from different seeds; the one whose round trip the scene checker reads best
    on validation scenes ships (identical recipes land far apart).
@@ -116,9 +116,8 @@ def train_vae_candidates(seed: int, n: int, steps: int, batch: int, device, l1: 
     """Train `n` VAEs from different seeds; keep the one whose round trip the scene checker reads best.
 
     Identical recipes land far apart (round-trip shape 57–73% over five seeds of the 4-channel VAE at
-    800 steps; 79.5% and 69.5% for the two 8-channel ones that made the shipped weights, as read by
-    the first scene checker; the current one reads the shipped VAE's round trip as 86.5%): the
-    corners of small shapes either survive the 4× downsampling or they do not. The choice is made on
+    800 steps; 90% and 93% for the two 8-channel ones that made the shipped weights, MSE 0.0074 and
+    0.0040): the corners of small shapes either survive the 4× downsampling or they do not. The choice is made on
     validation scenes of their own seed, never on the evaluation's captions.
     """
     from diffusers import AutoencoderKL
