@@ -109,25 +109,24 @@ def _star(cx: float, cy: float, r: float) -> list[tuple[float, float]]:
 
 def draw(scene: Scene, size: int = SIZE, scale: int = 4) -> Image.Image:
     """Render at `scale`× and downsample (smooth edges, exact flat colours inside)."""
-    s = size * scale
-    img = Image.new("RGB", (s, s), COLOURS[scene.background])
-    d = ImageDraw.Draw(img)
-    for obj in reversed(scene.objects):  # the main object is drawn last, on top
-        fx, fy = POSITIONS[obj.position]
-        cx, cy, half = fx * s, fy * s, SIZES[obj.size] * scale / 2
-        paint(d, obj.shape, cx, cy, half, COLOURS[obj.colour], COLOURS[scene.background])
-    return img.resize((size, size), Image.Resampling.BOX)
+    bg = COLOURS[scene.background]
+    return _render(scene, size, scale, size, "RGB", bg, lambda o: COLOURS[o.colour])
 
 
 def object_mask(scene: Scene, size: int, scale: int = 4) -> np.ndarray:
     """How much of each cell of a `size`×`size` grid the scene's objects cover (0–1, float32)."""
-    s = SIZE * scale
-    img = Image.new("L", (s, s), 0)
+    return np.asarray(_render(scene, SIZE, scale, size, "L", 0, lambda o: 255), dtype=np.float32) / 255
+
+
+def _render(scene: Scene, side: int, scale: int, out: int, mode: str, background, fill) -> Image.Image:
+    """Paint `scene`'s objects on a (`side`·`scale`)² canvas of `background`, then box-downsample to `out`²."""
+    s = side * scale
+    img = Image.new(mode, (s, s), background)
     d = ImageDraw.Draw(img)
-    for obj in reversed(scene.objects):
+    for obj in reversed(scene.objects):  # the main object is drawn last, on top
         fx, fy = POSITIONS[obj.position]
-        paint(d, obj.shape, fx * s, fy * s, SIZES[obj.size] * scale / 2, 255, 0)
-    return np.asarray(img.resize((size, size), Image.Resampling.BOX), dtype=np.float32) / 255
+        paint(d, obj.shape, fx * s, fy * s, SIZES[obj.size] * scale / 2, fill(obj), background)
+    return img.resize((out, out), Image.Resampling.BOX)
 
 
 def paint(d: ImageDraw.ImageDraw, shape: str, cx: float, cy: float, half: float, fill, background) -> None:

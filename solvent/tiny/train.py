@@ -1,8 +1,8 @@
 """Train `solvent-tiny` from scratch on procedural scenes: `python -m solvent.tiny.train`.
 
 Recipe (seeded, deterministic on one machine; a GPU is used when present). CPU-only on 2 cores it
-took 103 minutes on the machine that trained the shipped weights (VAE step about 0.63 s, UNet step
-about 0.95 s); a slower 2-core machine measured earlier (0.90 s, 1.49 s) would need near 155:
+took 103 minutes on the machine that trained the shipped weights (VAE step about 0.62 s, UNet step
+0.91 s); a slower 2-core machine measured earlier (0.90 s, 1.49 s) would need near 160:
 1. VAE: reconstruct 64×64 scenes through 16×16×8 latents (MSE + L1 + a tiny KL term). Several
    VAEs are trained from different seeds; the one whose round trip the scene checker reads best
    on validation scenes ships (identical recipes land far apart).
@@ -186,7 +186,7 @@ def object_weights(scenes, latent_size: int, weight: float, batch: int = 512) ->
     out = []
     for start in range(0, len(scenes), batch):
         m = torch.from_numpy(np.stack([object_mask(s, latent_size) for s in scenes[start:start + batch]]))
-        out.append(1 + weight * F.max_pool2d(m.unsqueeze(1).float(), 3, 1, 1))
+        out.append(1 + weight * F.max_pool2d(m.unsqueeze(1), 3, 1, 1))
     return torch.cat(out)
 
 
