@@ -65,6 +65,49 @@ class Settings(BaseSettings):
     # Stripe signatures older than this many seconds are refused as replays.
     stripe_tolerance_seconds: int = 300
 
+    # --- Exposure and defences (see the README's security section) ---
+    # The address `solvent serve` binds; whether it is loopback decides the "auto" defaults below.
+    host: str = "127.0.0.1"
+    # Require a token for /metrics and /docs, /redoc, /openapi.json; None = yes unless bound to loopback.
+    protect_docs: bool | None = None
+    # The bearer token Prometheus sends for /metrics when protected (an operator API key also works).
+    metrics_token: str | None = None
+    # Sign-up's free plan allowance waits for a verified e-mail address; None = yes unless bound to loopback.
+    require_email_verification: bool | None = None
+    # Peers whose `X-Forwarded-For` names the real client (a reverse proxy or load balancer on these addresses).
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
+    # Sign-ups allowed per client address per hour.
+    signups_per_hour: int = 5
+    # Outgoing mail (verification links): smtp://user:pass@host:587 (STARTTLS), smtps://…:465; unset = the log.
+    smtp_url: str | None = None
+    mail_from: str = "solvent@localhost"
+    # Largest request body (bytes), enforced while it streams in, for every route (base64 images included).
+    max_request_bytes: int = 48 * 1024 * 1024
+    # Deepest JSON nesting and longest integer (digits) any JSON body may have.
+    max_json_depth: int = 32
+    max_json_int_digits: int = 20
+    # Synchronous waits (compat APIs) plus event streams one organisation may hold open at once.
+    max_waits_per_org: int = 8
+    # Outbound URLs (budget webhooks) may not reach loopback, link-local or private addresses unless the
+    # host (or address) is in this list.
+    outbound_allow_hosts: list[str] = []
+    # Input images of finished jobs are deleted after this many hours (0 = as soon as the job ends).
+    input_retention_hours: int = 24
+    # How often the server reaps expired leases and collects old inputs (seconds).
+    housekeeping_seconds: int = 10
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+    @property
+    def docs_protected(self) -> bool:
+        return (not self.loopback) if self.protect_docs is None else self.protect_docs
+
+    @property
+    def email_verification_required(self) -> bool:
+        return (not self.loopback) if self.require_email_verification is None else self.require_email_verification
+
     @property
     def models_dir(self) -> Path:
         return self.home / "models"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .accounts.mail import Mailer
 from .billing import Billing, Pricing, ensure_plans
 from .config import Settings, get_settings
 from .jobs import JobQueue, QueueLimits
@@ -20,6 +21,7 @@ class Services:
     images: ImageStore
     billing: Billing
     budgets: Budgets
+    mailer: Mailer
 
     def close(self) -> None:
         self.db.dispose()
@@ -53,4 +55,5 @@ def assemble(settings: Settings, db: Database, limits: QueueLimits | None = None
     # spend added (handed the new row, so settlement need not read it back)
     queue.in_final.append(lambda s, job: budgets.settle_in(s, job, record_job_cost_in(s, job)))
     queue.on_final.append(budgets.on_final)  # alerts to webhooks, after the commit
-    return Services(settings, db, queue, images or LocalImageStore(settings.images_dir), billing, budgets)
+    return Services(settings, db, queue, images or LocalImageStore(settings.images_dir), billing, budgets,
+                    Mailer(settings.smtp_url, settings.mail_from))

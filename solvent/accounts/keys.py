@@ -2,6 +2,12 @@
 
 A key is `sk-solvent-<43 random url-safe characters>` (256 bits), so a fast hash is enough: there
 is nothing to brute-force. Lookup is by hash, so no comparison leaks timing.
+
+Who a key acts for: a key made by a user (`created_by`) acts with at most that user's current role in
+the key's organisation, checked at every authentication, so lowering the role narrows the key at once
+and removing the member revokes it; a key made by `solvent serve` or the CLI is the organisation's own
+and acts as an owner. `operator` is only ever effective in an operator organisation, and only an
+operator can mint, rotate or revoke a key that carries it. Nobody mints a key with more than they have.
 """
 
 from __future__ import annotations
@@ -16,9 +22,11 @@ from sqlalchemy import select
 
 from ..errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from ..storage.db import Database, utcnow
-from ..storage.models import ApiKey, Organisation, Plan
+from ..storage.models import ApiKey, Membership, Organisation, Plan, User
 
 SCOPES = ("generate", "read", "admin", "operator")
+ROLE_SCOPES = {"owner": ("generate", "read", "admin"), "admin": ("generate", "read", "admin"),
+               "member": ("generate", "read")}
 # `admin` administers its own organisation; `operator` administers the platform (plans, every
 # organisation's credits and grants) and is only given to the operator's own keys.
 KEY_PREFIX = "sk-solvent-"
@@ -32,7 +40,15 @@ class Principal:
     key_id: str | None  # None for a studio session
     scopes: tuple[str, ...]
     user_id: str | None = None  # set for a studio session
-    role: str | None = None  # the user's role in the organisation (sessions only)
+    role: str | None = None  # the role it acts with: the user's (session or user-made key) or owner (org key)
+    owner_id: str | None = None  # the user a key acts for (None: the organisation's own key)
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes or (scope != "operator" and "admin" in self.scopes)
+
+    def can_mint(self, scopes: tuple[str, ...] | list[str]) -> bool:
+        """Whether this caller may create (or rotate into) a key with `scopes`: never more than it has."""
+        return all(self.has(sc) for sc in scopes)
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes and (scope == "operator" or "admin" not in self.scopes):
@@ -70,10 +86,24 @@ def _check_caps(caps: dict[str, Any]) -> dict[str, Any]:
     return caps
 
 
+def member_scopes(s, user: User, m: Membership) -> tuple[str, ...]:
+    """What a member may do in `m`'s organisation: the role's scopes, and `operator` only for an operator user
+    who is an owner or admin of an operator organisation (never carried into another one)."""
+    scopes = ROLE_SCOPES[m.role]
+    if user.operator and m.role in ("owner", "admin"):
+        org = s.get(Organisation, m.org_id)
+        if org is not None and org.operator:
+            scopes += ("operator",)
+    return scopes
+
+
 def create_key(db: Database, org_id: str, name: str = "", scopes: tuple[str, ...] = ("generate", "read"),
-               expires_at: datetime | None = None, rotated_from: str | None = None,
+               expires_at: datetime | None = None, rotated_from: str | None = None, created_by: str | None = None,
                **caps: Any) -> tuple[ApiKey, str]:
-    """Create a key; returns (record, the secret). The secret is never stored or shown again."""
+    """Create a key; returns (record, the secret). The secret is never stored or shown again.
+
+    `created_by`: the user it acts for (at most with that user's role); None for the organisation's own key.
+    """
     bad = [sc for sc in scopes if sc not in SCOPES]
     if bad or not scopes:
         raise ValidationFailed(f"`scopes` must be a non-empty subset of {', '.join(SCOPES)} but is {list(scopes)}.",
@@ -87,7 +117,7 @@ def create_key(db: Database, org_id: str, name: str = "", scopes: tuple[str, ...
         if s.get(Organisation, org_id) is None:
             raise NotFound(f"`org` {org_id!r} was not found.", field="org", value=org_id)
         key = ApiKey(org_id=org_id, name=name, prefix=secret[: len(KEY_PREFIX) + 6], secret_hash=hash_secret(secret),
-                     scopes=list(scopes), expires_at=expires_at, rotated_from=rotated_from,
+                     scopes=list(scopes), expires_at=expires_at, rotated_from=rotated_from, created_by=created_by,
                      **{k: v for k, v in caps.items() if v is not None})
         s.add(key)
     return key, secret
@@ -105,17 +135,37 @@ def set_key_caps(db: Database, key_id: str, org_id: str | None = None, **caps: A
         return key
 
 
-def rotate_key(db: Database, key_id: str, org_id: str | None = None, grace_seconds: int = 0) -> tuple[ApiKey, str]:
-    """A new key with the same name, scopes and caps; the old one is revoked (after `grace_seconds`)."""
+def _check_may_touch(caller: Principal | None, key: ApiKey, verb: str) -> None:
+    if caller is None:
+        return  # the CLI: whoever runs it owns the database
+    if "operator" in key.scopes and not caller.has("operator"):
+        raise Forbidden(f"only an operator can {verb} a key with the `operator` scope.", field="key", value=key.id)
+    if verb == "rotate" and not caller.can_mint(key.scopes):
+        raise Forbidden(f"rotating key {key.prefix}… would give scopes {', '.join(key.scopes)}; this caller may only "
+                        f"mint {', '.join(sc for sc in SCOPES if caller.has(sc))}.", field="key", value=key.id)
+
+
+def rotate_key(db: Database, key_id: str, org_id: str | None = None, grace_seconds: int = 0,
+               caller: Principal | None = None) -> tuple[ApiKey, str]:
+    """A new key with the same name, scopes and caps; the old one is revoked (after `grace_seconds`).
+
+    With a `caller` (an API request): it must be able to mint the key's scopes, and the new key acts for the
+    caller's user (so an admin rotating an owner's key gets a key that acts as an admin, never as the owner).
+    """
+    if not 0 <= grace_seconds <= 30 * 86400:
+        raise ValidationFailed(f"`grace_seconds` must be 0–2592000 (30 days) but is {grace_seconds}.",
+                               field="grace_seconds", value=grace_seconds)
     with db.session() as s:
         old = s.get(ApiKey, key_id)
         if old is None or (org_id is not None and old.org_id != org_id):
             raise NotFound(f"`key` {key_id!r} was not found.", field="key", value=key_id)
+        _check_may_touch(caller, old, "rotate")
         if old.revoked_at is not None:
             raise ValidationFailed(f"key {old.prefix}… is revoked; create a new one instead.", field="key",
                                    value=key_id)
+        owner = old.created_by if caller is None else (caller.user_id or caller.owner_id)
         spec = dict(org_id=old.org_id, name=old.name, scopes=tuple(old.scopes), expires_at=old.expires_at,
-                    **{k: getattr(old, k) for k in CAPS})
+                    created_by=owner, **{k: getattr(old, k) for k in CAPS})
     new, secret = create_key(db, rotated_from=key_id, **spec)
     with db.session() as s:
         old = s.get(ApiKey, key_id)
@@ -139,9 +189,23 @@ def authenticate(db: Database, secret: str | None) -> Principal:
         if key.expires_at is not None and key.expires_at <= now:
             raise Unauthorized(f"API key {key.prefix}… expired at {key.expires_at.isoformat()}.",
                                field="authorization")
+        if key.created_by is not None:
+            m = s.scalar(select(Membership).where(Membership.org_id == key.org_id,
+                                                  Membership.user_id == key.created_by))
+            user = s.get(User, key.created_by)
+            if m is None or user is None:  # they left: the key went with them (belt and braces)
+                raise Unauthorized(f"API key {key.prefix}… belonged to a member who left the organisation.",
+                                   field="authorization")
+            allowed, role = member_scopes(s, user, m), m.role
+        else:
+            org = s.get(Organisation, key.org_id)
+            allowed, role = ROLE_SCOPES["owner"] + (("operator",) if org.operator else ()), "owner"
+        expanded = set(allowed) | ({"generate", "read"} if "admin" in allowed else set())
+        scopes = tuple(sc for sc in key.scopes if sc in expanded)
         if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
             key.last_used_at = now  # throttled: one write a minute per key
-        return Principal(key.org_id, key.id, tuple(key.scopes))
+        return Principal(key.org_id, key.id, scopes, role=role,
+                         owner_id=key.created_by)
 
 
 def list_keys(db: Database, org_id: str | None = None) -> list[ApiKey]:
@@ -152,11 +216,12 @@ def list_keys(db: Database, org_id: str | None = None) -> list[ApiKey]:
         return list(s.scalars(q))
 
 
-def revoke_key(db: Database, key_id: str, org_id: str | None = None) -> ApiKey:
+def revoke_key(db: Database, key_id: str, org_id: str | None = None, caller: Principal | None = None) -> ApiKey:
     with db.session() as s:
         key = s.get(ApiKey, key_id)
         if key is None or (org_id is not None and key.org_id != org_id):
             raise NotFound(f"`key` {key_id!r} was not found.", field="key", value=key_id)
+        _check_may_touch(caller, key, "revoke")
         if key.revoked_at is None:
             key.revoked_at = utcnow()
         return key

@@ -34,6 +34,21 @@ def _bearer(request: Request) -> str | None:
     return None
 
 
+def client_ip(request: Request) -> str:
+    """The client's address: the peer, or, when the peer is a trusted proxy (`SOLVENT_TRUSTED_PROXIES`), the
+    nearest untrusted address in `X-Forwarded-For` (uvicorn may already have applied it for its own
+    `--forwarded-allow-ips`; applying it again is harmless)."""
+    peer = (request.client.host if request.client else "") or "unknown"
+    trusted = request.app.state.services.settings.trusted_proxies
+    if peer not in trusted:
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop[:64]
+    return peer
+
+
 SESSION_COOKIE, CSRF_COOKIE = "solvent_session", "solvent_csrf"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 

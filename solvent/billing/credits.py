@@ -168,7 +168,7 @@ class CreditLedger:
                 post(s, org.id, "expiry", f"expire:grant:{g.id}", [(f"grant:{g.id}", -mc),
                      ("sys:expired", mc)], grant_id=g.id,
                      memo="grant revoked" if g.revoked_at is not None else "grant expired")
-        if plan.included_mc > 0:
+        if plan.included_mc > 0 and not org.needs_verification:  # sign-up's allowance waits for a verified address
             post(s, org.id, "allowance", f"allowance:{org.id}:{plan.id}:{period}",
                  [("sys:allowance", -plan.included_mc), (current, plan.included_mc)],
                  memo=f"{plan.name} allowance for {period}")
@@ -405,7 +405,8 @@ class CreditLedger:
             bal = balances(s, org_id)
             granted = s.scalar(select(CreditTxn.id).where(
                 CreditTxn.idempotency_key == f"allowance:{org.id}:{plan.id}:{period}"))
-            pending = plan.included_mc if granted is None else 0  # this period's allowance, not yet posted
+            # this period's allowance, not yet posted (none until a sign-up's address is verified)
+            pending = plan.included_mc if granted is None and not org.needs_verification else 0
         by = {"grants": 0, "allowance": pending, "paid": 0}
         for src in sources:
             by["grants" if src.account.startswith("grant:") else src.account.split(":")[0]] += src.available

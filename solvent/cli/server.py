@@ -57,6 +57,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..services import build_services
 
     settings = get_settings()
+    args.host = args.host or settings.host
+    settings.host = args.host  # the "auto" defences (docs, metrics, sign-up verification) follow the bind address
     services = build_services(settings)
     created = bootstrap_admin(services)
     app = create_app(services)
@@ -255,7 +257,8 @@ def _batch(value: str) -> int:
 
 def add_parsers(sub) -> None:
     s = sub.add_parser("serve", help="run the API and an in-process worker", description="Run Solvent's server.")
-    s.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    s.add_argument("--host", default=None, help="interface to listen on (default SOLVENT_HOST, else 127.0.0.1); "
+                   "beyond loopback, /docs and /metrics need a token and sign-ups a verified e-mail by default")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     s.add_argument("--no-worker", action="store_true", help="API only; workers join with `solvent worker`")
     s.add_argument("--no-studio", action="store_true", help="API only: do not serve the web studio at /")

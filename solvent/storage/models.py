@@ -75,6 +75,10 @@ class Organisation(Base):
     # Start of the first paid period (a subscription's anchor); periods repeat from it.
     plan_anchor_at: Mapped[datetime | None] = mapped_column(default=None)
     stripe_customer_id: Mapped[str | None] = mapped_column(String(100), default=None, index=True)
+    # The platform operator's organisation: only here can an operator user or key act as operator.
+    operator: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Created by sign-up while e-mail verification was required: no plan allowance until an owner verifies.
+    needs_verification: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class ApiKey(Base):
@@ -98,6 +102,9 @@ class ApiKey(Base):
     concurrent_jobs: Mapped[int | None] = mapped_column(Integer, default=None)
     rotated_from: Mapped[str | None] = mapped_column(String(40), default=None)
     preferences: Mapped[dict[str, Any]] = mapped_column(default=dict)  # e.g. A1111's sd_model_checkpoint
+    # The user who made it (the key acts with at most that user's role); None: the organisation's own
+    # key, made by `solvent serve` or the CLI.
+    created_by: Mapped[str | None] = mapped_column(String(40), default=None, index=True)
 
 
 class Worker(Base):
@@ -162,6 +169,8 @@ class Job(Base):
     # The compute ledger's estimate held against hard budgets until the job is priced:
     # {"budgets": [ids], "micros": n}. Written with the job's own INSERT, so a hold costs no statement.
     budget_hold: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # When its input images were deleted under the retention setting (None: kept or none).
+    inputs_collected_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Image(Base):
@@ -300,6 +309,29 @@ class User(Base):
     locked_until: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+    email_verified_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Throttle(Base):
+    """A counter for one client address, account or pair: failures (or sign-ups) and a back-off."""
+
+    __tablename__ = "throttles"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(default=utcnow)
+    blocked_until: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class EmailToken(Base):
+    """A one-time token sent by e-mail (address verification); only its sha256 is stored."""
+
+    __tablename__ = "email_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16), default="verify")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Membership(Base):

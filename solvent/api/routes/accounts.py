@@ -13,7 +13,6 @@ from ...accounts import (
     audit_log,
     change_password,
     create_key,
-    create_user,
     invite,
     list_keys,
     login,
@@ -24,10 +23,12 @@ from ...accounts import (
     revoke_key,
     rotate_key,
     set_role,
+    signup,
+    verify_email,
 )
 from ...accounts.people import MIN_PASSWORD
-from ...errors import Forbidden
-from ..deps import CSRF_COOKIE, SESSION_COOKIE, PrincipalDep, ServicesDep
+from ...errors import Forbidden, ValidationFailed
+from ..deps import CSRF_COOKIE, SESSION_COOKIE, PrincipalDep, ServicesDep, client_ip
 
 router = APIRouter(prefix="/api", tags=["accounts"])
 
@@ -99,20 +100,38 @@ def auth_options(services: ServicesDep) -> dict:
     return {"signup": services.settings.allow_signup, "min_password": MIN_PASSWORD}
 
 
-@router.post("/auth/signup", status_code=201, summary="Create a user and its organisation, and log in")
-async def signup(body: SignupIn, response: Response, services: ServicesDep) -> dict:
-    if not services.settings.allow_signup:
+SIGNUP_ANSWER = ("if this address can be used, its account is ready: log in with it and this password. "
+                 "Check your mail too.")
+
+
+@router.post("/auth/signup", status_code=202,
+             summary="Ask for an account (the answer is the same whether or not the address has one); then log in")
+async def do_signup(body: SignupIn, request: Request, services: ServicesDep) -> dict:
+    settings = services.settings
+    if not settings.allow_signup:
         raise Forbidden("sign-up is closed on this server; ask an administrator for an invitation.",
                         field="signup")
-    await asyncio.to_thread(create_user, services.db, body.email, body.password, body.name, body.organisation,
-                            services.settings.default_plan)
-    tokens = await asyncio.to_thread(login, services.db, body.email, body.password)
-    return _set_session(response, services, tokens)
+    verify = settings.email_verification_required
+    await asyncio.to_thread(signup, services.db, body.email, body.password, body.name, body.organisation,
+                            settings.default_plan, ip=client_ip(request), per_hour=settings.signups_per_hour,
+                            verify=verify, mailer=services.mailer, base_url=str(request.base_url))
+    return {"ok": True, "message": SIGNUP_ANSWER, "verification_required": verify}
+
+
+class VerifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(..., min_length=1, max_length=200)
+
+
+@router.post("/auth/verify", summary="Verify your address with the token mailed to it (unlocks the free allowance)")
+async def do_verify(body: VerifyIn, services: ServicesDep) -> dict:
+    await asyncio.to_thread(verify_email, services.db, body.token)
+    return {"ok": True, "email_verified": True}
 
 
 @router.post("/auth/login", summary="Log in: sets the session cookie; returns the CSRF token for writes")
-async def do_login(body: LoginIn, response: Response, services: ServicesDep) -> dict:
-    tokens = await asyncio.to_thread(login, services.db, body.email, body.password, body.org)
+async def do_login(body: LoginIn, request: Request, response: Response, services: ServicesDep) -> dict:
+    tokens = await asyncio.to_thread(login, services.db, body.email, body.password, body.org, client_ip(request))
     return _set_session(response, services, tokens)
 
 
@@ -127,7 +146,7 @@ def do_logout(request: Request, response: Response, services: ServicesDep, princ
 @router.post("/auth/password", summary="Change your password (other sessions are signed out)")
 async def post_password(body: PasswordIn, request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
     await asyncio.to_thread(change_password, services.db, principal, body.current_password, body.new_password,
-                            request.cookies.get(SESSION_COOKIE))
+                            request.cookies.get(SESSION_COOKIE), client_ip(request))
     return {"ok": True}
 
 
@@ -161,10 +180,11 @@ def post_invitation(body: InviteIn, services: ServicesDep, principal: PrincipalD
 
 
 @router.post("/invitations/accept", summary="Accept an invitation (creates the user if new), then log in")
-async def post_accept(body: AcceptIn, response: Response, services: ServicesDep) -> dict:
+async def post_accept(body: AcceptIn, request: Request, response: Response, services: ServicesDep) -> dict:
+    ip = client_ip(request)
     _, org_id = await asyncio.to_thread(accept_invitation, services.db, body.token, body.email, body.password,
-                                        body.name)
-    tokens = await asyncio.to_thread(login, services.db, body.email, body.password, org_id)
+                                        body.name, ip)
+    tokens = await asyncio.to_thread(login, services.db, body.email, body.password, org_id, ip)
     return _set_session(response, services, tokens)
 
 
@@ -191,9 +211,16 @@ def post_key(body: KeyIn, services: ServicesDep, principal: PrincipalDep) -> dic
     principal.require("admin")
     if "operator" in body.scopes:
         principal.require("operator")
+    if not principal.can_mint(body.scopes):
+        raise Forbidden(f"`scopes` {body.scopes} are more than this caller has ({', '.join(principal.scopes)}).",
+                        field="scopes", value=body.scopes)
+    if body.expires_at is not None and body.expires_at.tzinfo is None:
+        raise ValidationFailed(f"`expires_at` {body.expires_at.isoformat()} needs a time zone (e.g. `Z`).",
+                               field="expires_at", value=body.expires_at.isoformat())
     caps = body.model_dump(include={"credit_cap_mc", "cap_period", "max_pixels", "max_steps", "rpm",
                                     "concurrent_jobs"})
-    key, secret = create_key(services.db, principal.org_id, body.name, tuple(body.scopes), body.expires_at, **caps)
+    key, secret = create_key(services.db, principal.org_id, body.name, tuple(body.scopes), body.expires_at,
+                             created_by=principal.user_id or principal.owner_id, **caps)
     record(services.db, _actor(principal), "key.created", principal.org_id, key.id, scopes=key.scopes)
     return {**_key_out(key), "secret": secret}
 
@@ -201,7 +228,7 @@ def post_key(body: KeyIn, services: ServicesDep, principal: PrincipalDep) -> dic
 @router.post("/keys/{key_id}/revoke", summary="Revoke an API key")
 def post_revoke(key_id: str, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("admin")
-    key = revoke_key(services.db, key_id, principal.org_id)
+    key = revoke_key(services.db, key_id, principal.org_id, caller=principal)
     record(services.db, _actor(principal), "key.revoked", principal.org_id, key.id)
     return _key_out(key)
 
@@ -210,7 +237,7 @@ def post_revoke(key_id: str, services: ServicesDep, principal: PrincipalDep) -> 
              summary="Replace a key by a new one with the same scopes and caps (old one revoked, or after a grace)")
 def post_rotate(key_id: str, services: ServicesDep, principal: PrincipalDep, grace_seconds: int = 0) -> dict:
     principal.require("admin")
-    key, secret = rotate_key(services.db, key_id, principal.org_id, grace_seconds)
+    key, secret = rotate_key(services.db, key_id, principal.org_id, grace_seconds, caller=principal)
     record(services.db, _actor(principal), "key.rotated", principal.org_id, key.id, previous=key_id,
            grace_seconds=grace_seconds)
     return {**_key_out(key), "secret": secret}

@@ -84,7 +84,9 @@ async function signinPage() {
   const go = async (ev, path, body, errId) => {
     ev.preventDefault();
     try {
-      const out = await api(path, { method: "POST", body });
+      let out = await api(path, { method: "POST", body });
+      // Sign-up answers the same whether or not the address has an account; logging in says which.
+      if (path === "/api/auth/signup") out = await api("/api/auth/login", { method: "POST", body: { email: body.email, password: body.password } });
       sessionStorage.setItem("csrf", out.csrf_token);
       await loadMe();
       location.hash = "#/create";
