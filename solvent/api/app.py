@@ -9,6 +9,8 @@ from ..services import Services
 from . import errors
 from .admission import AdmissionHook
 from .compat import a1111, openai, stability
+from .exposure import ExposureGuard
+from .limits import LimitsMiddleware, WaitGate
 from .metrics import Metrics
 from .routes import accounts, admin, billing, health, images, jobs, ledger, models, worker
 
@@ -23,9 +25,15 @@ def create_app(services: Services, admission_hooks: list[AdmissionHook] | None =
     app.state.services = services
     app.state.admission_hooks = list(admission_hooks or [])  # seam: billing and budgets
     app.state.metrics = Metrics()
+    app.state.waits = WaitGate(services.settings.max_waits_per_org)  # sync waits and event streams per org
     services.queue.on_final.append(app.state.metrics.on_final)  # seam: usage, credits, ledger
     errors.install(app)
     for r in (jobs.router, images.router, models.router, accounts.router, billing.router, worker.router,
               health.router, ledger.router, admin.router, stability.router, a1111.router, openai.router):
         app.include_router(r)
+    settings = services.settings
+    app.add_middleware(ExposureGuard, services=services)
+    # Outermost: every route's body passes the one set of limits before anything reads it.
+    app.add_middleware(LimitsMiddleware, max_bytes=settings.max_request_bytes, max_depth=settings.max_json_depth,
+                       max_digits=settings.max_json_int_digits)
     return app

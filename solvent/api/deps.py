@@ -20,7 +20,10 @@ def get_services(request: Request) -> Services:
 
 def _bearer(request: Request) -> str | None:
     """The API key: `Authorization: Bearer <key>`, or HTTP Basic whose password is the key (A1111 clients)."""
-    auth = request.headers.get("authorization", "")
+    return _bearer_value(request.headers.get("authorization", ""))
+
+
+def _bearer_value(auth: str) -> str | None:
     scheme, _, value = auth.partition(" ")
     value = value.strip()
     if scheme.lower() == "bearer" and value:

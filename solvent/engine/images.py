@@ -29,9 +29,14 @@ def load_image(
     *,
     max_bytes: int,
     max_pixels: int,
-    mode: str = "RGB",
+    mode: str | None = "RGB",
+    header_only: bool = False,
 ) -> Image.Image:
-    """Open an image from bytes, a base64 string or a path, refusing oversized and bomb images."""
+    """Open an image from bytes, a base64 string or a path, refusing oversized and bomb images.
+
+    The pixel count is read from the header before any pixel is decoded. `mode=None` keeps the image's own
+    mode; `header_only` returns the unloaded image (its size and mode are known, no pixel decoded).
+    """
     if isinstance(data, Image.Image):
         img = data
     else:
@@ -58,6 +63,8 @@ def load_image(
                         field=field,
                         value=f"{w}x{h}",
                     )
+                if header_only:
+                    return img
                 img.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise InvalidImage(f"`{field}` is a decompression bomb and was refused: {e}", field=field) from e
@@ -68,6 +75,8 @@ def load_image(
         raise InvalidImage(
             f"`{field}` is {w}×{h} = {w * h} pixels; at most {max_pixels} are accepted.", field=field, value=f"{w}x{h}"
         )
+    if mode is None:
+        return img
     if mode == "L" and img.mode in ("RGBA", "LA"):
         # A mask given with transparency: transparent = repaint (OpenAI's convention) is the caller's
         # job; here the alpha-less luminance is used.

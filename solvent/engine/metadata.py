@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import re
 from typing import Any
 
 from PIL import Image, PngImagePlugin
@@ -65,21 +64,53 @@ def _quote(v: Any) -> str:
     return json.dumps(s) if ("," in s or ":" in s or "\n" in s) else s
 
 
-_PARAM = re.compile(r'\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+def _param_fields(line: str) -> list[tuple[str, str]]:
+    r"""`Key: value, Key: "quoted, value", …` in one left-to-right pass (linear in the line's length; a regex
+    with a `[\w ]+:` prefix tried at every position is quadratic on a long line with no colon)."""
+    out: list[tuple[str, str]] = []
+    i, n = 0, len(line)
+    while i < n:
+        colon = line.find(":", i)
+        if colon < 0:
+            break
+        key = line[i:colon]
+        comma = key.rfind(",")
+        if comma >= 0:  # text with no colon before the last comma is not a field
+            key = key[comma + 1:]
+        k = colon + 1
+        while k < n and line[k] == " ":
+            k += 1
+        if k < n and line[k] == '"':
+            m = k + 1
+            while m < n and line[m] != '"':
+                m += 2 if line[m] == "\\" else 1
+            value, end = line[k:m + 1], line.find(",", m + 1)
+        else:
+            end = line.find(",", k)
+            value = line[k:end if end >= 0 else n]
+        key = key.strip()
+        if key and (key[0].isalnum() or key[0] == "_") and all(c.isalnum() or c in "_ -/" for c in key):
+            out.append((key, value))
+        i = end + 1 if end >= 0 else n
+    return out
 
 
 def parse_infotext(text: str) -> dict[str, Any]:
-    """Parse a `parameters` text into prompt, negative prompt and the key/value fields."""
+    """Parse a `parameters` text into prompt, negative prompt and the key/value fields (linear time)."""
     lines = text.strip().split("\n")
     last = lines[-1] if lines else ""
     params: dict[str, Any] = {}
-    if len(_PARAM.findall(last)) >= 3:
+    fields = _param_fields(last)
+    if len(fields) >= 3:
         lines = lines[:-1]
-        for key, value in _PARAM.findall(last):
+        for key, value in fields:
             value = value.strip()
-            if value.startswith('"') and value.endswith('"'):
-                value = json.loads(value)
-            params[key.strip()] = value
+            if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    value = value[1:-1]
+            params[key] = value
     prompt, negative, in_negative = [], [], False
     for line in lines:
         if line.startswith("Negative prompt:"):

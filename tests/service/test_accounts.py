@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from solvent.accounts import people
 from solvent.api import create_app
 from solvent.billing import ensure_plans
 from solvent.config import Settings

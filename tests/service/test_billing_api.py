@@ -182,9 +182,10 @@ def test_capture_on_success_release_on_failure_and_cancel(app, db):
 def test_grant_is_used_first_and_reported_as_given_away(app, db):
     org, h, _ = app.org("payg", credits=5)
     admin_org, admin_h, _ = app.org("enterprise")
-    with app.services.db.session() as s:  # make the second org's key an operator key
-        from solvent.storage.models import ApiKey
+    with app.services.db.session() as s:  # make the second org the operator's, and its key an operator key
+        from solvent.storage.models import ApiKey, Organisation
 
+        s.get(Organisation, admin_org).operator = True
         for k in s.query(ApiKey).filter(ApiKey.org_id == admin_org):
             k.scopes = ["generate", "read", "admin", "operator"]
     r = app.client.post(f"/api/admin/orgs/{org}/grants", headers=h, json={"credits": 3, "purpose": "research"})

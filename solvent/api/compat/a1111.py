@@ -9,6 +9,7 @@ inpainting_fill: 0 fill (masked area painted with the image's mean colour first)
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from datetime import UTC, datetime
@@ -27,9 +28,10 @@ from ...storage.models import ApiKey, Job, JobState
 from ..deps import PrincipalDep, ServicesDep
 from ..errors import register_surface
 from ..schemas import GenerationIn
-from .common import b64, decode_b64_image, generate, served
+from .common import b64, decode_b64_image, generate, image_size, open_image, served
 
 router = APIRouter(prefix="/sdapi/v1", tags=["automatic1111"])
+MAX_INFOTEXT = 64 * 1024  # characters of `parameters` text parsed (the parser is linear; this bounds its work)
 
 
 def render(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None,
@@ -178,15 +180,26 @@ async def img2img(request: Request, services: ServicesDep, principal: PrincipalD
     t = _parse(Img2Img, await _json(request))
     if not t.init_images:
         raise ValidationFailed("`init_images` needs at least one image.", field="init_images")
-    init = Image.open(io.BytesIO(decode_b64_image(t.init_images[0], "init_images"))).convert("RGB")
     fields = _fields(services, principal, t)
-    fields.update(strength=max(0.01, t.denoising_strength))
+    fields.update(await asyncio.to_thread(_img2img_inputs, services, t, fields["width"], fields["height"]))
+    out = await _run(request, services, principal, t, fields)
+    if t.include_init_images:
+        out["images"] += t.init_images
+    return out
+
+
+def _img2img_inputs(services, t: Img2Img, width: int, height: int) -> dict:
+    """Decode, resize and mask the init image under the server's limits (off the event loop)."""
+    init = open_image(services, decode_b64_image(t.init_images[0], "init_images"), "init_images", "RGB")
+    out: dict[str, Any] = {"strength": max(0.01, t.denoising_strength)}
     if "width" not in t.model_fields_set and "height" not in t.model_fields_set:
-        fields.update(width=init.width, height=init.height)
-    if (fields["width"], fields["height"]) != init.size:
-        init = init.resize((fields["width"], fields["height"]), Image.LANCZOS)
+        out.update(width=init.width, height=init.height)
+    else:
+        out.update(width=width, height=height)
+    if (out["width"], out["height"]) != init.size:
+        init = init.resize((out["width"], out["height"]), Image.LANCZOS)
     if t.mask is not None:
-        mask = Image.open(io.BytesIO(decode_b64_image(t.mask, "mask"))).convert("L").resize(init.size)
+        mask = open_image(services, decode_b64_image(t.mask, "mask"), "mask", "L").resize(init.size)
         if t.inpainting_mask_invert:
             mask = Image.eval(mask, lambda v: 255 - v)
         if t.mask_blur:
@@ -198,12 +211,9 @@ async def img2img(request: Request, services: ServicesDep, principal: PrincipalD
         elif t.inpainting_fill == 3:  # latent nothing: neutral grey under the mask
             init = Image.composite(Image.new("RGB", init.size, (127, 127, 127)), init, hard)
         elif t.inpainting_fill == 2:  # latent noise: repaint from pure noise
-            fields["strength"] = 1.0
-        fields["mask"] = _png(mask)
-    fields["init_image"] = _png(init)
-    out = await _run(request, services, principal, t, fields)
-    if t.include_init_images:
-        out["images"] += t.init_images
+            out["strength"] = 1.0
+        out["mask"] = _png(mask)
+    out["init_image"] = _png(init)
     return out
 
 
@@ -296,12 +306,18 @@ async def set_options(request: Request, services: ServicesDep, principal: Princi
 
 
 @router.post("/png-info", summary="A1111: read the generation parameters in an image")
-async def png_info(request: Request, principal: PrincipalDep) -> dict:
+async def png_info(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
     data = await _json(request)
-    raw = decode_b64_image((data or {}).get("image", ""), "image")
+    value = data.get("image", "") if isinstance(data, dict) else ""
+    return await asyncio.to_thread(_png_info, services, value)
+
+
+def _png_info(services, value: str) -> dict:
+    raw = decode_b64_image(value, "image")
+    image_size(services, raw, "image")  # the header, checked under the limits, before metadata is read
     try:
         text, _ = read_metadata(raw)
     except (OSError, SyntaxError, ValueError) as e:
         raise ValidationFailed(f"`image` is not a readable image: {e}", field="image") from e
-    parsed = parse_infotext(text) if text else {}
+    parsed = parse_infotext(text[:MAX_INFOTEXT]) if text else {}
     return {"info": text or "", "items": {"parameters": text} if text else {}, "parameters": parsed}

@@ -14,6 +14,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from ...accounts import Principal
+from ...engine.images import load_image
 from ...errors import Cancelled, EngineError, InvalidImage, SolventError
 from ...storage.models import FINAL_STATES, Image, Job, JobState
 from ..admission import admit
@@ -42,6 +43,11 @@ async def submit(request: Request, services, principal: Principal, body: Generat
 
 async def wait(request: Request, services, principal: Principal, job: Job, allow_cancel: bool = False) -> Done:
     """Poll the job until it is final; cancel it if the client goes away or it takes too long."""
+    with request.app.state.waits.hold(principal.org_id, "synchronous request"):
+        return await _wait(request, services, principal, job, allow_cancel)
+
+
+async def _wait(request: Request, services, principal: Principal, job: Job, allow_cancel: bool) -> Done:
     deadline = time.monotonic() + WAIT_SECONDS
     while job.state not in FINAL_STATES:
         if await request.is_disconnected():
@@ -87,12 +93,17 @@ def decode_b64_image(value: str, field: str) -> bytes:
         raise InvalidImage(f"`{field}` is not valid base64: {e}.", field=field) from e
 
 
-def image_size(data: bytes, field: str) -> tuple[int, int]:
-    try:
-        with PILImage.open(io.BytesIO(data)) as img:
-            return img.size
-    except (OSError, SyntaxError, ValueError) as e:
-        raise InvalidImage(f"`{field}` is not a readable image: {e}.", field=field) from e
+def open_image(services, data: bytes, field: str, mode: str | None = None) -> PILImage.Image:
+    """Decode an uploaded image under the server's byte and pixel limits (checked from the header first)."""
+    s = services.settings
+    return load_image(data, field, max_bytes=s.max_input_bytes, max_pixels=s.max_input_pixels, mode=mode)
+
+
+def image_size(services, data: bytes, field: str) -> tuple[int, int]:
+    """An uploaded image's size from its header alone, under the same limits."""
+    s = services.settings
+    return load_image(data, field, max_bytes=s.max_input_bytes, max_pixels=s.max_input_pixels,
+                      header_only=True).size
 
 
 def reencode(data: bytes, fmt: str) -> bytes:

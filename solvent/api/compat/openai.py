@@ -9,6 +9,7 @@ the caller's credits cannot pay for is a 429 `insufficient_quota` that tells the
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import io
@@ -25,12 +26,12 @@ from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ...engine.families import FAMILIES
-from ...errors import BadRequest, Forbidden, NotFound, ValidationFailed
+from ...errors import BadRequest, Forbidden, InvalidImage, NotFound, ValidationFailed
 from ..deps import PrincipalDep, ServicesDep
 from ..errors import register_surface
 from ..routes.jobs import image_row
 from ..schemas import GenerationIn
-from .common import b64, generate, reencode, served
+from .common import b64, generate, open_image, reencode, served
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 LINK_SECONDS = 3600
@@ -208,21 +209,26 @@ async def edits(request: Request, services: ServicesDep, principal: PrincipalDep
                 raise ValidationFailed(f"Invalid value for '{k}': must be an integer.", field=k) from e
     g = _parse(fields)
     out = _fields(services, g)
+    out.update(await asyncio.to_thread(_edit_inputs, services, files, "size" in fields, (out["width"], out["height"])))
+    return await _respond(request, services, principal, out, g)
+
+
+def _edit_inputs(services, files: dict[str, bytes], sized: bool, size: tuple[int, int]) -> dict:
+    """Decode the edit's image and mask under the server's limits (off the event loop)."""
     try:
-        image = Image.open(io.BytesIO(files["image"]))
-        image.load()
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValidationFailed(f"Invalid image: {e}.", field="image") from e
-    if "size" not in fields:
+        image = open_image(services, files["image"], "image")
+    except InvalidImage as e:
+        raise ValidationFailed(f"Invalid image: {e.message}", field="image") from e
+    out: dict[str, Any] = {}
+    if not sized:
         out.update(width=image.width, height=image.height)
-    size = (out["width"], out["height"])
+        size = image.size
     mask = None
     if "mask" in files:
         try:
-            m = Image.open(io.BytesIO(files["mask"]))
-            m.load()
-        except (OSError, SyntaxError, ValueError) as e:
-            raise ValidationFailed(f"Invalid mask: {e}.", field="mask") from e
+            m = open_image(services, files["mask"], "mask")
+        except InvalidImage as e:
+            raise ValidationFailed(f"Invalid mask: {e.message}", field="mask") from e
         if m.size != image.size:
             raise ValidationFailed(f"Invalid mask: it must be the size of the image ({image.width}x{image.height}) "
                                    f"but is {m.width}x{m.height}.", field="mask")
@@ -235,7 +241,7 @@ async def edits(request: Request, services: ServicesDep, principal: PrincipalDep
     if mask is not None:
         out["mask"] = _png(mask.resize(size))
         out["strength"] = 1.0
-    return await _respond(request, services, principal, out, g)
+    return out
 
 
 @router.get("/images/files/{name}", summary="A signed, expiring link to an image", include_in_schema=False)

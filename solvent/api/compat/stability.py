@@ -6,6 +6,7 @@ errors are `{"id", "name", "message"}` (v2beta: `{"id", "name", "errors": [...]}
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import uuid
@@ -21,7 +22,7 @@ from ...errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from ..deps import PrincipalDep, ServicesDep
 from ..errors import register_surface
 from ..schemas import GenerationIn
-from .common import b64, generate, image_size, reencode, served
+from .common import b64, generate, image_size, open_image, reencode, served
 
 router = APIRouter(tags=["stability"], include_in_schema=True)
 
@@ -260,7 +261,7 @@ async def _img2img_fields(engine_id: str, request: Request, services) -> tuple[d
     fields, files = await _form(request)
     t = _parse(ImageToImage, fields)
     init = _init_image(files)
-    w, h = image_size(init, "init_image")
+    w, h = await asyncio.to_thread(image_size, services, init, "init_image")
     try:
         out = _common(services, engine_id, t, request.headers.get("accept", ""), w, h)
     except StabilityError as e:
@@ -289,19 +290,28 @@ async def image_to_image(engine_id: str, request: Request, services: ServicesDep
 
 @router.post("/v1/generation/{engine_id}/image-to-image/masking", summary="Stability v1: inpainting")
 async def masking(engine_id: str, request: Request, services: ServicesDep, principal: PrincipalDep):
-    import io
 
-    from PIL import Image, ImageOps
 
     _org_header(request, principal)
     fields, files = await _img2img_fields(engine_id, request, services)
-    source = fields.pop("_mask_source")
-    init = Image.open(io.BytesIO(files["init_image"]))
+    fields["mask"], rgb = await asyncio.to_thread(_mask_of, services, files, fields.pop("_mask_source"))
+    if rgb is not None:
+        fields["init_image"] = rgb
+    return await _answer(request, services, principal, fields)
+
+
+def _mask_of(services, files: dict[str, bytes], source: str | None) -> tuple[str, str | None]:
+    """(the mask, the init image without its alpha when the alpha was the mask) as base64 PNGs."""
+    import io
+
+    from PIL import ImageOps
+
+    init = open_image(services, files["init_image"], "init_image")
     if source in ("MASK_IMAGE_WHITE", "MASK_IMAGE_BLACK"):
         data = files.get("mask_image")
         if not data:
             raise _named("invalid_mask_image", "mask_image: is required for mask_source " + source, "mask_image")
-        mask = Image.open(io.BytesIO(data)).convert("L")
+        mask = open_image(services, data, "mask_image", mode="L")
         if mask.size != init.size:
             raise _named("invalid_mask_image", f"mask_image must be {init.size[0]}x{init.size[1]} like init_image "
                          f"but is {mask.size[0]}x{mask.size[1]}", "mask_image")
@@ -317,12 +327,11 @@ async def masking(engine_id: str, request: Request, services: ServicesDep, princ
                                f"is {source!r}", field="mask_source", value=source)
     buf = io.BytesIO()
     mask.save(buf, "PNG")
-    fields["mask"] = b64(buf.getvalue())
-    if source == "INIT_IMAGE_ALPHA":
-        rgb = io.BytesIO()
-        init.convert("RGB").save(rgb, "PNG")
-        fields["init_image"] = b64(rgb.getvalue())
-    return await _answer(request, services, principal, fields)
+    if source != "INIT_IMAGE_ALPHA":
+        return b64(buf.getvalue()), None
+    rgb = io.BytesIO()
+    init.convert("RGB").save(rgb, "PNG")
+    return b64(buf.getvalue()), b64(rgb.getvalue())
 
 
 @router.post("/v1/generation/{engine_id}/image-to-image/upscale", summary="Stability v1: upscale")

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy import select
+from starlette.background import BackgroundTask
 
 from ...errors import BadRequest, NotFound, ValidationFailed
 from ...storage.models import FINAL_STATES, Image, Job, JobState
@@ -145,34 +146,48 @@ def _sse(event: str, data: dict) -> str:
 async def job_events(job_id: str, request: Request, services: ServicesDep, principal: PrincipalDep):
     principal.require("read")
     services.queue.get(principal.org_id, job_id)  # 404 before the stream starts
+    release = request.app.state.waits.acquire(principal.org_id, "event stream")
+    try:
+        return StreamingResponse(_events(job_id, request, services, principal, release),
+                                 media_type="text/event-stream", background=BackgroundTask(release),
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    except BaseException:
+        release()
+        raise
 
-    async def stream():
-        last: tuple | None = None
-        last_preview = None
-        while True:
-            job = await asyncio.to_thread(services.queue.get, principal.org_id, job_id)
-            if job.state == JobState.queued:
-                pos = await asyncio.to_thread(services.queue.position, job)
-                if last != ("queued", pos):
-                    last = ("queued", pos)
-                    yield _sse("queued", {"state": "queued", "position": pos})
-            elif job.state == JobState.running:
-                if last != ("running", job.progress):
-                    last = ("running", job.progress)
-                    yield _sse("progress", {"state": "running", "progress": job.progress})
-                if job.preview and job.preview != last_preview:
-                    last_preview = job.preview
-                    yield _sse("preview", {"image": job.preview})
-            if job.state in FINAL_STATES:
-                out = job_out(services, job, position=False)
-                yield _sse("result" if job.state == JobState.succeeded else job.state, out.model_dump(mode="json"))
-                return
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(0.2)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+async def _events(job_id: str, request: Request, services, principal, release):
+    try:
+        async for chunk in _stream(job_id, request, services, principal):
+            yield chunk
+    finally:
+        release()
+
+
+async def _stream(job_id: str, request: Request, services, principal):
+    last: tuple | None = None
+    last_preview = None
+    while True:
+        job = await asyncio.to_thread(services.queue.get, principal.org_id, job_id)
+        if job.state == JobState.queued:
+            pos = await asyncio.to_thread(services.queue.position, job)
+            if last != ("queued", pos):
+                last = ("queued", pos)
+                yield _sse("queued", {"state": "queued", "position": pos})
+        elif job.state == JobState.running:
+            if last != ("running", job.progress):
+                last = ("running", job.progress)
+                yield _sse("progress", {"state": "running", "progress": job.progress})
+            if job.preview and job.preview != last_preview:
+                last_preview = job.preview
+                yield _sse("preview", {"image": job.preview})
+        if job.state in FINAL_STATES:
+            out = job_out(services, job, position=False)
+            yield _sse("result" if job.state == JobState.succeeded else job.state, out.model_dump(mode="json"))
+            return
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(0.2)
 
 
 def image_row(services, org_id: str, image_id: str) -> Image:
