@@ -1,8 +1,12 @@
 """Admission: every API surface turns its request into a `GenerationIn` and calls `admit`.
 
-Validate against the model's family (served by a live worker), store input images, run the
-admission hooks (budgets plug in here), then enqueue — idempotently — with billing's limits,
-price and credit reservation inside the enqueue transaction: a refused request leaves nothing.
+Cheapest first, so a refused request costs the server as little as possible and leaves nothing:
+1. the fields against the model's family (served by a live worker) — no tokeniser, no decoder;
+2. billing's precheck (caps, rate limits, the key's cap, credits) — a few reads;
+3. the prompts' token chunks and the input images (decoded under the limits, not yet stored);
+4. the admission hooks (budgets plug in here);
+5. enqueue — idempotently — with billing's limits, price and credit reservation inside the enqueue
+   transaction, and only then the input images stored (their keys written into the job's params).
 """
 
 from __future__ import annotations
@@ -42,8 +46,10 @@ def _png(img) -> bytes:
 
 
 def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRequest, dict]:
-    """(mode, params, what pricing needs, usage terms) for the queue, or a typed error naming the field."""
-    settings = services.settings
+    """(mode, params, what pricing needs, usage terms) for the queue, or a typed error naming the field.
+
+    Cheap checks only: nothing here tokenises a prompt or decodes an image (see `inputs`).
+    """
     models = served_models(services.db)
     record = models.get(body.model)
     if record is None:
@@ -58,47 +64,87 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
     family.validate_size(width, height)
     if body.sampler is not None:
         resolve_sampler(body.sampler)
-    for name in ("prompt", "negative_prompt"):
-        _check_prompt(getattr(body, name), name, settings.max_prompt_chunks)
-    params = body.model_dump(exclude={"init_image", "mask"})
-    params.update(width=width, height=height, init_image_blob=None, mask_blob=None)
-    limits = dict(max_bytes=settings.max_input_bytes, max_pixels=settings.max_input_pixels)
-    mode = "txt2img"
     if body.mask is not None and body.init_image is None:
         raise ValidationFailed("`mask` needs an `init_image` to paint into.", field="mask")
+    mode = "txt2img" if body.init_image is None else ("inpaint" if body.mask is not None else "img2img")
+    steps = body.steps or record.get("default_steps") or family.default_steps
+    params = body.model_dump(exclude={"init_image", "mask"})
+    params.update(width=width, height=height, init_image_blob=None, mask_blob=None)
+    if mode != "txt2img" and int(steps * body.strength) < 1:
+        # diffusers would run no step at all (steps × strength rounds to 0): run exactly one.
+        params["strength"] = min(1.0, 1.0001 / steps)
+    priced = PriceRequest(model=body.model, cost_class=record.get("cost_class") or family.cost_class, width=width,
+                          height=height, steps=steps, images=body.batch_size, mode=mode,
+                          strength=params["strength"])
+    terms = {"license": record.get("license_name") or None, "license_url": record.get("license_url") or None}
+    return mode, params, priced, terms
+
+
+def inputs(services: Services, body: GenerationIn) -> dict[str, bytes]:
+    """The costly checks: prompt token chunks, and input images decoded under the limits → PNG bytes to store."""
+    settings = services.settings
+    for name in ("prompt", "negative_prompt"):
+        _check_prompt(getattr(body, name), name, settings.max_prompt_chunks)
+    limits = dict(max_bytes=settings.max_input_bytes, max_pixels=settings.max_input_pixels)
+    out: dict[str, bytes] = {}
     if body.init_image is not None:
         init = load_image(body.init_image, "init_image", **limits)
-        params["init_image_blob"] = services.images.put(_png(init))
-        mode = "img2img"
+        out["init_image_blob"] = _png(init)
         if body.mask is not None:
             mask = load_image(body.mask, "mask", mode="L", **limits)
             if mask.size != init.size:
                 raise InvalidImage(
                     f"`mask` must be the size of `init_image` ({init.size[0]}×{init.size[1]}) but is "
                     f"{mask.size[0]}×{mask.size[1]}.", field="mask", value=f"{mask.size[0]}x{mask.size[1]}")
-            params["mask_blob"] = services.images.put(_png(mask))
-            mode = "inpaint"
-    priced = PriceRequest(model=body.model, cost_class=record.get("cost_class") or family.cost_class, width=width,
-                          height=height, steps=body.steps or record.get("default_steps") or family.default_steps,
-                          images=body.batch_size, mode=mode, strength=body.strength)
-    terms = {"license": record.get("license_name") or None, "license_url": record.get("license_url") or None}
-    return mode, params, priced, terms
+            out["mask_blob"] = _png(mask)
+    return out
 
 
 def admit(services: Services, principal: Principal, body: GenerationIn, idempotency_key: str | None = None,
           hooks: list[AdmissionHook] | None = None) -> tuple[Job, bool]:
-    """Validate, run admission hooks, enqueue. Returns (job, created)."""
+    """Validate, precheck billing, check inputs, run admission hooks, enqueue. Returns (job, created)."""
     principal.require("generate")
     if idempotency_key is not None and len(idempotency_key) > 200:
         raise ValidationFailed("`Idempotency-Key` must be at most 200 characters.", field="idempotency_key")
+    if idempotency_key is not None:
+        existing = services.queue.find_idempotent(principal.org_id, idempotency_key)
+        if existing is not None:
+            return existing, False
     mode, params, priced, terms = validate(services, body)
+    payer = Payer(principal.org_id, principal.key_id)
+    services.billing.precheck(payer, priced)
+    blobs = inputs(services, body)
     for hook in hooks or []:
         hook(services, principal, params)
-    payer = Payer(principal.org_id, principal.key_id)
-    return services.queue.enqueue(
-        principal.org_id, body.model, params, mode=mode, idempotency_key=idempotency_key, api_key_id=principal.key_id,
-        on_insert=lambda s, job: admit_in(services, s, job, payer, priced, terms),
-    )
+    stored: list[str] = []
+
+    def on_insert(s, job: Job) -> None:
+        admit_in(services, s, job, payer, priced, terms)
+        for name, data in blobs.items():  # stored only once the job is admitted
+            stored.append(services.images.put(data))
+            job.params = {**job.params, name: stored[-1]}
+
+    try:
+        return services.queue.enqueue(principal.org_id, body.model, params, mode=mode,
+                                      idempotency_key=idempotency_key, api_key_id=principal.key_id,
+                                      on_insert=on_insert)
+    except BaseException:
+        forget_blobs(services, stored)
+        raise
+
+
+def forget_blobs(services: Services, blobs: list[str]) -> None:
+    """Delete stored blobs that no image and no unfinished job refers to."""
+    from sqlalchemy import String, cast, func, select
+
+    from ..storage.models import Image
+
+    for blob in blobs:
+        with services.db.session() as s:
+            used = s.scalar(select(func.count()).select_from(Image).where(Image.blob == blob)) or s.scalar(
+                select(func.count()).select_from(Job).where(cast(Job.params, String).contains(blob)))
+        if not used:
+            services.images.delete(blob)
 
 
 def admit_in(services: Services, s, job: Job, payer: Payer, priced: PriceRequest, terms: dict) -> None:
@@ -110,8 +156,5 @@ def admit_in(services: Services, s, job: Job, payer: Payer, priced: PriceRequest
 def quote(services: Services, principal: Principal, body: GenerationIn) -> dict:
     """What `admit` would charge and whether it would be admitted now, without storing anything."""
     principal.require("generate")
-    _, _, priced, _ = validate(services, body.model_copy(update={"init_image": None, "mask": None}))
-    if body.init_image is not None:
-        mode = "inpaint" if body.mask is not None else "img2img"
-        priced = PriceRequest(**{**priced.__dict__, "mode": mode})
+    _, _, priced, _ = validate(services, body)
     return services.billing.quote(Payer(principal.org_id, principal.key_id), priced)

@@ -12,7 +12,8 @@ MAX_SEED = 2**32 - 1
 
 class LoraIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"^\w[\w. -]*$",
+                      description="an installed LoRA's name (never a path)")
     weight: float = Field(1.0, ge=-10, le=10)
 
 

@@ -171,6 +171,28 @@ class Billing:
             used = -(-hold.amount_mc * min(made, asked) // asked)
         self.ledger.settle_in(s, job.id, used)
 
+    def precheck(self, payer: Payer, req: PriceRequest, now: datetime | None = None) -> None:
+        """Raise what admission would refuse for now (caps, rates, the key's cap, credits); writes nothing.
+
+        Admission calls it before any costly validation (tokeniser, image decoding), so a refused request
+        costs the server a few reads; `admit_in` checks again, atomically, inside the enqueue transaction.
+        """
+        now = now or utcnow()
+        price = self.pricing.price_mc(req)
+        with self.db.session() as s:
+            org = s.get(Organisation, payer.org_id)
+            plan = get_plan(s, org.plan_id)
+            key = s.get(ApiKey, payer.key_id) if payer.key_id else None
+            self._caps(plan, key, req)
+            self._rates(s, org, plan, key, req, now)
+            self._key_cap(s, key, price, now)
+        available = self.ledger.balance(payer.org_id, now)["available_mc"]
+        if price > available:
+            raise PaymentRequired(
+                f"this request costs {fmt_credits(price)} credits but your organisation has "
+                f"{fmt_credits(available)} available; {TOP_UP}.", field="credits", value=price, price_mc=price,
+                balance_mc=available, price=fmt_credits(price), balance=fmt_credits(available), top_up=TOP_UP)
+
     def quote(self, payer: Payer, req: PriceRequest, now: datetime | None = None) -> dict[str, Any]:
         """The price of a request and whether it would be admitted now; writes nothing."""
         now = now or utcnow()

@@ -1,7 +1,9 @@
 """LoRA adapters: kohya/AUTOMATIC1111 (`lora_unet_…`, `lora_te_…`) and diffusers key layouts.
 
-Files live in `SOLVENT_HOME/loras/<name>.safetensors` (or are named by path). Before loading,
-the adapter's family is checked against the model's so a wrong-family LoRA is a clear error.
+Files live in `SOLVENT_HOME/loras/<name>.safetensors` and are named by that name only: a name is
+never a path, so a request cannot reach a file outside the folder, and no error says where the folder
+is or whether a file exists elsewhere. Before loading, the adapter's family is checked against the
+model's so a wrong-family LoRA is a clear error.
 """
 
 from __future__ import annotations
@@ -12,20 +14,20 @@ from pathlib import Path
 from ..errors import CorruptCheckpoint, IncompatibleLora, LoraNotFound, ValidationFailed
 from .checkpoint import read_shapes
 
+NAME = re.compile(r"^\w[\w. -]{0,199}$")  # no separators, so no path
+
 
 def resolve_lora(name: str, loras_dir: Path) -> Path:
-    p = Path(name).expanduser()
-    if p.suffix == ".safetensors" and p.is_file():
-        return p.resolve()
-    if re.match(r"^[\w.-]+$", name):
-        cand = loras_dir / f"{name}.safetensors"
+    """The installed LoRA called `name` (the file `<name>.safetensors` directly inside `loras_dir`)."""
+    if isinstance(name, str) and NAME.match(name) and not name.endswith("."):
+        cand = loras_dir / f"{name}.safetensors"  # an operator's own symlink in the folder is followed
         if cand.is_file():
             return cand
     known = sorted(q.stem for q in loras_dir.glob("*.safetensors")) if loras_dir.is_dir() else []
     raise LoraNotFound(
-        f"`loras` names {name!r}, which is not in {loras_dir} (installed: {', '.join(known) or 'none'}).",
+        f"`loras` names {str(name)[:200]!r}, which is not an installed LoRA (installed: {', '.join(known) or 'none'}).",
         field="loras",
-        value=name,
+        value=str(name)[:200],
     )
 
 

@@ -129,6 +129,10 @@ class JobQueue:
                 raise
             return existing, False
 
+    def find_idempotent(self, org_id: str, key: str) -> Job | None:
+        """The job an earlier request with this idempotency key made, if any (admission skips all work then)."""
+        return self._by_idempotency(org_id, key)
+
     def _by_idempotency(self, org_id: str, key: str) -> Job | None:
         with self.db.session() as s:
             return s.scalar(select(Job).where(Job.org_id == org_id, Job.idempotency_key == key))

@@ -13,19 +13,28 @@ from ..storage.models import Image, Job, JobState
 from .queue import JobQueue, LeaseLost
 
 
-def _held(s, job_id: str, worker_id: str) -> Job:
+def _held(s, job_id: str, worker_id: str, attempt: int | None = None) -> Job:
+    """The running job `worker_id` holds — under the same lease (`attempt`) when it says which."""
     job = s.scalar(select(Job).where(Job.id == job_id, Job.worker_id == worker_id, Job.state == JobState.running))
     if job is None:
         raise LeaseLost(f"worker {worker_id!r} no longer holds job {job_id!r}.", field="job", value=job_id)
+    if attempt is not None and job.attempts != attempt:
+        raise LeaseLost(f"job {job_id!r} was leased again (attempt {job.attempts}); attempt {attempt}'s lease ended.",
+                        field="attempt", value=attempt)
     return job
 
 
 def store_image(db: Database, images: ImageStore, job_id: str, worker_id: str, index: int, seed: int,
-                width: int, height: int, data: bytes) -> str:
-    """Store image `index` of a job held by `worker_id`; a retried upload replaces, never duplicates."""
+                width: int, height: int, data: bytes, attempt: int | None = None) -> str:
+    """Store image `index` of a job held by `worker_id`; a retried upload replaces, never duplicates.
+
+    A worker that does not hold the job stores nothing: the lease is checked before the bytes are written.
+    """
+    with db.session() as s:
+        _held(s, job_id, worker_id, attempt)
     blob = images.put(data)
     with db.session() as s:
-        job = _held(s, job_id, worker_id)
+        job = _held(s, job_id, worker_id, attempt)
         img = s.scalar(select(Image).where(Image.job_id == job_id, Image.index == index))
         if img is None:
             img = Image(org_id=job.org_id, job_id=job_id, index=index, seed=seed, blob=blob, width=width,
@@ -36,10 +45,11 @@ def store_image(db: Database, images: ImageStore, job_id: str, worker_id: str, i
     return img.id
 
 
-def complete(queue: JobQueue, job_id: str, worker_id: str, usage: dict[str, Any], infotexts: list[str]) -> Job:
-    """Finish a job with the images already uploaded for it."""
+def complete(queue: JobQueue, job_id: str, worker_id: str, usage: dict[str, Any], infotexts: list[str],
+             attempt: int | None = None) -> Job:
+    """Finish a job with the images already uploaded for it (under the lease `attempt`, when given)."""
     with queue.db.session() as s:
-        _held(s, job_id, worker_id)
+        _held(s, job_id, worker_id, attempt)
         imgs = s.scalars(select(Image).where(Image.job_id == job_id).order_by(Image.index)).all()
         result = {
             "images": [{"id": i.id, "index": i.index, "seed": i.seed, "width": i.width, "height": i.height}

@@ -21,6 +21,7 @@ class Leased:
     model: str
     mode: str
     params: dict[str, Any]
+    attempt: int | None = None  # which lease of the job this is; completion names it
 
 
 class LocalBackend:
@@ -29,6 +30,7 @@ class LocalBackend:
     def __init__(self, services, worker_id: str):
         self.s = services
         self.worker_id = worker_id
+        self.attempts: dict[str, int] = {}
 
     def hello(self, decl: dict[str, Any]) -> None:
         decl = dict(decl)
@@ -44,7 +46,8 @@ class LocalBackend:
         if job is None:
             return []
         jobs = [job, *self.s.queue.lease_like(self.worker_id, job, batch - 1)]
-        return [Leased(j.id, j.model, j.mode, j.params) for j in jobs]
+        self.attempts = {j.id: j.attempts for j in jobs}
+        return [Leased(j.id, j.model, j.mode, j.params, j.attempts) for j in jobs]
 
     def heartbeat(self, job_id: str, progress: float | None, preview: str | None) -> bool:
         declare(self.s.db, self.worker_id)
@@ -54,10 +57,11 @@ class LocalBackend:
         return self.s.images.get(results.job_blob(self.s.db, job_id, self.worker_id, key))
 
     def upload(self, job_id: str, index: int, seed: int, width: int, height: int, data: bytes) -> None:
-        results.store_image(self.s.db, self.s.images, job_id, self.worker_id, index, seed, width, height, data)
+        results.store_image(self.s.db, self.s.images, job_id, self.worker_id, index, seed, width, height, data,
+                            self.attempts.get(job_id))
 
     def complete(self, job_id: str, usage: dict, infotexts: list[str]) -> None:
-        results.complete(self.s.queue, job_id, self.worker_id, usage, infotexts)
+        results.complete(self.s.queue, job_id, self.worker_id, usage, infotexts, self.attempts.get(job_id))
 
     def fail(self, job_id: str, code: str, message: str, retry: bool, usage: dict | None = None) -> None:
         self.s.queue.fail(job_id, self.worker_id, code, message, retry, usage)
@@ -81,6 +85,7 @@ class HttpBackend:
         self.client = httpx.Client(base_url=server.rstrip("/"), timeout=timeout,
                                    headers={"Authorization": f"Bearer {token}"})
         self.retries = retries
+        self.attempts: dict[str, int | None] = {}
 
     def _call(self, method: str, path: str, **kw) -> httpx.Response:
         delay = 0.5
@@ -116,7 +121,9 @@ class HttpBackend:
         if r.status_code == 204:
             return []
         d = r.json()
-        return [Leased(x["id"], x["model"], x["mode"], x["params"]) for x in [d, *d.get("batch", [])]]
+        jobs = [Leased(x["id"], x["model"], x["mode"], x["params"], x.get("attempt")) for x in [d, *d.get("batch", [])]]
+        self.attempts = {j.id: j.attempt for j in jobs}
+        return jobs
 
     def heartbeat(self, job_id: str, progress: float | None, preview: str | None) -> bool:
         r = self._call("POST", f"/api/worker/jobs/{job_id}/heartbeat", json={"progress": progress, "preview": preview})
@@ -126,12 +133,15 @@ class HttpBackend:
         return self._call("GET", f"/api/worker/jobs/{job_id}/blobs/{key}").content
 
     def upload(self, job_id: str, index: int, seed: int, width: int, height: int, data: bytes) -> None:
-        self._call("POST", f"/api/worker/jobs/{job_id}/images", content=data,
-                   params={"index": index, "seed": seed, "width": width, "height": height},
+        params = {"index": index, "seed": seed, "width": width, "height": height}
+        if self.attempts.get(job_id) is not None:
+            params["attempt"] = self.attempts[job_id]
+        self._call("POST", f"/api/worker/jobs/{job_id}/images", content=data, params=params,
                    headers={"Content-Type": "image/png"})
 
     def complete(self, job_id: str, usage: dict, infotexts: list[str]) -> None:
-        self._call("POST", f"/api/worker/jobs/{job_id}/complete", json={"usage": usage, "infotexts": infotexts})
+        self._call("POST", f"/api/worker/jobs/{job_id}/complete",
+                   json={"usage": usage, "infotexts": infotexts, "attempt": self.attempts.get(job_id)})
 
     def fail(self, job_id: str, code: str, message: str, retry: bool, usage: dict | None = None) -> None:
         self._call("POST", f"/api/worker/jobs/{job_id}/fail",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -43,7 +44,8 @@ class HeartbeatIn(BaseModel):
 
 class CompleteIn(BaseModel):
     usage: dict[str, Any]
-    infotexts: list[str] = Field(default_factory=list)
+    infotexts: list[str] = Field(default_factory=list, max_length=64)
+    attempt: int | None = Field(None, ge=0, le=1000, description="the lease's `attempt`: a stale lease cannot complete")
 
 
 class FailIn(BaseModel):
@@ -96,20 +98,22 @@ def blob(job_id: str, key: str, services: ServicesDep, worker: WorkerDep) -> Res
 
 @router.post("/jobs/{job_id}/images", summary="Upload image `index` (PNG bytes as the body)")
 async def upload(job_id: str, request: Request, services: ServicesDep, worker: WorkerDep,
-                 index: Annotated[int, Query(ge=0, le=64)], seed: Annotated[int, Query(ge=0)],
-                 width: Annotated[int, Query(ge=1)], height: Annotated[int, Query(ge=1)]) -> dict:
+                 index: Annotated[int, Query(ge=0, le=64)], seed: Annotated[int, Query(ge=0, le=2**63 - 1)],
+                 width: Annotated[int, Query(ge=1, le=65536)], height: Annotated[int, Query(ge=1, le=65536)],
+                 attempt: Annotated[int | None, Query(ge=0, le=1000)] = None) -> dict:
     data = await request.body()
     if not data or len(data) > MAX_IMAGE:
         raise BadRequest(f"the image body must be 1 to {MAX_IMAGE} bytes but is {len(data)}.", field="body")
     if not data.startswith(b"\x89PNG"):
         raise BadRequest("the image body must be a PNG.", field="body")
-    image_id = results.store_image(services.db, services.images, job_id, worker.id, index, seed, width, height, data)
+    image_id = await asyncio.to_thread(results.store_image, services.db, services.images, job_id, worker.id, index,
+                                       seed, width, height, data, attempt)
     return {"id": image_id}
 
 
 @router.post("/jobs/{job_id}/complete", summary="Finish the job with the uploaded images")
 def complete(job_id: str, body: CompleteIn, services: ServicesDep, worker: WorkerDep) -> dict:
-    job = results.complete(services.queue, job_id, worker.id, body.usage, body.infotexts)
+    job = results.complete(services.queue, job_id, worker.id, body.usage, body.infotexts, body.attempt)
     declare(services.db, worker.id, status="idle")
     return {"state": job.state}
 
