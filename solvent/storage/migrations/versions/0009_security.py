@@ -16,16 +16,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("api_keys") as b:
-        b.add_column(sa.Column("created_by", sa.String(40), nullable=True))
-        b.create_index("ix_api_keys_created_by", ["created_by"])
-    with op.batch_alter_table("organisations") as b:
-        b.add_column(sa.Column("operator", sa.Boolean(), nullable=False, server_default=sa.false()))
-        b.add_column(sa.Column("needs_verification", sa.Boolean(), nullable=False, server_default=sa.false()))
-    with op.batch_alter_table("users") as b:
-        b.add_column(sa.Column("email_verified_at", UTCDateTime(), nullable=True))
-    with op.batch_alter_table("jobs") as b:
-        b.add_column(sa.Column("inputs_collected_at", UTCDateTime(), nullable=True))
+    # Plain ADD COLUMNs (no batch): on SQLite a batch rebuild of `organisations` would drop and re-create it,
+    # and with foreign keys on that cascades into every table that refers to it.
+    op.add_column("api_keys", sa.Column("created_by", sa.String(40), nullable=True))
+    op.create_index("ix_api_keys_created_by", "api_keys", ["created_by"])
+    op.add_column("organisations", sa.Column("operator", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("organisations", sa.Column("needs_verification", sa.Boolean(), nullable=False,
+                                             server_default=sa.false()))
+    op.add_column("users", sa.Column("email_verified_at", UTCDateTime(), nullable=True))
+    op.add_column("jobs", sa.Column("inputs_collected_at", UTCDateTime(), nullable=True))
     op.create_table(
         "throttles",
         sa.Column("key", sa.String(200), primary_key=True),
@@ -55,15 +54,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The added columns stay (dropping a column of `organisations` on SQLite means a rebuild that cascades).
     op.drop_table("email_tokens")
     op.drop_table("throttles")
-    with op.batch_alter_table("jobs") as b:
-        b.drop_column("inputs_collected_at")
-    with op.batch_alter_table("users") as b:
-        b.drop_column("email_verified_at")
-    with op.batch_alter_table("organisations") as b:
-        b.drop_column("needs_verification")
-        b.drop_column("operator")
-    with op.batch_alter_table("api_keys") as b:
-        b.drop_index("ix_api_keys_created_by")
-        b.drop_column("created_by")
