@@ -49,7 +49,7 @@ def assemble(settings: Settings, db: Database, limits: QueueLimits | None = None
     """Wire the services over an open database: the queue's seams carry billing, the ledger and budgets."""
     queue = JobQueue(db, limits or QueueLimits())
     billing = Billing(db, pricing or Pricing.from_json(settings.pricing), settings.credits_per_gpu_hour)
-    budgets = Budgets(db)
+    budgets = Budgets(db, allow_hosts=settings.outbound_allow_hosts)
     queue.in_final.append(billing.settle_in)  # a final job always has its credits captured or released
     # …then, in the same transaction, its cost and revenue priced, and its budgets' estimate released and
     # spend added (handed the new row, so settlement need not read it back)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
 from fastapi import FastAPI
 
 from .. import __version__
@@ -14,9 +19,40 @@ from .limits import LimitsMiddleware, WaitGate
 from .metrics import Metrics
 from .routes import accounts, admin, billing, health, images, jobs, ledger, models, worker
 
+log = logging.getLogger("solvent.api")
+
+
+def housekeeping(services: Services) -> None:
+    """One round: re-queue jobs whose worker's lease ran out (even when no worker polls), and collect the
+    inputs of jobs that ended longer ago than the retention setting."""
+    from ..jobs.retention import collect_inputs
+
+    services.queue.reap_expired()
+    collect_inputs(services.db, services.images, timedelta(hours=services.settings.input_retention_hours))
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI):
+    services: Services = app.state.services
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(max(1, services.settings.housekeeping_seconds))
+            try:
+                await asyncio.to_thread(housekeeping, services)
+            except Exception:  # noqa: BLE001 - a failed round is logged and the next one tries again
+                log.exception("housekeeping round failed")
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+
 
 def create_app(services: Services, admission_hooks: list[AdmissionHook] | None = None) -> FastAPI:
     app = FastAPI(
+        lifespan=lifespan,
         title="Solvent",
         version=__version__,
         description="Self-hosted image generation that pays its own bills. Authenticate with "

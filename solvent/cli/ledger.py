@@ -275,8 +275,10 @@ def cmd_budgets_create(args: argparse.Namespace) -> int:
     from ..ledger.budgets import create_budget
 
     thresholds = [int(x) for x in args.thresholds.split(",") if x.strip()] if args.thresholds else []
-    b = create_budget(_services().db, args.scope, period=args.period, limit_usd=args.limit, thresholds=thresholds,
-                      hard=args.hard, runway_floor_months=args.runway_floor, webhook_url=args.webhook, name=args.name)
+    services = _services()
+    b = create_budget(services.db, args.scope, period=args.period, limit_usd=args.limit, thresholds=thresholds,
+                      hard=args.hard, runway_floor_months=args.runway_floor, webhook_url=args.webhook, name=args.name,
+                      allow_hosts=services.settings.outbound_allow_hosts)
     print(f"budget {b.id} on {b.scope}: " + (f"${args.limit} per {b.period}" if args.limit else "no limit")
           + (" (hard cap: its jobs are refused at the limit)" if b.hard else "")
           + (f"; pauses below {args.runway_floor} months of runway" if args.runway_floor else ""))

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from ..billing.plans import period_bounds
 from ..errors import Forbidden, NotFound, ValidationFailed
+from ..outbound import check_url
 from ..storage.db import Database, utcnow
 from ..storage.models import Budget, BudgetAlert, CreditHold, Job, JobCost, Worker
 from .catalog import fmt_usd, usd_to_micros
@@ -64,8 +65,10 @@ def period_of(period: str, now: datetime) -> tuple[str, datetime, datetime]:
 
 def create_budget(db: Database, scope: str, *, period: str = "month", limit_usd: Any = None,
                   thresholds: list[int] | None = None, hard: bool = False, runway_floor_months: Any = None,
-                  webhook_url: str | None = None, name: str = "") -> Budget:
-    """`thresholds` are percentages of the limit (default 80 and 100)."""
+                  webhook_url: str | None = None, name: str = "",
+                  allow_hosts: list[str] | tuple[str, ...] = ()) -> Budget:
+    """`thresholds` are percentages of the limit (default 80 and 100); `webhook_url` must pass `check_url`
+    (public addresses only, unless `allow_hosts` names the host)."""
     check_scope(scope)
     if period not in PERIODS:
         raise ValidationFailed(f"`period` must be day or month but is {period!r}.", field="period", value=period)
@@ -89,9 +92,8 @@ def create_budget(db: Database, scope: str, *, period: str = "month", limit_usd:
         if not isinstance(p, int) or isinstance(p, bool) or not 1 <= p <= 1000:
             raise ValidationFailed(f"`thresholds` are whole percentages from 1 to 1000 but include {p!r}.",
                                    field="thresholds", value=p)
-    if webhook_url and not webhook_url.startswith(("http://", "https://")):
-        raise ValidationFailed(f"`webhook_url` must be an http(s) URL but is {webhook_url!r}.", field="webhook_url",
-                               value=webhook_url)
+    if webhook_url:
+        check_url(webhook_url, allow_hosts)
     with db.session() as s:
         b = Budget(name=name or scope, scope=scope, period=period, limit_micros=limit,
                    thresholds_bp=sorted(p * 100 for p in pcts) if limit is not None else [], hard=hard,
@@ -193,8 +195,9 @@ _RESERVE = (update(Budget).where(Budget.id == bindparam("budget"), Budget.active
 
 class Budgets:
     def __init__(self, db: Database, runway_ttl: float = 60.0, estimate_ttl: float = 10.0,
-                 definitions_ttl: float = 5.0):
+                 definitions_ttl: float = 5.0, allow_hosts: list[str] | tuple[str, ...] = ()):
         self.db = db
+        self.allow_hosts = tuple(allow_hosts)  # outbound hosts allowed although private (SOLVENT_OUTBOUND_ALLOW_HOSTS)
         self.runway_ttl = runway_ttl
         self.estimate_ttl = estimate_ttl  # re-read per model after this long (jobs priced by other processes)
         # Which budgets exist is cached: re-read at once after this process changes one, and within
@@ -367,7 +370,13 @@ class Budgets:
                     a.delivered = "logged"
                     continue
                 try:
-                    r = httpx.post(b.webhook_url, json=payload, timeout=timeout)
+                    check_url(b.webhook_url, self.allow_hosts)  # again: a name may resolve elsewhere by now
+                except ValidationFailed as e:
+                    a.delivered = "webhook refused: private address"
+                    log.warning("budget alert webhook refused: %s", e.message)
+                    continue
+                try:
+                    r = httpx.post(b.webhook_url, json=payload, timeout=timeout, follow_redirects=False)
                     a.delivered = f"webhook {r.status_code}"
                     sent += 1
                 except httpx.HTTPError as e:

@@ -37,7 +37,7 @@ class Ops:
         for plan in ("community", "payg"):  # plan limits are tested elsewhere; here only budgets refuse
             set_plan(db, plan, concurrent_jobs=100, rpm=10_000)
         self.db = db
-        self.s = assemble(Settings(home=tmp_path / "home"), db, QueueLimits(max_queued_per_org=500,
+        self.s = assemble(Settings(home=tmp_path / "home", outbound_allow_hosts=["127.0.0.1"]), db, QueueLimits(max_queued_per_org=500,
                                                                               max_queued_total=500))
         self.worker, _ = create_worker(db, "w", provider="local")
         set_price(db, WORKER, self.worker.id, "3.60", effective_from=datetime(2026, 1, 1, tzinfo=UTC))  # 1 µ$/ms
@@ -175,7 +175,8 @@ def test_thresholds_alert_once_per_period_and_reach_the_webhook(ops, db):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_port}/alerts"
-        create_budget(db, f"org:{ops.payg}", period="day", limit_usd="0.001", thresholds=[50, 100], webhook_url=url)
+        create_budget(db, f"org:{ops.payg}", period="day", limit_usd="0.001", thresholds=[50, 100], webhook_url=url,
+                      allow_hosts=["127.0.0.1"])  # the test's receiver is on loopback: the operator allows it
         ops.run(ops.submit(ops.payg), device_seconds=0.6)  # 600 µ$ of 1000: 50% crossed
         ops.run(ops.submit(ops.payg), device_seconds=0.1)  # 700: nothing new
         ops.run(ops.submit(ops.payg), device_seconds=0.4)  # 1100: 100% crossed

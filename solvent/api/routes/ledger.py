@@ -115,7 +115,8 @@ def create(body: BudgetIn, services: ServicesDep, principal: PrincipalDep) -> di
     principal.require("operator")
     b = create_budget(services.db, body.scope, period=body.period, limit_usd=body.limit_usd,
                       thresholds=body.thresholds, hard=body.hard, runway_floor_months=body.runway_floor_months,
-                      webhook_url=body.webhook_url, name=body.name)
+                      webhook_url=body.webhook_url, name=body.name,
+                      allow_hosts=services.settings.outbound_allow_hosts)
     return next(x for x in status(services.db) if x["id"] == b.id)
 
 
