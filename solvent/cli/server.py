@@ -148,9 +148,21 @@ def _services():
 
 def cmd_workers_create(args: argparse.Namespace) -> int:
     from ..jobs.workers import create_worker
+    from ..ledger.catalog import set_worker_rate
 
-    w, token = create_worker(_services().db, name=args.name or "", provider=args.provider)
+    services = _services()
+    w, token = create_worker(services.db, name=args.name or "", provider=args.provider)
+    if args.usd_per_hour:
+        set_worker_rate(services.db, w.id, args.usd_per_hour, actor="cli", source="set by the operator")
     print(f"worker {w.id}\ntoken (shown once): {token}\nrun: solvent worker --server URL --token {token}")
+    return 0
+
+
+def cmd_workers_approve_rate(args: argparse.Namespace) -> int:
+    from ..ledger.catalog import approve_worker_rate, fmt_usd
+
+    p = approve_worker_rate(_services().db, args.worker, actor="cli")
+    print(f"worker {args.worker} is now priced at ${fmt_usd(p.micros_per_hour, 4)}/h ({p.source})")
     return 0
 
 
@@ -287,7 +299,12 @@ def add_parsers(sub) -> None:
     wc = wsub.add_parser("create", help="create a worker token")
     wc.add_argument("--name")
     wc.add_argument("--provider", default="local")
+    wc.add_argument("--usd-per-hour", help="the rate the operator pays for this worker (a remote worker's own "
+                    "--usd-per-hour is only a request; see `approve-rate`)")
     wc.set_defaults(func=cmd_workers_create)
+    wa = wsub.add_parser("approve-rate", help="apply the USD/hour rate a remote worker asked for")
+    wa.add_argument("worker", help="worker id")
+    wa.set_defaults(func=cmd_workers_approve_rate)
     wsub.add_parser("list", help="registered workers").set_defaults(func=cmd_workers_list)
 
     k = sub.add_parser("keys", help="API keys", description="Create, list and revoke API keys.")

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import ValidationFailed
 from ..storage.db import Database, utcnow
-from ..storage.models import PriceVersion
+from ..storage.models import PriceVersion, Worker
 
 MICROS = 1_000_000
 COMMITMENTS = ("on_demand", "1y", "3y", "spot", "capacity_block", "onprem")
@@ -176,8 +176,14 @@ class OnPrem:
         return int((usd * MICROS).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def set_worker_rate(db: Database, worker_id: str, usd_per_hour: Any, actor: str = "worker") -> Price | None:
-    """Price one worker explicitly (what it declared with --usd-per-hour); a new version only on change."""
+def set_worker_rate(db: Database, worker_id: str, usd_per_hour: Any, actor: str = "worker",
+                    source: str = "declared by the worker") -> Price | None:
+    """Price one worker explicitly, as the operator decided; a new version only on change.
+
+    Only the operator's own paths call this: `solvent serve --usd-per-hour` (its in-process worker),
+    `solvent workers create --usd-per-hour` (a price set with the worker's token), and approving a remote
+    worker's request (`request_worker_rate`). A remote worker's declaration alone never prices it.
+    """
     if usd_per_hour in (None, ""):
         return None
     micros = usd_to_micros(usd_per_hour)
@@ -186,7 +192,36 @@ def set_worker_rate(db: Database, worker_id: str, usd_per_hour: Any, actor: str 
         current = price_at(s, WORKER, worker_id, "on_demand", now)
         if current is not None and current.micros_per_hour == micros:
             return current
-    return set_price(db, WORKER, worker_id, usd_per_hour, source="declared by the worker", actor=actor)
+    return set_price(db, WORKER, worker_id, usd_per_hour, source=source, actor=actor)
+
+
+def request_worker_rate(db: Database, worker_id: str, usd_per_hour: Any) -> int | None:
+    """A remote worker's `--usd-per-hour`: recorded as a request for the operator to approve, not applied.
+
+    Returns the requested µ$/hour (None when it asked for nothing). The worker stays priced by the operator's
+    price for it, or by the catalog, until `approve_worker_rate`.
+    """
+    if usd_per_hour in (None, ""):
+        return None
+    micros = usd_to_micros(usd_per_hour)
+    with db.session() as s:
+        w = s.get(Worker, worker_id)
+        w.hardware = {**(w.hardware or {}), "requested_micros_per_hour": micros}
+    return micros
+
+
+def approve_worker_rate(db: Database, worker_id: str, actor: str = "operator") -> Price:
+    """Apply the rate a worker asked for (the operator's decision)."""
+    with db.session() as s:
+        w = s.get(Worker, worker_id)
+        if w is None:
+            raise ValidationFailed(f"`worker` {worker_id!r} was not found.", field="worker", value=worker_id)
+        micros = (w.hardware or {}).get("requested_micros_per_hour")
+    if micros is None:
+        raise ValidationFailed(f"worker {worker_id!r} asked for no rate; set one with a price instead.",
+                               field="worker", value=worker_id)
+    return set_worker_rate(db, worker_id, str(Decimal(micros) / MICROS), actor=actor,
+                           source="requested by the worker, approved by the operator")
 
 
 IMPORT_COLUMNS = ("provider", "instance_type", "usd_per_hour")

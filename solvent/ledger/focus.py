@@ -98,17 +98,18 @@ def import_focus(db: Database, path: str | Path, memory_limit: str = "256MB") ->
                                 f"already imported as {done.id} on {done.imported_at:%Y-%m-%d %H:%M} UTC; "
                                 "nothing imported again")
     parquet = path.suffix.lower() in (".parquet", ".pq")
-    quoted = str(path).replace("'", "''")
-    source = (f"read_parquet('{quoted}')" if parquet else
-              f"read_csv('{quoted}', header=true, all_varchar=true, compression='auto')")
     with tempfile.TemporaryDirectory(prefix="solvent-focus-") as spill:
-        con = duckdb.connect()
+        try:  # settings and the file name go in as values, never spliced into SQL
+            con = duckdb.connect(config={"memory_limit": str(memory_limit), "temp_directory": spill})
+        except duckdb.Error as e:
+            raise ValidationFailed(f"`memory_limit` {memory_limit!r} is not a DuckDB memory size: {e}",
+                                   field="memory_limit", value=str(memory_limit)) from None
         try:
-            con.execute(f"SET memory_limit='{memory_limit}'")
-            con.execute(f"SET temp_directory='{spill}'")
-            con.execute("SET TimeZone='UTC'")
+            con.execute("SET TimeZone='UTC'")  # a constant, nothing interpolated
             try:
-                con.execute(f"CREATE VIEW focus AS SELECT * FROM {source}")
+                rel = (con.read_parquet(str(path)) if parquet else
+                       con.read_csv(str(path), header=True, all_varchar=True, compression="auto"))
+                rel.create_view("focus")
                 columns = [r[0] for r in con.execute("DESCRIBE focus").fetchall()]
             except duckdb.Error as e:
                 raise FocusProblems(f"`file` {path.name!r} is not a readable FOCUS CSV or Parquet file: {e}",

@@ -110,9 +110,9 @@ def test_remote_worker_killed_mid_job_loses_nothing(tmp_path):
             wait_http(f"{base}/healthz")
             key = (tmp_path / "server" / "admin-key.txt").read_text().strip()
             tokens = []
-            for name in ("a", "b"):
-                out = subprocess.run([sys.executable, "-m", "solvent.cli.main", "workers", "create", "--name", name],
-                                     env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+            for name, rate in (("a", []), ("b", ["--usd-per-hour", "2.50"])):  # b's rate: the operator's, by token
+                out = subprocess.run([sys.executable, "-m", "solvent.cli.main", "workers", "create", "--name", name,
+                                      *rate], env=env, capture_output=True, text=True, timeout=60, check=True).stdout
                 tokens.append(out.split("token (shown once): ")[1].split()[0])
             wenv = env_for(tmp_path / "worker", SOLVENT_LEASE_SECONDS="3")
             a = solvent("worker", "--server", base, "--token", tokens[0], "--provider", "aws",
@@ -127,7 +127,7 @@ def test_remote_worker_killed_mid_job_loses_nothing(tmp_path):
             os.killpg(a.pid, signal.SIGKILL)  # the worker vanishes mid-job
             a.wait()
             b = solvent("worker", "--server", base, "--token", tokens[1], "--poll", "0.1", "--provider", "lambda",
-                        "--instance-type", "gpu_1x_a10", "--usd-per-hour", "2.50", env=wenv)
+                        "--instance-type", "gpu_1x_a10", "--usd-per-hour", "99", env=wenv)  # asks; not applied
             workers.append(b)
             done = wait_job(base, key, job["id"], timeout=240)
             assert done["state"] == "succeeded", done
@@ -139,7 +139,8 @@ def test_remote_worker_killed_mid_job_loses_nothing(tmp_path):
             listed = subprocess.run([sys.executable, "-m", "solvent.cli.main", "workers", "list"], env=env,
                                     capture_output=True, text=True, timeout=60).stdout
             assert "aws" in listed
-            # The compute ledger priced the finished job at worker b's declared rate, and both workers' uptime.
+            # The compute ledger priced the finished job at the operator's rate for worker b (not the $99 it
+            # asked for), and both workers' uptime.
             r = httpx.get(f"{base}/api/admin/ledger/report", params={"by": "provider"}, headers=h, timeout=30).json()
             lines = {ln["key"]: ln for ln in r["lines"]}
             lam = lines["lambda"]

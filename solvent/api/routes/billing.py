@@ -151,7 +151,7 @@ class PlanIn(BaseModel):
 @router.post("/admin/orgs/{org_id}/credits/adjust", tags=["admin"], summary="Add (or remove) paid credits")
 def admin_adjust(org_id: str, body: CreditsIn, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("operator")
-    txn, created = services.billing.ledger.adjust(org_id, body.credits * 1000, f"admin:{body.idempotency_key}",
+    txn, created = services.billing.ledger.adjust(org_id, body.credits * 1000, f"admin:{org_id}:{body.idempotency_key}",
                                                   body.memo, actor=_actor(principal))
     if created:
         record(services.db, _actor(principal), "credits.adjusted", org_id, txn.id, credits=body.credits)
@@ -164,7 +164,7 @@ def admin_grant(org_id: str, body: GrantIn, services: ServicesDep, principal: Pr
     g = services.billing.ledger.grant(
         org_id, body.credits * 1000 if body.credits else None, gpu_hours=body.gpu_hours, purpose=body.purpose, starts_at=body.starts_at, expires_at=body.expires_at,
         daily_cap_mc=body.daily_cap_credits * 1000 if body.daily_cap_credits else None,
-        key=f"admin-grant:{body.idempotency_key}" if body.idempotency_key else None, actor=_actor(principal))
+        key=f"admin-grant:{org_id}:{body.idempotency_key}" if body.idempotency_key else None, actor=_actor(principal))
     record(services.db, _actor(principal), "grant.created", org_id, g.id, credits=body.credits, purpose=body.purpose)
     return {"grant_id": g.id, "balance": services.billing.ledger.balance(org_id)}
 

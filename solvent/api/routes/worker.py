@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ...errors import BadRequest
 from ...jobs import results
 from ...jobs.workers import declare
-from ...ledger.catalog import COMMITMENTS, set_worker_rate
+from ...ledger.catalog import COMMITMENTS, request_worker_rate
 from ..deps import ServicesDep, WorkerDep
 
 router = APIRouter(prefix="/api/worker", tags=["worker"])
@@ -26,7 +26,8 @@ class Hello(BaseModel):
     region: str = ""
     instance_type: str = ""
     commitment: Literal[COMMITMENTS] = "on_demand"  # type: ignore[valid-type]
-    usd_per_hour: str | None = Field(None, description="this worker's own rate, overriding the price catalog")
+    usd_per_hour: str | None = Field(None, max_length=32, description="the rate this worker asks for; recorded "
+                                     "for the operator to approve, never applied by itself")
     models: list[dict[str, Any]] = Field(default_factory=list)
     loaded: list[str] = Field(default_factory=list)
 
@@ -62,8 +63,9 @@ class CanceledIn(BaseModel):
 @router.post("/hello", summary="Declare hardware, location and models")
 def hello(body: Hello, services: ServicesDep, worker: WorkerDep) -> dict:
     declare(services.db, worker.id, status="idle", **body.model_dump(exclude={"usd_per_hour"}))
-    set_worker_rate(services.db, worker.id, body.usd_per_hour)
-    return {"worker_id": worker.id, "lease_seconds": services.settings.lease_seconds}
+    requested = request_worker_rate(services.db, worker.id, body.usd_per_hour)
+    return {"worker_id": worker.id, "lease_seconds": services.settings.lease_seconds,
+            "requested_micros_per_hour": requested, "rate": "awaits the operator's approval" if requested else None}
 
 
 @router.post("/lease", summary="Take the next job, with up to `batch` - 1 jobs that share its device call "
