@@ -11,6 +11,7 @@ from collections.abc import Callable
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import SolventError
@@ -67,6 +68,16 @@ def install(app: FastAPI) -> None:
             shown = repr(shown) if not isinstance(shown, dict | list) else type(shown).__name__
             message = f"`{field}` {err.get('msg', 'is invalid').lower()} but is {shown}."
         return _renderer(request)(422, "validation_error", message, field)
+
+    @app.exception_handler(ValidationError)
+    async def model_error(request: Request, exc: ValidationError):
+        # A compat layer built a native request from values its own schema allowed but the native one does not.
+        err = exc.errors()[0]
+        field = _field(tuple(err.get("loc", ())))
+        shown = err.get("input")
+        shown = repr(shown)[:200] if not isinstance(shown, dict | list) else type(shown).__name__
+        return _renderer(request)(422, "validation_error", f"`{field}` {err.get('msg', 'is invalid').lower()} but is "
+                                  f"{shown}.", field)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

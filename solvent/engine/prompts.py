@@ -18,7 +18,7 @@ _TOKEN = re.compile(
     \\[()\[\]\\] |            # escaped bracket or backslash
     \\ |                      # a lone backslash
     \( | \[ |                 # openers
-    :\s*([+-]?[.\d]+)\s*\) |  # explicit weight closing a round bracket
+    :\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\) |  # explicit weight closing a round bracket (one number)
     \) | \] |                 # closers
     [^\\()\[\]:]+ |           # plain text
     :                         # a colon that is not a weight
@@ -30,16 +30,23 @@ UP, DOWN = 1.1, 1 / 1.1
 CHUNK = 75
 
 
+MAX_WEIGHT = 100.0  # |explicit weight| beyond this is refused (A1111 users stay within ±10)
+
+
 def parse_weights(text: str) -> list[tuple[str, float]]:
-    """Split `text` into (fragment, weight) pairs; `("BREAK", -1)` marks a forced chunk break."""
+    """Split `text` into (fragment, weight) pairs; `("BREAK", -1)` marks a forced chunk break.
+
+    Linear in the text: each bracket pair records (first part, end part, factor) and the weights are
+    computed once at the end with a running product over the parts, instead of re-scaling every part
+    inside a bracket each time one closes. Raises `ValueError` for an explicit weight beyond ±`MAX_WEIGHT`.
+    """
     parts: list[list] = []
     rounds: list[int] = []
     squares: list[int] = []
+    marks: list[tuple[int, int, float]] = []  # per bracket: (first part, end part, factor)
 
     def scale(start: int, factor: float) -> None:
-        for p in parts[start:]:
-            if p[1] >= 0:
-                p[1] *= factor
+        marks.append((start, len(parts), factor))
 
     for m in _TOKEN.finditer(text):
         tok, weight = m.group(0), m.group(1)
@@ -50,7 +57,10 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
         elif tok == "[":
             squares.append(len(parts))
         elif weight is not None and rounds:
-            scale(rounds.pop(), float(weight))
+            w = float(weight)
+            if not abs(w) <= MAX_WEIGHT:
+                raise ValueError(f"the weight {weight[:20]} is beyond ±{MAX_WEIGHT:g}")
+            scale(rounds.pop(), w)
         elif tok == ")" and rounds:
             scale(rounds.pop(), UP)
         elif tok == "]" and squares:
@@ -64,6 +74,25 @@ def parse_weights(text: str) -> list[tuple[str, float]]:
         scale(start, UP)
     for start in squares:
         scale(start, DOWN)
+    # Each mark multiplies the parts in [start, end). A running product with one multiply at `start` and one
+    # divide at `end` is linear; zero factors are counted apart so that dividing never divides by zero.
+    mul = [1.0] * (len(parts) + 1)
+    zeros = [0] * (len(parts) + 1)
+    for start, end, factor in marks:
+        if start >= end:
+            continue
+        if factor == 0:
+            zeros[start] += 1
+            zeros[end] -= 1
+        else:
+            mul[start] *= factor
+            mul[end] /= factor
+    product, zero = 1.0, 0
+    for i, p in enumerate(parts):
+        product *= mul[i]
+        zero += zeros[i]
+        if p[1] >= 0:
+            p[1] = 0.0 if zero else round(product, 12)
     merged: list[tuple[str, float]] = []
     for frag, w in parts:
         if merged and merged[-1][1] == w and w >= 0:
@@ -88,7 +117,11 @@ def chunk_prompt(tokenizer, text: str, max_chunks: int, field: str = "prompt") -
     ids: list[list[int]] = [[]]
     weights: list[list[float]] = [[]]
     total = 0
-    for frag, w in parse_weights(text):
+    try:
+        pieces = parse_weights(text)
+    except ValueError as e:
+        raise ValidationFailed(f"`{field}` has a bad weight: {e}.", field=field) from e
+    for frag, w in pieces:
         if w < 0:  # BREAK
             if ids[-1]:
                 ids.append([])

@@ -141,7 +141,7 @@ async def _run(request: Request, services, principal, t: Txt2Img, fields: dict) 
         f = dict(fields)
         if first_seed is not None:
             f["seed"] = first_seed + i * t.batch_size
-        done = await generate(request, services, principal, GenerationIn(**f), allow_cancel=True)
+        done = await generate(request, services, principal, GenerationIn(**f), allow_cancel=True, part=i)
         if done.images and first_seed is None:
             first_seed = done.images[0][1]
         images += [b64(d) for d, _, _ in done.images]
@@ -219,6 +219,8 @@ def _img2img_inputs(services, t: Img2Img, width: int, height: int) -> dict:
 
 @router.get("/progress", summary="A1111: progress of the caller's running job, with a live preview")
 def progress(services: ServicesDep, principal: PrincipalDep, skip_current_image: bool = False) -> dict:
+    if not principal.has("read"):
+        skip_current_image = True  # a generate-only key learns its progress, never a preview
     with services.db.session() as s:
         q = select(Job).where(Job.org_id == principal.org_id, Job.state.in_((JobState.running, JobState.queued)))
         if principal.key_id:

@@ -35,9 +35,13 @@ class Done:
     infotexts: list[str]
 
 
-async def submit(request: Request, services, principal: Principal, body: GenerationIn) -> Job:
-    job, _ = await asyncio.to_thread(admit, services, principal, body, request.headers.get("idempotency-key"),
-                                     request.app.state.admission_hooks)
+async def submit(request: Request, services, principal: Principal, body: GenerationIn, part: int = 0) -> Job:
+    """Admit one job. `part` > 0 derives a distinct idempotency key per part of one request (A1111's `n_iter`),
+    so a retried request replays each part and never collapses them into one job."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and part:
+        key = f"{key[:180]}#{part}"
+    job, _ = await asyncio.to_thread(admit, services, principal, body, key, request.app.state.admission_hooks)
     return job
 
 
@@ -73,8 +77,9 @@ async def _wait(request: Request, services, principal: Principal, job: Job, allo
 
 
 async def generate(request: Request, services, principal: Principal, body: GenerationIn,
-                   allow_cancel: bool = False) -> Done:
-    return await wait(request, services, principal, await submit(request, services, principal, body), allow_cancel)
+                   allow_cancel: bool = False, part: int = 0) -> Done:
+    job = await submit(request, services, principal, body, part)
+    return await wait(request, services, principal, job, allow_cancel)
 
 
 def b64(data: bytes) -> str:

@@ -352,6 +352,7 @@ def engines(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
 def account(services: ServicesDep, principal: PrincipalDep) -> dict:
     from ...accounts import me
 
+    principal.require("read")  # account details: not for a generate-only key
     info = me(services.db, principal)
     user = info.get("user") or {}
     return {"id": user.get("id") or principal.key_id, "email": user.get("email", ""), "profile_picture": "",
@@ -361,6 +362,7 @@ def account(services: ServicesDep, principal: PrincipalDep) -> dict:
 
 @router.get("/v1/user/balance", summary="Stability v1: credit balance")
 def balance(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("read")
     mc = services.billing.ledger.balance(principal.org_id)["available_mc"]
     return {"credits": mc / 1000}  # the wire format is a JSON number; the ledger stays in integers
 
