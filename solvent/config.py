@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = 48 * 1024 * 1024
     # Deepest JSON nesting and longest integer (digits) any JSON body may have.
     max_json_depth: int = 32
-    max_json_int_digits: int = 20
+    max_json_int_digits: int = 18  # every JSON integer fits a signed 64-bit column
     # Synchronous waits (compat APIs) plus event streams one organisation may hold open at once.
     max_waits_per_org: int = 8
     # Outbound URLs (budget webhooks) may not reach loopback, link-local or private addresses unless the

@@ -106,10 +106,25 @@ def _plan_of(s, obj: dict[str, Any], default: str) -> str:
     return plan
 
 
+def _int(value: Any, field: str, low: int, high: int) -> int:
+    """A whole number from an event's field (Stripe metadata values are strings), or a 400 naming the field."""
+    try:
+        n = int(str(value).strip()) if not isinstance(value, bool) and len(str(value)) <= 20 else None
+    except ValueError:
+        n = None
+    if n is None or not low <= n <= high:
+        raise BadRequest(f"`{field}` of the event must be a whole number from {low} to {high} but is "
+                         f"{str(value)[:40]!r}.", field=field, value=str(value)[:40])
+    return n
+
+
 def handle(billing, event: dict[str, Any], default_plan: str = "community") -> dict[str, Any]:
     """Apply a verified event once. Returns what happened."""
     db, ledger = billing.db, billing.ledger
-    kind, obj = event["type"], (event.get("data") or {}).get("object") or {}
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        raise BadRequest("the event needs a string `id` and `type`.", field="event")
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    kind, obj = event["type"], data.get("object") if isinstance(data.get("object"), dict) else {}
     try:
         with db.session() as s:
             if s.get(WebhookEvent, f"stripe:{event['id']}") is not None:
@@ -121,11 +136,10 @@ def handle(billing, event: dict[str, Any], default_plan: str = "community") -> d
                 if obj.get("payment_status", "paid") != "paid":
                     return {**out, "ignored": f"payment_status {obj.get('payment_status')!r}"}
                 org = _org_for(s, obj)
-                credits = (obj.get("metadata") or {}).get("credits")
-                credits = int(credits) if credits is not None else int(obj.get("amount_total") or 0)
-                if credits <= 0 or credits > 10**9:
-                    raise BadRequest(f"`credits` of the checkout must be 1–10^9 but is {credits}.", field="credits",
-                                     value=credits)
+                meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+                credits = meta.get("credits")
+                credits = (_int(credits, "metadata.credits", 1, 10**9) if credits is not None else
+                           _int(obj.get("amount_total") or 0, "amount_total", 1, 10**9))
                 ledger.purchase_in(s, org.id, credits * MC_PER_CREDIT, f"stripe:{event['id']}",
                                    memo=f"Stripe checkout {obj.get('id', '')}", actor="stripe")
                 audit(s, "stripe", "credits.purchased", org.id, event["id"], credits=credits)
@@ -136,7 +150,8 @@ def handle(billing, event: dict[str, Any], default_plan: str = "community") -> d
                 lines = (obj.get("lines") or {}).get("data") or [{}]
                 start = (lines[0].get("period") or {}).get("start") or obj.get("period_start")
                 org.plan_id = plan_id
-                org.plan_anchor_at = datetime.fromtimestamp(int(start), UTC) if start else utcnow()
+                org.plan_anchor_at = (datetime.fromtimestamp(_int(start, "period.start", 0, 253402300799), UTC)
+                                      if start else utcnow())
                 now = max(utcnow(), org.plan_anchor_at)
                 period = ledger.roll_in(s, org, get_plan(s, plan_id), now)
                 audit(s, "stripe", "plan.paid_period", org.id, event["id"], plan=plan_id, period=period)

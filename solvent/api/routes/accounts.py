@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ...accounts import (
     accept_invitation,
@@ -27,7 +27,7 @@ from ...accounts import (
     verify_email,
 )
 from ...accounts.people import MIN_PASSWORD
-from ...errors import Forbidden, ValidationFailed
+from ...errors import Forbidden
 from ..deps import CSRF_COOKIE, SESSION_COOKIE, PrincipalDep, ServicesDep, client_ip
 
 router = APIRouter(prefix="/api", tags=["accounts"])
@@ -71,7 +71,7 @@ class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field("", max_length=200)
     scopes: list[str] = Field(default_factory=lambda: ["generate", "read"])
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = None
     credit_cap_mc: int | None = None
     cap_period: str = "month"
     max_pixels: int | None = None
@@ -214,9 +214,6 @@ def post_key(body: KeyIn, services: ServicesDep, principal: PrincipalDep) -> dic
     if not principal.can_mint(body.scopes):
         raise Forbidden(f"`scopes` {body.scopes} are more than this caller has ({', '.join(principal.scopes)}).",
                         field="scopes", value=body.scopes)
-    if body.expires_at is not None and body.expires_at.tzinfo is None:
-        raise ValidationFailed(f"`expires_at` {body.expires_at.isoformat()} needs a time zone (e.g. `Z`).",
-                               field="expires_at", value=body.expires_at.isoformat())
     caps = body.model_dump(include={"credit_cap_mc", "cap_period", "max_pixels", "max_steps", "rpm",
                                     "concurrent_jobs"})
     key, secret = create_key(services.db, principal.org_id, body.name, tuple(body.scopes), body.expires_at,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from ...accounts import Principal, record
@@ -57,7 +57,7 @@ def _statement_csv(rows: list[dict[str, Any]]) -> str:
 
 @router.get("/billing/statement", summary="Every credit transaction with its legs (`format=csv` for a spreadsheet)")
 def statement(services: ServicesDep, principal: PrincipalDep, org: str | None = None,
-              since: datetime | None = None,
+              since: AwareDatetime | None = None,
               format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Any:
     principal.require("read")
     rows = services.billing.ledger.statement(_org(principal, org), since)
@@ -116,7 +116,7 @@ async def stripe_webhook(request: Request, services: ServicesDep) -> dict:
 
 class CreditsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    credits: int = Field(..., description="whole credits (adjustments may be negative)")
+    credits: int = Field(..., ge=-10**12, le=10**12, description="whole credits (adjustments may be negative)")
     memo: str = Field("", max_length=500)
     idempotency_key: str = Field(..., min_length=1, max_length=150)
 
@@ -126,9 +126,9 @@ class GrantIn(BaseModel):
     credits: int | None = Field(None, gt=0, le=10**12)
     gpu_hours: float | None = Field(None, gt=0, le=10**7, description="GPU time, converted at the operator's rate")
     purpose: str = Field(..., min_length=1, max_length=500)
-    starts_at: datetime | None = None
-    expires_at: datetime | None = None
-    daily_cap_credits: int | None = Field(None, gt=0)
+    starts_at: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    daily_cap_credits: int | None = Field(None, gt=0, le=10**12)
     idempotency_key: str | None = Field(None, max_length=150)
 
 

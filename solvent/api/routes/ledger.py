@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from ...errors import ValidationFailed
 from ...ledger.budgets import create_budget, deactivate, status
@@ -34,9 +34,9 @@ class PriceIn(BaseModel):
     instance_type: str = Field(min_length=1, max_length=100)
     usd_per_hour: str = Field(description="USD per hour for the whole instance, e.g. '21.958'")
     commitment: str = "on_demand"
-    gpus: int = 1
+    gpus: int = Field(1, ge=1, le=1024)
     source: str = "operator"
-    effective_from: datetime | None = None
+    effective_from: AwareDatetime | None = None
 
 
 @router.post("/prices", status_code=201, summary="Add a price version (past costs keep their price)")
@@ -51,8 +51,8 @@ def add_price(body: PriceIn, services: ServicesDep, principal: PrincipalDep) -> 
 
 
 @router.get("/report", summary="Cost, revenue, margin, utilisation, idle cost, giveaways (`format=csv` too)")
-def ledger_report(services: ServicesDep, principal: PrincipalDep, by: str = "day", since: datetime | None = None,
-                  until: datetime | None = None, org: str | None = None, share_idle: bool = False,
+def ledger_report(services: ServicesDep, principal: PrincipalDep, by: str = "day", since: AwareDatetime | None = None,
+                  until: AwareDatetime | None = None, org: str | None = None, share_idle: bool = False,
                   format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Any:
     principal.require("operator")
     if by not in BY:
