@@ -41,14 +41,21 @@ def check_url(url: str, allow_hosts: list[str] | tuple[str, ...] = (), field: st
     try:
         addresses = [ipaddress.ip_address(host)]
     except ValueError:
-        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
+        numeric = None
+        try:  # the forms C resolvers also accept: 0x7f000001, 2130706433, 127.1, 0177.0.0.1
+            numeric = ipaddress.ip_address(socket.inet_aton(host))
+        except OSError:
+            pass
+        if numeric is not None:
+            addresses = [numeric]
+        elif host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
             addresses = [ipaddress.ip_address("127.0.0.1")]
         elif not resolve:
             return url
         else:
             try:
                 infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except (socket.gaierror, UnicodeError) as e:
+            except (OSError, UnicodeError) as e:
                 raise ValidationFailed(f"`{field}` host {host!r} does not resolve.", field=field, value=url) from e
             addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for ip in addresses:

@@ -86,6 +86,10 @@ def _check_caps(caps: dict[str, Any]) -> dict[str, Any]:
     return caps
 
 
+def _implied(scopes) -> set[str]:
+    return set(scopes) | ({"generate", "read"} if "admin" in scopes else set())
+
+
 def member_scopes(s, user: User, m: Membership) -> tuple[str, ...]:
     """What a member may do in `m`'s organisation: the role's scopes, and `operator` only for an operator user
     who is an owner or admin of an operator organisation (never carried into another one)."""
@@ -200,8 +204,8 @@ def authenticate(db: Database, secret: str | None) -> Principal:
         else:
             org = s.get(Organisation, key.org_id)
             allowed, role = ROLE_SCOPES["owner"] + (("operator",) if org.operator else ()), "owner"
-        expanded = set(allowed) | ({"generate", "read"} if "admin" in allowed else set())
-        scopes = tuple(sc for sc in key.scopes if sc in expanded)
+        # What the key says, narrowed to what its user may do now (`admin` implies generate and read on both sides).
+        scopes = tuple(sc for sc in SCOPES if sc in _implied(key.scopes) and sc in _implied(allowed))
         if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
             key.last_used_at = now  # throttled: one write a minute per key
         return Principal(key.org_id, key.id, scopes, role=role,
