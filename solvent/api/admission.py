@@ -153,6 +153,14 @@ def admit_in(services: Services, s, job: Job, payer: Payer, priced: PriceRequest
     services.budgets.admit_in(s, job)
 
 
+def precheck(services: Services, principal: Principal, body: GenerationIn) -> None:
+    """What a compat layer calls before decoding its inputs: would this request (as image-to-image or
+    inpainting when `init_image`/`mask` are set, whatever their content) be refused for limits or credits?"""
+    principal.require("generate")
+    _, _, priced, _ = validate(services, body)
+    services.billing.precheck(Payer(principal.org_id, principal.key_id), priced)
+
+
 def quote(services: Services, principal: Principal, body: GenerationIn) -> dict:
     """What `admit` would charge and whether it would be admitted now, without storing anything."""
     principal.require("generate")

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 MAX_SEED = 2**32 - 1
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        out = value.astimezone(UTC)
+    except (OverflowError, ValueError) as e:
+        raise ValueError("must be a time between the years 1970 and 9999") from e
+    if not 1970 <= out.year <= 9999:
+        raise ValueError("must be a time between the years 1970 and 9999")
+    return out
+
+
+# A time as the API accepts it: with a time zone (naive times are refused), in 1970–9999, turned into UTC.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 
 
 class LoraIn(BaseModel):

@@ -380,6 +380,22 @@ def test_a_request_refused_for_credits_runs_no_tokeniser_and_stores_no_image(liv
     assert r.status_code == 402 and calls == [] and blobs(live) == before
 
 
+def test_compat_layers_refuse_for_credits_before_decoding(live, monkeypatch):
+    from solvent.api.compat import a1111, openai
+
+    decoded = []
+    monkeypatch.setattr(a1111, "open_image", lambda *a, **k: decoded.append(a))
+    monkeypatch.setattr(openai, "open_image", lambda *a, **k: decoded.append(a))
+    org, key = live.paying_org(credits=0)
+    init = base64.b64encode(png()).decode()
+    r = httpx.post(f"{live.base}/sdapi/v1/img2img", json={"prompt": "x", "init_images": [init]}, headers=bearer(key))
+    assert r.status_code == 402, r.text
+    r = httpx.post(f"{live.base}/v1/images/edits", files={"image": ("a.png", png(), "image/png")},
+                   data={"prompt": "x", "size": "64x64"}, headers=bearer(key))
+    # OpenAI answers a lack of credits as 429 `insufficient_quota`, and so does its surface here
+    assert r.status_code == 429 and r.json()["error"]["code"] == "insufficient_quota" and decoded == [], r.text
+
+
 def test_a_worker_cannot_store_images_for_a_job_it_does_not_hold(live):
     _, token = create_worker(live.services.db, name="intruder")
     org, key = live.paying_org()
@@ -443,6 +459,13 @@ def test_malformed_values_are_4xx_naming_the_field(live, path, body, field):
     assert 400 <= r.status_code < 500, (path, r.status_code, r.text)
     if field:
         assert field in r.text
+
+
+@pytest.mark.parametrize("until", ["0001-01-06T00:51:01-22:42", "2030-01-01T00:00:00", "9999-12-31T23:59:59-23:00"])
+def test_times_out_of_range_or_without_zone_are_422(live, until):
+    # found by the schemathesis run: a year-1 time with a negative offset overflowed on conversion to UTC
+    r = httpx.get(f"{live.base}/api/admin/ledger/report", params={"until": until}, headers=bearer(live.op_key))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "until", r.text
 
 
 def test_malformed_prompt_weights_still_generate(live):

@@ -28,7 +28,7 @@ from ...storage.models import ApiKey, Job, JobState
 from ..deps import PrincipalDep, ServicesDep
 from ..errors import register_surface
 from ..schemas import GenerationIn
-from .common import b64, decode_b64_image, generate, image_size, open_image, served
+from .common import b64, decode_b64_image, generate, image_size, open_image, precheck, served
 
 router = APIRouter(prefix="/sdapi/v1", tags=["automatic1111"])
 MAX_INFOTEXT = 64 * 1024  # characters of `parameters` text parsed (the parser is linear; this bounds its work)
@@ -181,6 +181,10 @@ async def img2img(request: Request, services: ServicesDep, principal: PrincipalD
     if not t.init_images:
         raise ValidationFailed("`init_images` needs at least one image.", field="init_images")
     fields = _fields(services, principal, t)
+    if "width" not in t.model_fields_set and "height" not in t.model_fields_set:  # the init image's size (header)
+        fields["width"], fields["height"] = await asyncio.to_thread(
+            image_size, services, decode_b64_image(t.init_images[0], "init_images"), "init_images")
+    await precheck(services, principal, {**fields, "strength": max(0.01, t.denoising_strength)}, t.mask is not None)
     fields.update(await asyncio.to_thread(_img2img_inputs, services, t, fields["width"], fields["height"]))
     out = await _run(request, services, principal, t, fields)
     if t.include_init_images:

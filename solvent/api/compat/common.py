@@ -82,6 +82,14 @@ async def generate(request: Request, services, principal: Principal, body: Gener
     return await wait(request, services, principal, job, allow_cancel)
 
 
+async def precheck(services, principal: Principal, fields: dict, mask: bool = False) -> None:
+    """Refuse (limits, credits) before any input image is decoded; the images are stand-ins here."""
+    from ..admission import precheck as admission_precheck
+
+    body = GenerationIn(**{**fields, "init_image": "pending", **({"mask": "pending"} if mask else {})})
+    await asyncio.to_thread(admission_precheck, services, principal, body)
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 

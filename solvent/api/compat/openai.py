@@ -31,7 +31,7 @@ from ..deps import PrincipalDep, ServicesDep
 from ..errors import register_surface
 from ..routes.jobs import image_row
 from ..schemas import GenerationIn
-from .common import b64, generate, open_image, reencode, served
+from .common import b64, generate, open_image, precheck, reencode, served
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 LINK_SECONDS = 3600
@@ -157,7 +157,8 @@ async def _respond(request: Request, services, principal, fields: dict, g: Gener
     fmt = g.output_format or "png"
     data: list[dict] = []
     if g.response_format == "b64_json":
-        data = [{"b64_json": b64(reencode(d, fmt)), "revised_prompt": g.prompt} for d, _, _ in done.images]
+        encoded = await asyncio.to_thread(lambda: [reencode(d, fmt) for d, _, _ in done.images])  # off the loop
+        data = [{"b64_json": b64(d), "revised_prompt": g.prompt} for d in encoded]
     else:
         expires = int(time.time()) + LINK_SECONDS
         base = str(request.base_url).rstrip("/")
@@ -209,6 +210,7 @@ async def edits(request: Request, services: ServicesDep, principal: PrincipalDep
                 raise ValidationFailed(f"Invalid value for '{k}': must be an integer.", field=k) from e
     g = _parse(fields)
     out = _fields(services, g)
+    await precheck(services, principal, out, "mask" in files)
     out.update(await asyncio.to_thread(_edit_inputs, services, files, "size" in fields, (out["width"], out["height"])))
     return await _respond(request, services, principal, out, g)
 

@@ -415,7 +415,7 @@ async def stable_image(service: str, request: Request, services: ServicesDep, pr
         model=model, prompt=full, negative_prompt=str(form.get("negative_prompt", ""))[:10000], width=w, height=h,
         seed=seed or -1))
     data, seed_used, _ = done.images[0]
-    data = reencode(data, fmt)
+    data = await asyncio.to_thread(reencode, data, fmt)  # image encoding: off the event loop
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({"image": b64(data), "finish_reason": "SUCCESS", "seed": seed_used})
     return Response(data, media_type=f"image/{fmt}", headers={"finish-reason": "SUCCESS", "seed": str(seed_used)})

@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime
 
 from fastapi import APIRouter, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...accounts import (
     accept_invitation,
@@ -29,6 +29,7 @@ from ...accounts import (
 from ...accounts.people import MIN_PASSWORD
 from ...errors import Forbidden
 from ..deps import CSRF_COOKIE, SESSION_COOKIE, PrincipalDep, ServicesDep, client_ip
+from ..schemas import UtcDatetime
 
 router = APIRouter(prefix="/api", tags=["accounts"])
 
@@ -71,7 +72,7 @@ class KeyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field("", max_length=200)
     scopes: list[str] = Field(default_factory=lambda: ["generate", "read"])
-    expires_at: AwareDatetime | None = None
+    expires_at: UtcDatetime | None = None
     credit_cap_mc: int | None = None
     cap_period: str = "month"
     max_pixels: int | None = None

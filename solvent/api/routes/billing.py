@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from ...accounts import Principal, record
@@ -21,6 +21,7 @@ from ...errors import NotFound
 from ...storage.db import utcnow
 from ...storage.models import CreditHold, Image
 from ..deps import PrincipalDep, ServicesDep
+from ..schemas import UtcDatetime
 
 router = APIRouter(prefix="/api", tags=["billing"])
 
@@ -57,7 +58,7 @@ def _statement_csv(rows: list[dict[str, Any]]) -> str:
 
 @router.get("/billing/statement", summary="Every credit transaction with its legs (`format=csv` for a spreadsheet)")
 def statement(services: ServicesDep, principal: PrincipalDep, org: str | None = None,
-              since: AwareDatetime | None = None,
+              since: UtcDatetime | None = None,
               format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Any:
     principal.require("read")
     rows = services.billing.ledger.statement(_org(principal, org), since)
@@ -126,8 +127,8 @@ class GrantIn(BaseModel):
     credits: int | None = Field(None, gt=0, le=10**12)
     gpu_hours: float | None = Field(None, gt=0, le=10**7, description="GPU time, converted at the operator's rate")
     purpose: str = Field(..., min_length=1, max_length=500)
-    starts_at: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    starts_at: UtcDatetime | None = None
+    expires_at: UtcDatetime | None = None
     daily_cap_credits: int | None = Field(None, gt=0, le=10**12)
     idempotency_key: str | None = Field(None, max_length=150)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import ValidationFailed
 from ...ledger.budgets import create_budget, deactivate, status
@@ -15,6 +15,7 @@ from ...ledger.catalog import COMMITMENTS, list_prices, set_price
 from ...ledger.reports import BY, report
 from ...ledger.runway import from_ledger, set_finances
 from ..deps import PrincipalDep, ServicesDep
+from ..schemas import UtcDatetime
 from .billing import _actor
 
 router = APIRouter(prefix="/api/admin/ledger", tags=["ledger"])
@@ -36,7 +37,7 @@ class PriceIn(BaseModel):
     commitment: str = "on_demand"
     gpus: int = Field(1, ge=1, le=1024)
     source: str = "operator"
-    effective_from: AwareDatetime | None = None
+    effective_from: UtcDatetime | None = None
 
 
 @router.post("/prices", status_code=201, summary="Add a price version (past costs keep their price)")
@@ -51,8 +52,8 @@ def add_price(body: PriceIn, services: ServicesDep, principal: PrincipalDep) -> 
 
 
 @router.get("/report", summary="Cost, revenue, margin, utilisation, idle cost, giveaways (`format=csv` too)")
-def ledger_report(services: ServicesDep, principal: PrincipalDep, by: str = "day", since: AwareDatetime | None = None,
-                  until: AwareDatetime | None = None, org: str | None = None, share_idle: bool = False,
+def ledger_report(services: ServicesDep, principal: PrincipalDep, by: str = "day", since: UtcDatetime | None = None,
+                  until: UtcDatetime | None = None, org: str | None = None, share_idle: bool = False,
                   format: Annotated[str, Query(pattern="^(json|csv)$")] = "json") -> Any:
     principal.require("operator")
     if by not in BY:
