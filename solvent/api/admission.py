@@ -134,15 +134,12 @@ def admit(services: Services, principal: Principal, body: GenerationIn, idempote
 
 
 def forget_blobs(services: Services, blobs: list[str]) -> None:
-    """Delete stored blobs that no image and no unfinished job refers to."""
-    from sqlalchemy import String, cast, func, select
-
-    from ..storage.models import Image
+    """Delete stored blobs that no image and no job refers to (after a failed enqueue)."""
+    from ..jobs.retention import blob_in_use
 
     for blob in blobs:
         with services.db.session() as s:
-            used = s.scalar(select(func.count()).select_from(Image).where(Image.blob == blob)) or s.scalar(
-                select(func.count()).select_from(Job).where(cast(Job.params, String).contains(blob)))
+            used = blob_in_use(s, blob)
         if not used:
             services.images.delete(blob)
 

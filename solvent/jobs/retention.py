@@ -19,6 +19,14 @@ from ..storage.models import FINAL_STATES, Image, Job
 BLOB_KEYS = ("init_image_blob", "mask_blob")
 
 
+def blob_in_use(s, blob: str, exclude_jobs: list[str] | tuple[str, ...] = ()) -> bool:
+    """Whether an image, or a job whose inputs are not collected yet, refers to this content-addressed blob."""
+    return bool(s.scalar(select(func.count()).select_from(Image).where(Image.blob == blob)) or s.scalar(
+        select(func.count()).select_from(Job).where(Job.id.not_in(list(exclude_jobs)),
+                                                    Job.inputs_collected_at.is_(None),
+                                                    cast(Job.params, String).contains(blob))))
+
+
 def collect_inputs(db: Database, images: ImageStore, retention: timedelta, limit: int = 200) -> int:
     """Delete the inputs of up to `limit` jobs that ended more than `retention` ago. Returns jobs collected."""
     cutoff = utcnow() - retention
@@ -33,9 +41,7 @@ def collect_inputs(db: Database, images: ImageStore, retention: timedelta, limit
         ids = [job.id for job in jobs]
     for blob in blobs:
         with db.session() as s:
-            used = s.scalar(select(func.count()).select_from(Image).where(Image.blob == blob)) or s.scalar(
-                select(func.count()).select_from(Job).where(Job.id.not_in(ids), Job.inputs_collected_at.is_(None),
-                                                            cast(Job.params, String).contains(blob)))
+            used = blob_in_use(s, blob, ids)
         if not used:
             images.delete(blob)
     return len(ids)
