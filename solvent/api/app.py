@@ -18,6 +18,7 @@ from .exposure import ExposureGuard
 from .limits import LimitsMiddleware, WaitGate
 from .metrics import Metrics
 from .routes import accounts, admin, billing, health, images, jobs, ledger, models, worker
+from .schemas import ErrorOut
 
 log = logging.getLogger("solvent.api")
 
@@ -64,8 +65,13 @@ def create_app(services: Services, admission_hooks: list[AdmissionHook] | None =
     app.state.waits = WaitGate(services.settings.max_waits_per_org)  # sync waits and event streams per org
     services.queue.on_final.append(app.state.metrics.on_final)  # seam: usage, credits, ledger
     errors.install(app)
+    # The native routers answer errors as `ErrorOut` (so their 422 is documented as such, not as FastAPI's
+    # default); the compat routers document their own surfaces' shapes.
+    native = {422: {"model": ErrorOut, "description": "a field has a value that is not allowed"}}
     for r in (jobs.router, images.router, models.router, accounts.router, billing.router, worker.router,
-              health.router, ledger.router, admin.router, stability.router, a1111.router, openai.router):
+              health.router, ledger.router, admin.router):
+        app.include_router(r, responses=native)
+    for r in (stability.router, a1111.router, openai.router):
         app.include_router(r)
     settings = services.settings
     app.add_middleware(ExposureGuard, services=services)

@@ -52,6 +52,19 @@ class GenerationIn(BaseModel):
     output_format: Literal["png", "webp", "jpeg"] = "png"
 
 
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(BaseModel):
+    """The native API's error shape (every status; 422 for fields that are not allowed)."""
+
+    error: ErrorDetail
+
+
 class ImageOut(BaseModel):
     id: str
     index: int
