@@ -11,7 +11,7 @@ transaction (`SELECT … FOR UPDATE` on PostgreSQL; SQLite's `BEGIN IMMEDIATE` s
 Past a throttle's free attempts each further failure doubles its back-off (exponential, capped).
 While backed off the throttle refuses with 429 and `Retry-After` *before* checking anything. The
 per-account throttle has a short cap, so a stranger who guesses from elsewhere delays the real user by
-at most `ACCOUNT_CAP`, never locks them out; the address and pair throttles, which the stranger
+at most `ACCOUNT_RULE.cap`, never locks them out; the address and pair throttles, which the stranger
 cannot share with the user, back off for up to an hour. A right password clears the pair and the
 account counters (not the address one: one address guessing many accounts stays slow).
 
@@ -47,7 +47,6 @@ class Rule:
 IP_RULE = Rule(free=20, base=timedelta(seconds=2), cap=timedelta(hours=1))
 PAIR_RULE = Rule(free=5, base=timedelta(seconds=2), cap=timedelta(hours=1))
 ACCOUNT_RULE = Rule(free=10, base=timedelta(seconds=1), cap=timedelta(seconds=60))
-ACCOUNT_CAP = ACCOUNT_RULE.cap
 FORGET_AFTER = timedelta(hours=24)  # a counter with no failure for this long starts again from zero
 
 
@@ -73,17 +72,6 @@ def _row(s: Session, key: str, now: datetime) -> Throttle:
 def _keys(user: User | None, email: str, ip: str) -> list[tuple[str, Rule]]:
     who = user.id if user is not None else f"unknown:{email[:120]}"
     return [(f"pw:ip:{ip}", IP_RULE), (f"pw:pair:{who}:{ip}", PAIR_RULE), (f"pw:user:{who}", ACCOUNT_RULE)]
-
-
-def blocked_for(s: Session, user: User | None, email: str, ip: str, now: datetime | None = None) -> int:
-    """Seconds until a password may be tried again for this account from this address (0: now)."""
-    now = now or utcnow()
-    wait = 0
-    for key, _ in _keys(user, email, ip):
-        row = s.get(Throttle, key)
-        if row is not None and row.blocked_until is not None and row.blocked_until > now:
-            wait = max(wait, int((row.blocked_until - now).total_seconds()) + 1)
-    return wait
 
 
 def check_password(s: Session, user: User | None, password: str | None, ip: str, email: str = "") -> bool | int:

@@ -34,9 +34,13 @@ def register_surface(prefix: str, renderer: Renderer) -> None:
         SURFACES.sort(key=lambda x: -len(x[0]))
 
 
-def _renderer(request: Request) -> Renderer:
-    path = request.url.path
+def renderer_for(path: str) -> Renderer:
+    """The error renderer of the API surface `path` belongs to (the native one by default)."""
     return next((r for p, r in SURFACES if path.startswith(p)), render)
+
+
+def _renderer(request: Request) -> Renderer:
+    return renderer_for(request.url.path)
 
 
 def _field(loc: tuple) -> str:

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..accounts import authenticate, session_principal
 from ..errors import SolventError
 from . import errors
+from .deps import SESSION_COOKIE, _bearer_value
 
 DOCS = ("/docs", "/redoc", "/openapi.json")
 
@@ -24,8 +25,6 @@ class ExposureGuard:
         self.app, self.services = app, services
 
     def _check(self, path: str, headers: dict[bytes, bytes]) -> None:
-        from .deps import SESSION_COOKIE, _bearer_value
-
         auth = headers.get(b"authorization", b"").decode("latin-1")
         key = _bearer_value(auth)
         db, settings = self.services.db, self.services.settings

@@ -33,9 +33,7 @@ class TooLarge(Exception):
 
 
 def _refusal(scope: Scope, status: int, code: str, message: str, field: str = "body"):
-    path = scope.get("path", "")
-    renderer = next((r for p, r in errors.SURFACES if path.startswith(p)), errors.render)
-    return renderer(status, code, message, field)
+    return errors.renderer_for(scope.get("path", ""))(status, code, message, field)
 
 
 def json_problem(body: bytes, max_depth: int, max_digits: int) -> str | None:

@@ -47,6 +47,15 @@ TOP_UP = ("buy credits (Stripe checkout), or ask an operator: `solvent credits g
           "`solvent credits adjust ORG CREDITS`")
 
 
+def insufficient(price_mc: int, available_mc: int) -> PaymentRequired:
+    """The 402 for a request that costs more than the organisation has: the price, the balance, how to top up."""
+    return PaymentRequired(
+        f"this request costs {fmt_credits(price_mc)} credits but your organisation has "
+        f"{fmt_credits(available_mc)} available; {TOP_UP}.",
+        field="credits", value=price_mc, price_mc=price_mc, balance_mc=available_mc,
+        price=fmt_credits(price_mc), balance=fmt_credits(available_mc), top_up=TOP_UP)
+
+
 def _check_amount(mc: Any, field: str = "amount", allow_negative: bool = False) -> int:
     if not isinstance(mc, int) or isinstance(mc, bool):
         raise ValidationFailed(f"`{field}` must be a whole number of milli-credits but is {mc!r}.", field=field,
@@ -223,12 +232,7 @@ class CreditLedger:
         sources = self.sources_in(s, org, plan, period, now)
         available = sum(x.available for x in sources)
         if amount_mc > available:
-            raise PaymentRequired(
-                f"this request costs {fmt_credits(amount_mc)} credits but your organisation has "
-                f"{fmt_credits(available)} available; {TOP_UP}.",
-                field="credits", value=amount_mc, price_mc=amount_mc, balance_mc=available,
-                price=fmt_credits(amount_mc), balance=fmt_credits(available), top_up=TOP_UP,
-            )
+            raise insufficient(amount_mc, available)
         legs, need = [], amount_mc
         for src in sources:
             take = min(need, src.available)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ..errors import Forbidden, PaymentRequired, TooManyRequests
 from ..storage.db import Database, utcnow
 from ..storage.models import ApiKey, CreditHold, Job, JobState, Organisation
-from .credits import TOP_UP, CreditLedger, lock_org
+from .credits import TOP_UP, CreditLedger, insufficient, lock_org
 from .plans import PlanView, get_plan, period_bounds
 from .pricing import PriceRequest, Pricing, fmt_credits
 
@@ -149,10 +149,7 @@ class Billing:
         org = lock_org(s, payer.org_id)
         plan = get_plan(s, org.plan_id)
         key = s.get(ApiKey, payer.key_id) if payer.key_id else None
-        self._caps(plan, key, req)
-        self._rates(s, org, plan, key, req, now)
-        price = self.pricing.price_mc(req)
-        self._key_cap(s, key, price, now)
+        price = self._limits(s, org, plan, key, req, now)
         self.ledger.reserve_in(s, payer.org_id, job.id, price, api_key_id=payer.key_id, now=now)
         job.priority = plan.priority
         job.params = {**job.params, "price_mc": price, "plan": plan.id,
@@ -178,20 +175,23 @@ class Billing:
         costs the server a few reads; `admit_in` checks again, atomically, inside the enqueue transaction.
         """
         now = now or utcnow()
-        price = self.pricing.price_mc(req)
         with self.db.session() as s:
             org = s.get(Organisation, payer.org_id)
             plan = get_plan(s, org.plan_id)
             key = s.get(ApiKey, payer.key_id) if payer.key_id else None
-            self._caps(plan, key, req)
-            self._rates(s, org, plan, key, req, now)
-            self._key_cap(s, key, price, now)
+            price = self._limits(s, org, plan, key, req, now)
         available = self.ledger.balance(payer.org_id, now)["available_mc"]
         if price > available:
-            raise PaymentRequired(
-                f"this request costs {fmt_credits(price)} credits but your organisation has "
-                f"{fmt_credits(available)} available; {TOP_UP}.", field="credits", value=price, price_mc=price,
-                balance_mc=available, price=fmt_credits(price), balance=fmt_credits(available), top_up=TOP_UP)
+            raise insufficient(price, available)
+
+    def _limits(self, s: Session, org: Organisation, plan, key: ApiKey | None, req: PriceRequest,
+                now: datetime) -> int:
+        """The plan's and the key's caps and rates for `req`; returns its price (raises what refuses it)."""
+        self._caps(plan, key, req)
+        self._rates(s, org, plan, key, req, now)
+        price = self.pricing.price_mc(req)
+        self._key_cap(s, key, price, now)
+        return price
 
     def quote(self, payer: Payer, req: PriceRequest, now: datetime | None = None) -> dict[str, Any]:
         """The price of a request and whether it would be admitted now; writes nothing."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 import uuid
 
 import pytest
@@ -49,3 +52,24 @@ def orgs(db):
         a, b = Organisation(name="A"), Organisation(name="B")
         s.add_all([a, b])
     return a.id, b.id
+
+
+class ThreadServer:
+    """An ASGI app served by uvicorn on a free loopback port in a daemon thread (real HTTP, one process)."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -5,14 +5,12 @@ image itself is checked."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from solvent.accounts import create_key, create_org, rotate_key
@@ -26,6 +24,8 @@ from solvent.jobs.workers import create_worker
 from solvent.services import assemble
 from solvent.storage import LocalImageStore
 from solvent.workers import LocalBackend, declaration
+
+from .conftest import ThreadServer
 
 SECRET = "whsec_test_secret"
 ONE_CREDIT = Pricing({"tiny": CostClass(1000, 64 * 64, 20)})  # a 64×64, 20-step image costs exactly 1 credit
@@ -279,14 +279,8 @@ def test_stripe_subscription_changes_plan_mid_job_without_double_charge(app, db)
 def test_race_50_requests_balance_10_over_http(app, db):
     set_plan(db, "payg", concurrent_jobs=100, rpm=1000)
     org, h, _ = app.org("payg", credits=10)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app.app, log_level="warning"))
-    t = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    t.start()
-    while not server.started:
-        time.sleep(0.02)
+    http = ThreadServer(app.app)
+    port = http.port
     codes: list[int] = []
     barrier = threading.Barrier(50)
 
@@ -302,8 +296,7 @@ def test_race_50_requests_balance_10_over_http(app, db):
         for th in threads:
             th.join()
     finally:
-        server.should_exit = True
-        t.join(timeout=10)
+        http.stop()
     assert codes.count(201) == 10 and codes.count(402) == 40, sorted(codes)
     app.run_all()
     bal = app.balance(h)

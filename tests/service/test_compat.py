@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
 import threading
 import time
 
@@ -14,7 +13,6 @@ import httpx
 import openai
 import pytest
 import requests
-import uvicorn
 import webuiapi
 from PIL import Image
 
@@ -26,6 +24,8 @@ from solvent.jobs.workers import create_worker
 from solvent.services import assemble
 from solvent.storage import Database, LocalImageStore
 from solvent.workers import LocalBackend, WorkerLoop, declaration
+
+from .conftest import ThreadServer
 
 PROMPT = "a red circle on a blue background"
 
@@ -41,20 +41,13 @@ class Live:
         set_plan(db, "payg", concurrent_jobs=8, rpm=1000, max_steps=150)
         self.services = assemble(settings, db, images=LocalImageStore(tmp / "images"))
         self.app = create_app(self.services)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
+        self.http = ThreadServer(self.app)
+        self.port, self.base = self.http.port, self.http.base
         engine = Engine(Settings(home=tmp / "engine"))
         w, _ = create_worker(db, name="w")
         self.loop = WorkerLoop(engine, LocalBackend(self.services, w.id), declaration(engine), poll=0.05)
         self.worker = threading.Thread(target=self.loop.run, daemon=True)
         self.worker.start()
-        while not self.server.started:
-            time.sleep(0.02)
         self.org, self.key = self.new_org("payg", credits=1000)
 
     def new_org(self, plan, credits=0):
@@ -66,8 +59,7 @@ class Live:
     def close(self):
         self.loop.stop()
         self.worker.join(timeout=30)
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.http.stop()
         self.services.db.dispose()
 
     def history(self, key=None):

@@ -12,9 +12,6 @@ release, run it longer:
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 
 import pytest
 import schemathesis
@@ -28,13 +25,13 @@ from solvent.config import Settings
 from solvent.services import assemble
 from solvent.storage import Database, LocalImageStore
 
+from .conftest import ThreadServer
+
 EXAMPLES = int(os.environ.get("SOLVENT_FUZZ_EXAMPLES", "10"))
 
 
 class Server:
     def __init__(self, tmp):
-        import uvicorn
-
         db = Database(f"sqlite:///{tmp / 'fuzz.db'}")
         db.create_all()
         ensure_plans(db)
@@ -44,18 +41,11 @@ class Server:
         _, org = create_user(db, "fuzz@example.com", "fuzz password 123", org_name="operator",
                              plan_id="payg", operator=True)
         self.key = create_key(db, org, "fuzz", ("generate", "read", "admin", "operator"))[1]
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.02)
+        self.http = ThreadServer(self.app)
+        self.base = self.http.base
 
     def close(self):
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.http.stop()
         self.services.db.dispose()
 
 
