@@ -27,9 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from solvent.config import Settings  # noqa: E402
-from solvent.engine import Engine, GenerationRequest  # noqa: E402
 from solvent.engine.device import quiet_libraries, synchronize  # noqa: E402
-from solvent.engine.samplers import make_scheduler, resolve_sampler  # noqa: E402
+from solvent.engine.schedulers import make_scheduler  # noqa: E402
+from solvent.generation import GenerationRequest  # noqa: E402
+from solvent.generation.samplers import resolve_sampler  # noqa: E402
+from solvent.root import build_engine  # noqa: E402
 
 
 def random_arch_model(arch: str, home: Path) -> str:
@@ -38,8 +40,8 @@ def random_arch_model(arch: str, home: Path) -> str:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from solvent.engine.checkpoint import tokenizer
-    from solvent.engine.families import shipped_config
     from solvent.engine.store import ModelStore
+    from solvent.generation.families import shipped_config
 
     pipe = StableDiffusionPipeline(
         vae=AutoencoderKL.from_config(shipped_config(arch, "vae")),
@@ -74,7 +76,7 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="solvent-bench-"))
     model = random_arch_model(args.arch, home) if args.arch else args.model
-    engine = Engine(Settings(home=home, device=args.device, dtype=args.dtype, compile=args.compile))
+    engine = build_engine(Settings(home=home, device=args.device, dtype=args.dtype, compile=args.compile))
     req = GenerationRequest(prompt=args.prompt, model=model, steps=args.steps, sampler=args.sampler, seed=1234,
                             batch_size=args.batch, width=args.size, height=args.size)
     resolved = engine.resolve(req)

@@ -71,10 +71,10 @@ def overhead(db, tmp: Path, runs: int, n: int) -> dict[str, float]:
     from solvent.billing import Billing, Payer, PriceRequest, ensure_plans, set_plan
     from solvent.config import Settings
     from solvent.jobs import JobQueue, QueueLimits
-    from solvent.jobs.workers import create_worker, declare
+    from solvent.jobs.registry import create_worker, declare
     from solvent.ledger.budgets import create_budget
     from solvent.ledger.catalog import set_worker_rate
-    from solvent.services import assemble
+    from solvent.root import assemble
     from solvent.storage.models import Job
 
     ensure_plans(db)
@@ -165,7 +165,7 @@ def overhead(db, tmp: Path, runs: int, n: int) -> dict[str, float]:
 def fill(db, n: int, start: datetime) -> None:
     from sqlalchemy import insert
 
-    from solvent.jobs.workers import create_worker
+    from solvent.jobs.registry import create_worker
     from solvent.storage.models import JobCost, WorkerUptime
 
     rng = random.Random(0)

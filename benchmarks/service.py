@@ -137,8 +137,9 @@ def main() -> None:
     args = p.parse_args()
 
     from solvent.config import Settings
-    from solvent.engine import Engine, GenerationRequest
     from solvent.engine.device import quiet_libraries
+    from solvent.generation import GenerationRequest
+    from solvent.root import build_engine
 
     quiet_libraries()
     tmp = Path(tempfile.mkdtemp(prefix="solvent-bench-"))
@@ -163,7 +164,7 @@ def main() -> None:
         print(f"    {k:<11} {v:8.1f} jobs/s")
 
     # (b) end-to-end overhead and (c) concurrent throughput
-    engine = Engine(Settings(home=tmp / "bare"))
+    engine = build_engine(Settings(home=tmp / "bare"))
     req = GenerationRequest(prompt=BODY["prompt"], seed=BODY["seed"])
     engine.generate(req)
     server = Server(tmp / "e2e")

@@ -129,3 +129,19 @@ class Offline(SolventError):
 class EngineError(SolventError):
     status = 500
     code = "engine_error"
+
+
+class LeaseLost(Conflict):
+    """The worker no longer holds this job's lease (it expired and the job moved on)."""
+
+    code = "lease_lost"
+
+
+class RemoteError(SolventError):
+    """A Solvent server answered a worker's call with an error; `status` is the server's."""
+
+    code = "server_error"
+
+    def __init__(self, message: str, *, status: int = 500, **kw: Any):
+        super().__init__(message, **kw)
+        self.status = status

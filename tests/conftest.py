@@ -76,6 +76,20 @@ def settings(home):
 
 @pytest.fixture
 def engine(settings):
-    from solvent.engine import Engine
+    from solvent.root import build_engine
 
-    return Engine(settings)
+    return build_engine(settings)
+
+
+# Which tests `scripts/test --fast` leaves out (by file, so a new test in one of them is marked too).
+SLOW_FILES = {"test_train.py", "test_model.py", "test_fuzz.py", "test_faults.py", "test_live.py"}
+BROWSER_FILES = {"test_studio.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = item.path.name
+        if name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+        if name in BROWSER_FILES:
+            item.add_marker(pytest.mark.browser)

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from solvent.engine.checkpoint import clip_heads, tokenizer, unet_heads
-from solvent.engine.families import shipped_config
+from solvent.generation.families import shipped_config
 
 from .ldm_layout import clip_to_ldm, openclip_to_ldm, unet_to_ldm, vae_to_ldm
 

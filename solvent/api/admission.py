@@ -16,27 +16,23 @@ from collections.abc import Callable
 
 from ..accounts import Principal
 from ..billing import Payer, PriceRequest
-from ..engine.families import FAMILIES
-from ..engine.images import load_image
-from ..engine.samplers import resolve_sampler
 from ..errors import InvalidImage, ModelNotFound, ValidationFailed
-from ..jobs.workers import served_models
+from ..generation import JobSpec, LoraSpec
+from ..generation.families import FAMILIES
+from ..generation.images import load_image
+from ..generation.prompts import chunk_prompt
+from ..generation.samplers import resolve_sampler
+from ..generation.tokens import clip_encode
+from ..jobs.registry import served_models
 from ..services import Services
 from ..storage.models import Job
 from .schemas import GenerationIn
 
 AdmissionHook = Callable[[Services, Principal, dict], None]
-_TOKENIZER = None
 
 
 def _check_prompt(text: str, field: str, max_chunks: int) -> None:
-    global _TOKENIZER
-    from ..engine.checkpoint import tokenizer
-    from ..engine.prompts import chunk_prompt
-
-    if _TOKENIZER is None:
-        _TOKENIZER = tokenizer(openclip=False)
-    chunk_prompt(_TOKENIZER, text, max_chunks, field)
+    chunk_prompt(clip_encode, text, max_chunks, field)
 
 
 def _png(img) -> bytes:
@@ -68,11 +64,14 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
         raise ValidationFailed("`mask` needs an `init_image` to paint into.", field="mask")
     mode = "txt2img" if body.init_image is None else ("inpaint" if body.mask is not None else "img2img")
     steps = body.steps or record.get("default_steps") or family.default_steps
-    params = body.model_dump(exclude={"init_image", "mask"})
-    params.update(width=width, height=height, init_image_blob=None, mask_blob=None)
+    spec = JobSpec(prompt=body.prompt, negative_prompt=body.negative_prompt, model=body.model, width=width,
+                   height=height, steps=body.steps, cfg_scale=body.cfg_scale, sampler=body.sampler, seed=body.seed,
+                   batch_size=body.batch_size, strength=body.strength, output_format=body.output_format,
+                   loras=[LoraSpec(x.name, x.weight) for x in body.loras])
     if mode != "txt2img" and int(steps * body.strength) < 1:
         # diffusers would run no step at all (steps × strength rounds to 0): run exactly one.
-        params["strength"] = min(1.0, 1.0001 / steps)
+        spec.strength = min(1.0, 1.0001 / steps)
+    params = spec.to_params()
     priced = PriceRequest(model=body.model, cost_class=record.get("cost_class") or family.cost_class, width=width,
                           height=height, steps=steps, images=body.batch_size, mode=mode,
                           strength=params["strength"])

@@ -13,7 +13,6 @@ from .. import __version__
 from ..services import Services
 from . import errors
 from .admission import AdmissionHook
-from .compat import a1111, openai, stability
 from .exposure import ExposureGuard
 from .limits import LimitsMiddleware, WaitGate
 from .metrics import Metrics
@@ -51,7 +50,10 @@ async def lifespan(app: FastAPI):
         task.cancel()
 
 
-def create_app(services: Services, admission_hooks: list[AdmissionHook] | None = None) -> FastAPI:
+def create_app(services: Services, *, metrics: Metrics, compat: tuple = (),
+               admission_hooks: list[AdmissionHook] | None = None) -> FastAPI:
+    """The app over `services`. `solvent.root.build_app` calls this with the compatible surfaces (modules
+    with a `router` and their error `SURFACES`) and the metrics it hooks on the queue."""
     app = FastAPI(
         lifespan=lifespan,
         title="Solvent",
@@ -61,18 +63,17 @@ def create_app(services: Services, admission_hooks: list[AdmissionHook] | None =
     )
     app.state.services = services
     app.state.admission_hooks = list(admission_hooks or [])  # seam: billing and budgets
-    app.state.metrics = Metrics()
+    app.state.metrics = metrics
     app.state.waits = WaitGate(services.settings.max_waits_per_org)  # sync waits and event streams per org
-    services.queue.on_final.append(app.state.metrics.on_final)  # seam: usage, credits, ledger
-    errors.install(app)
+    errors.install(app, [surface for module in compat for surface in module.SURFACES])
     # The native routers answer errors as `ErrorOut` (so their 422 is documented as such, not as FastAPI's
     # default); the compat routers document their own surfaces' shapes.
     native = {422: {"model": ErrorOut, "description": "a field has a value that is not allowed"}}
     for r in (jobs.router, images.router, models.router, accounts.router, billing.router, worker.router,
               health.router, ledger.router, admin.router):
         app.include_router(r, responses=native)
-    for r in (stability.router, a1111.router, openai.router):
-        app.include_router(r)
+    for module in compat:
+        app.include_router(module.router)
     settings = services.settings
     app.add_middleware(ExposureGuard, services=services)
     # Outermost: every route's body passes the one set of limits before anything reads it.

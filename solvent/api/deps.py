@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from ..accounts import Principal, authenticate, session_principal
-from ..jobs.workers import authenticate_worker
+from ..jobs.registry import authenticate_worker
 from ..services import Services
 from ..storage.models import Worker
 

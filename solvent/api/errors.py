@@ -1,7 +1,8 @@
 """Error rendering: one renderer per API surface, chosen by path prefix.
 
 The native API answers `{"error": {"code", "message", "field"}}` with the error's status; each
-compatibility layer registers its own renderer (Stability, AUTOMATIC1111, OpenAI shapes).
+compatibility layer declares its path prefixes and renderers (`SURFACES` in its module: Stability,
+AUTOMATIC1111, OpenAI shapes), and `create_app` installs them on the app it builds (no global registry).
 """
 
 from __future__ import annotations
@@ -23,24 +24,28 @@ def render(status: int, code: str, message: str, field: str | None = None, heade
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-# (path prefix, renderer); the first match wins, the native renderer is the fallback.
 Renderer = Callable[..., Response]
-SURFACES: list[tuple[str, Renderer]] = []
+Surface = tuple[str, Renderer]  # (path prefix, renderer)
 
 
-def register_surface(prefix: str, renderer: Renderer) -> None:
-    if all(p != prefix for p, _ in SURFACES):
-        SURFACES.append((prefix, renderer))
-        SURFACES.sort(key=lambda x: -len(x[0]))
+class Surfaces:
+    """An app's error renderers by path prefix: the longest matching prefix wins, the native one is the fallback."""
+
+    def __init__(self, surfaces: list[Surface]):
+        self._by_prefix = sorted(dict(surfaces).items(), key=lambda x: -len(x[0]))
+
+    def renderer_for(self, path: str) -> Renderer:
+        return next((r for p, r in self._by_prefix if path.startswith(p)), render)
 
 
-def renderer_for(path: str) -> Renderer:
-    """The error renderer of the API surface `path` belongs to (the native one by default)."""
-    return next((r for p, r in SURFACES if path.startswith(p)), render)
+def renderer_for(app, path: str) -> Renderer:
+    """The error renderer of the API surface `path` belongs to on `app` (the native one by default)."""
+    surfaces = getattr(getattr(app, "state", None), "surfaces", None)
+    return surfaces.renderer_for(path) if surfaces is not None else render
 
 
 def _renderer(request: Request) -> Renderer:
-    return renderer_for(request.url.path)
+    return renderer_for(request.app, request.url.path)
 
 
 def _field(loc: tuple) -> str:
@@ -48,7 +53,9 @@ def _field(loc: tuple) -> str:
     return ".".join(parts) or "body"
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, surfaces: list[Surface]) -> None:
+    app.state.surfaces = Surfaces(surfaces)
+
     @app.exception_handler(SolventError)
     async def solvent_error(request: Request, exc: SolventError):
         headers = {}

@@ -33,7 +33,7 @@ class TooLarge(Exception):
 
 
 def _refusal(scope: Scope, status: int, code: str, message: str, field: str = "body"):
-    return errors.renderer_for(scope.get("path", ""))(status, code, message, field)
+    return errors.renderer_for(scope.get("app"), scope.get("path", ""))(status, code, message, field)
 
 
 def json_problem(body: bytes, max_depth: int, max_digits: int) -> str | None:

@@ -36,10 +36,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..errors import Conflict, NotFound, PaymentRequired, ValidationFailed
+from ..money import fmt_credits
 from ..storage.db import Database, keep, utcnow
 from ..storage.models import CreditBalance, CreditEntry, CreditHold, CreditTxn, Grant, Organisation
 from .plans import PlanView, get_plan, period_bounds
-from .pricing import fmt_credits
 
 KINDS = ("purchase", "allowance", "grant", "reserve", "capture", "release", "refund", "adjustment", "expiry")
 MAX_MC = 10**15  # a sanity bound on any single amount (a trillion credits)

@@ -29,10 +29,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ..accounts.people import audit
 from ..errors import BadRequest, NotFound, Unauthorized
+from ..money import MC_PER_CREDIT
 from ..storage.db import utcnow
 from ..storage.models import Organisation, Plan, WebhookEvent
 from .credits import lock_org
-from .plans import MC_PER_CREDIT, get_plan
+from .plans import get_plan
 
 
 class BadSignature(Unauthorized):

@@ -16,11 +16,9 @@ from typing import Any
 from sqlalchemy import select
 
 from ..errors import NotFound, ValidationFailed
+from ..money import MC_PER_CREDIT
 from ..storage.db import Database, keep, utcnow
 from ..storage.models import Plan
-
-MC_PER_CREDIT = 1000
-MICROS_PER_CREDIT = 10_000  # 1 credit = $0.01 list price
 
 DEFAULT_PLANS: list[dict[str, Any]] = [
     dict(id="community", name="Community", price_micros=0, period="day", included_mc=10 * MC_PER_CREDIT,

@@ -89,8 +89,3 @@ class Pricing:
         return {k: {"base_mc": c.base_mc, "pixels": c.pixels, "steps": c.steps} for k, c in self.classes.items()}
 
 
-def fmt_credits(mc: int) -> str:
-    """Milli-credits as a decimal credit string: 12345 → '12.345'."""
-    sign = "-" if mc < 0 else ""
-    q, r = divmod(abs(mc), 1000)
-    return f"{sign}{q}.{r:03d}"

@@ -7,22 +7,9 @@ import csv
 import json
 import sys
 import uuid
-from datetime import datetime
 
-
-def _services():
-    from ..services import build_services
-
-    return build_services()
-
-
-def _when(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    from datetime import UTC
-
-    t = datetime.fromisoformat(text)
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+from .common import open_services as _services
+from .common import parse_when as _when
 
 
 def cmd_orgs_create(args: argparse.Namespace) -> int:
@@ -40,7 +27,7 @@ def cmd_orgs_create(args: argparse.Namespace) -> int:
 def cmd_orgs_list(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from ..billing import fmt_credits
+    from ..money import fmt_credits
     from ..storage.models import Organisation
 
     services = _services()
@@ -62,7 +49,8 @@ def cmd_orgs_set_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_plans_list(args: argparse.Namespace) -> int:
-    from ..billing import fmt_credits, list_plans
+    from ..billing import list_plans
+    from ..money import fmt_credits
 
     plans = list_plans(_services().db)
     if args.json:
@@ -97,18 +85,9 @@ def cmd_plans_set(args: argparse.Namespace) -> int:
 
 
 def _mc(credits: str) -> int:
-    from decimal import Decimal, InvalidOperation
+    from ..money import parse_credits
 
-    from ..errors import ValidationFailed
-
-    try:
-        d = Decimal(credits)
-    except InvalidOperation as e:
-        raise ValidationFailed(f"`credits` must be a number but is {credits!r}.", field="credits", value=credits) from e
-    mc = d * 1000
-    if mc != mc.to_integral_value():
-        raise ValidationFailed(f"`credits` has at most 3 decimals but is {credits!r}.", field="credits", value=credits)
-    return int(mc)
+    return parse_credits(credits)
 
 
 def cmd_credits_balance(args: argparse.Namespace) -> int:

@@ -7,7 +7,8 @@ import json
 import sys
 from datetime import UTC, datetime, timedelta
 
-from .billing import _services, _when
+from .common import open_services as _services
+from .common import parse_when as _when
 
 
 def cmd_prices_list(args: argparse.Namespace) -> int:

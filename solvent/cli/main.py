@@ -21,7 +21,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _lora(text: str):
-    from ..engine import LoraSpec
+    from ..generation import LoraSpec
 
     name, _, weight = text.rpartition(":") if ":" in text else (text, "", "1")
     try:
@@ -57,9 +57,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..config import get_settings
-    from ..engine import Engine, GenerationRequest
-    from ..engine.images import load_image
-    from ..engine.metadata import normalise_format
+    from ..generation import GenerationRequest
+    from ..generation.images import load_image
+    from ..generation.metadata import normalise_format
+    from ..root import build_engine
 
     settings = get_settings()
     limits = dict(max_bytes=settings.max_input_bytes, max_pixels=settings.max_input_pixels)
@@ -73,7 +74,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     paths = _out_paths(Path(args.out), args.n)
     formats = [normalise_format(p.suffix.lstrip(".") or "png", "out") for p in paths]
-    engine = Engine(settings)
+    engine = build_engine(settings)
     t0 = time.perf_counter()
     bars: list = []  # created at the first step, so validation errors print cleanly
 
@@ -113,9 +114,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def _store():
     from ..config import get_settings
-    from ..engine import ModelStore
+    from ..root import build_store
 
-    return ModelStore(get_settings())
+    return build_store(get_settings())
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -169,7 +170,7 @@ def cmd_models_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_samplers(args: argparse.Namespace) -> int:
-    from ..engine import SAMPLERS
+    from ..generation import SAMPLERS
 
     print(f"{'SOLVENT':<22} {'AUTOMATIC1111':<22} {'STABILITY':<22} DIFFUSERS")
     for s in SAMPLERS:

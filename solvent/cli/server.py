@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import threading
 
 from ..config import get_settings
+from .common import open_services as _services
 
 OPERATOR_GRANT_CREDITS = 100_000
 
@@ -50,36 +50,26 @@ def bootstrap_admin(services) -> tuple[str, str] | None:
     return secret, password
 
 
+def _placement(args: argparse.Namespace, name: str = ""):
+    from ..root import Placement
+
+    return Placement(provider=args.provider, region=args.region, instance_type=args.instance_type,
+                     name=name or getattr(args, "name", None) or "", commitment=args.commitment,
+                     usd_per_hour=args.usd_per_hour)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..api import create_app
-    from ..services import build_services
+    from ..root import build_server
 
     settings = get_settings()
     args.host = args.host or settings.host
     settings.host = args.host  # the "auto" defences (docs, metrics, sign-up verification) follow the bind address
-    services = build_services(settings)
-    created = bootstrap_admin(services)
-    app = create_app(services)
-    if not args.no_studio:
-        from ..studio import mount
-
-        mount(app)
-    loop = thread = None
-    if not args.no_worker:
-        from ..engine import Engine
-        from ..jobs.workers import create_worker
-        from ..workers import LocalBackend, WorkerLoop, declaration
-
-        engine = Engine(settings)
-        decl = declaration(engine, provider=args.provider, region=args.region, instance_type=args.instance_type,
-                           name="in-process", commitment=args.commitment, usd_per_hour=args.usd_per_hour)
-        worker, _ = create_worker(services.db, name="in-process", provider=args.provider)
-        loop = WorkerLoop(engine, LocalBackend(services, worker.id), decl, lease_seconds=settings.lease_seconds,
-                          batch=args.batch)
-        thread = threading.Thread(target=loop.run, name="worker", daemon=True)
-        thread.start()
+    server = build_server(settings, worker=not args.no_worker, studio=not args.no_studio,
+                          placement=_placement(args, "in-process"), batch=args.batch)
+    created = bootstrap_admin(server.services)
+    server.start_worker()
     url = f"http://{args.host}:{args.port}"
     print(f"Solvent is serving on {url}  (API docs: {url}/docs)")
     print(f"home: {settings.home}   database: {settings.db_url.split('@')[-1]}")
@@ -94,33 +84,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"first image:\n  curl -s -H \"Authorization: Bearer $(cat {settings.home / 'admin-key.txt'})\" "
           f"-H 'Content-Type: application/json' -d '{{\"prompt\": \"a red circle on a blue background\"}}' "
           f"{url}/api/jobs", flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level))
+    http = uvicorn.Server(uvicorn.Config(server.app, host=args.host, port=args.port, log_level=args.log_level))
     try:
-        server.run()
+        http.run()
     finally:
-        if loop is not None:
-            loop.stop()  # let the running job finish ...
-            thread.join(timeout=args.grace)
-            if thread.is_alive():  # ... or hand it back to the queue
-                loop.abort()
-                thread.join(timeout=30)
-        services.close()
+        server.stop(grace=args.grace)  # the running job finishes, or is handed back to the queue
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from ..engine import Engine
-    from ..workers import HttpBackend, WorkerLoop, declaration
+    from ..root import build_remote_worker
 
     token = args.token or os.environ.get("SOLVENT_WORKER_TOKEN")
     if not token:
         print("error: `--token` (or SOLVENT_WORKER_TOKEN) is required; create one with `solvent workers create`.")
         return 2
-    engine = Engine(get_settings())
-    decl = declaration(engine, args.provider, args.region, args.instance_type, args.name or "", args.commitment,
-                       args.usd_per_hour)
-    loop = WorkerLoop(engine, HttpBackend(args.server, token), decl, poll=args.poll,
-                      lease_seconds=get_settings().lease_seconds, batch=args.batch)
+    loop = build_remote_worker(args.server, token, get_settings(), _placement(args), batch=args.batch, poll=args.poll)
+    decl, engine = loop.decl, loop.engine
     signals = {"n": 0}
 
     def on_signal(signum, _frame):
@@ -140,14 +120,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _services():
-    from ..services import build_services
-
-    return build_services(get_settings())
 
 
 def cmd_workers_create(args: argparse.Namespace) -> int:
-    from ..jobs.workers import create_worker
+    from ..jobs.registry import create_worker
     from ..ledger.catalog import set_worker_rate
 
     services = _services()
@@ -159,7 +135,8 @@ def cmd_workers_create(args: argparse.Namespace) -> int:
 
 
 def cmd_workers_approve_rate(args: argparse.Namespace) -> int:
-    from ..ledger.catalog import approve_worker_rate, fmt_usd
+    from ..ledger.catalog import approve_worker_rate
+    from ..money import fmt_usd
 
     p = approve_worker_rate(_services().db, args.worker, actor="cli")
     print(f"worker {args.worker} is now priced at ${fmt_usd(p.micros_per_hour, 4)}/h ({p.source})")
@@ -167,7 +144,7 @@ def cmd_workers_approve_rate(args: argparse.Namespace) -> int:
 
 
 def cmd_workers_list(args: argparse.Namespace) -> int:
-    from ..jobs.workers import all_workers
+    from ..jobs.registry import all_workers
 
     print(f"{'ID':<28} {'NAME':<16} {'PROVIDER':<10} {'STATUS':<8} LAST HEARTBEAT")
     for w in all_workers(_services().db):

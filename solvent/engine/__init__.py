@@ -1,37 +1,13 @@
-"""The generation engine: models, samplers, prompts, images and usage. Touches no database or HTTP.
+"""The generation engine: model store, loading, schedulers, prompt encoding, pipelines. No database, no HTTP.
 
-Light modules (families, samplers, store, metadata, images) import without torch; `Engine` and
-the pipeline code load torch and diffusers on first use.
+The vocabulary it speaks (families, samplers by name, `GenerationRequest`, `Usage`, prompt syntax, metadata)
+is `solvent.generation`, which imports without torch. `ModelStore` is light; `Engine` loads torch and
+diffusers on first use.
 """
 
-from .families import FAMILIES, Family
-from .metadata import encode_image, infotext, parse_infotext, read_metadata
-from .request import GenerationRequest, GenerationResult, LoraSpec, Usage, batch_parts, part_ms
-from .samplers import SAMPLERS, Sampler, resolve_sampler
-from .store import BUILTIN_ID, ModelRecord, ModelStore
+from .store import ModelRecord, ModelStore
 
-__all__ = [
-    "BUILTIN_ID",
-    "FAMILIES",
-    "SAMPLERS",
-    "Engine",
-    "Family",
-    "GenerationRequest",
-    "GenerationResult",
-    "LoraSpec",
-    "ModelRecord",
-    "ModelStore",
-    "ProgressEvent",
-    "Sampler",
-    "Usage",
-    "batch_parts",
-    "encode_image",
-    "infotext",
-    "parse_infotext",
-    "part_ms",
-    "read_metadata",
-    "resolve_sampler",
-]
+__all__ = ["Engine", "ModelRecord", "ModelStore", "ProgressEvent"]
 
 
 def __getattr__(name: str):

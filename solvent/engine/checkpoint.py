@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptCheckpoint, UnsafeCheckpoint, UnsupportedModel
-from .families import TOKENIZER_DIR, shipped_config
+from ..generation.families import TOKENIZER_DIR, shipped_config
 
 SAFE_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")

@@ -6,7 +6,6 @@ budget; each has a lock, so one pipeline is never called from two threads at onc
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -20,15 +19,26 @@ from PIL import Image
 
 from ..config import Settings, get_settings
 from ..errors import Cancelled, EngineError, InvalidImage, OutOfMemory, ValidationFailed
+from ..generation.families import FAMILIES, Family, shipped_config
+from ..generation.metadata import infotext
+from ..generation.prompts import chunk_prompt
+from ..generation.request import (
+    MAX_SEED,
+    GenerationRequest,
+    GenerationResult,
+    Usage,
+    batch_parts,
+    part_ms,
+    random_seed,
+)
+from ..generation.samplers import Sampler, resolve_sampler
+from ..generation.tokens import clip_encode
 from . import device as dev
 from .checkpoint import load_components
-from .families import FAMILIES, Family, shipped_config
 from .lora import apply_loras, resolve_lora
-from .metadata import infotext
-from .prompts import PromptEncoder, chunk_prompt
-from .request import MAX_SEED, GenerationRequest, GenerationResult, Usage, batch_parts, part_ms
-from .samplers import Sampler, make_scheduler, resolve_sampler
-from .store import BUILTIN_ID, ModelRecord, ModelStore
+from .prompts import PromptEncoder
+from .schedulers import make_scheduler
+from .store import ModelRecord, ModelStore
 
 MAX_STEPS = 150
 MAX_CFG = 35.0
@@ -124,18 +134,6 @@ class LoadedModel:
     loras: set[str] = field(default_factory=set)
 
 
-def _tokenizer_for_checks():
-    from .checkpoint import tokenizer
-
-    global _CHECK_TOKENIZER
-    if _CHECK_TOKENIZER is None:
-        _CHECK_TOKENIZER = tokenizer(openclip=False)
-    return _CHECK_TOKENIZER
-
-
-_CHECK_TOKENIZER = None
-
-
 class Engine:
     """Turns generation requests into images on one device."""
 
@@ -153,7 +151,7 @@ class Engine:
 
     def resolve(self, req: GenerationRequest) -> Resolved:
         """Fill defaults and validate every field; raises a typed error naming the field."""
-        record = self.store.get(req.model or BUILTIN_ID)
+        record = self.store.get(req.model or self.store.default_id())
         family = FAMILIES[record.family]
         width = family.native if req.width is None else req.width
         height = family.native if req.height is None else req.height
@@ -171,7 +169,7 @@ class Engine:
         sampler = resolve_sampler(req.sampler or record.default_sampler)
         seed = req.seed
         if seed is None or seed == -1:
-            seed = secrets.randbelow(MAX_SEED + 1)
+            seed = random_seed()
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
             raise ValidationFailed(
                 f"`seed` must be an integer between 0 and {MAX_SEED} (or -1 for random) but is {seed!r}.",
@@ -191,7 +189,7 @@ class Engine:
             text = getattr(req, name)
             if not isinstance(text, str):
                 raise ValidationFailed(f"`{name}` must be a string but is {type(text).__name__}.", field=name)
-            chunk_prompt(_tokenizer_for_checks(), text, self.settings.max_prompt_chunks, name)
+            chunk_prompt(clip_encode, text, self.settings.max_prompt_chunks, name)
         init, mask = self._resolve_images(req, width, height)
         loras = [(resolve_lora(spec.name, self.settings.loras_dir), spec.weight) for spec in req.loras]
         for path, weight in loras:

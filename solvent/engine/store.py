@@ -1,8 +1,9 @@
 """The model store under `SOLVENT_HOME/models`: one folder per model with a `model.json` record.
 
 Adding copies the files into a temporary folder, hashes them, writes the record and renames the
-folder into place, so a crash never leaves a half-added model. The built-in `solvent-tiny` ships
-inside the package and is always listed.
+folder into place, so a crash never leaves a half-added model. Built-in models (Solvent's own
+`solvent-tiny`, which ships inside the package) are handed to the store by the composition root as
+record factories, so the store knows no model package.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,10 +32,9 @@ from ..errors import (
     UnsupportedModel,
     ValidationFailed,
 )
+from ..generation.families import get_family
 from .checkpoint import PICKLE_REFUSAL, SAFE_SUFFIXES, UNET, inspect_checkpoint, is_pickle, read_shapes
-from .families import FAMILIES, get_family
 
-BUILTIN_ID = "solvent-tiny"
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -100,12 +100,6 @@ def hash_files(root: Path, files: list[Path], progress: Progress | None = None) 
     return out, overall, total
 
 
-def builtin_dir() -> Path:
-    from ..tiny import weights_dir
-
-    return weights_dir()
-
-
 def _slug(name: str) -> str:
     s = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.")
     return s[:64] or "model"
@@ -156,41 +150,28 @@ def _weight_files(folder: Path) -> list[Path]:
 class ModelStore:
     """Installed models: list, add (folder, checkpoint, hub), show, remove."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, builtins: Sequence[Callable[[], ModelRecord]] = ()):
         self.settings = settings
         self.root = settings.models_dir
+        self._builtins = tuple(builtins)  # record factories of models that ship in a package (always listed)
 
     # -- reading ---------------------------------------------------------------------------
 
-    def builtin(self) -> ModelRecord:
-        from ..tiny import manifest
+    def builtins(self) -> list[ModelRecord]:
+        return [make() for make in self._builtins]
 
-        fam = FAMILIES["tiny"]
-        man = manifest()
-        sched = builtin_dir() / "scheduler" / "scheduler_config.json"
-        pred = json.loads(sched.read_text()).get("prediction_type", "epsilon") if sched.is_file() else "epsilon"
-        return ModelRecord(
-            id=BUILTIN_ID,
-            family="tiny",
-            format="diffusers",
-            source="builtin",
-            path=str(builtin_dir()),
-            native_resolution=fam.native,
-            default_steps=fam.default_steps,
-            default_cfg=fam.default_cfg,
-            default_sampler=fam.default_sampler,
-            prediction_type=pred,
-            files=man.get("files", []),
-            size_bytes=sum(f["size"] for f in man.get("files", [])),
-            sha256=man.get("sha256", ""),
-            short_hash=man.get("sha256", "")[:10],
-            origin="solvent package",
-            license_name="Apache-2.0",
-            license_url="https://www.apache.org/licenses/LICENSE-2.0",
-        )
+    def _builtin(self, model_id: str) -> ModelRecord | None:
+        return next((r for r in self.builtins() if r.id == model_id), None)
+
+    def default_id(self) -> str:
+        """The model a request that names none gets: the first built-in, else the first installed."""
+        records = self.list()
+        if not records:
+            raise ModelNotFound("no model is installed; add one with `solvent models add`.", field="model")
+        return records[0].id
 
     def list(self) -> list[ModelRecord]:
-        out = [self.builtin()]
+        out = self.builtins()
         if self.root.is_dir():
             for meta in sorted(self.root.glob("*/model.json")):
                 try:
@@ -200,8 +181,9 @@ class ModelStore:
         return out
 
     def get(self, model_id: str) -> ModelRecord:
-        if model_id == BUILTIN_ID:
-            return self.builtin()
+        builtin = self._builtin(model_id)
+        if builtin is not None:
+            return builtin
         meta = self.root / str(model_id) / "model.json"
         if _ID.match(str(model_id)) and meta.is_file():
             return ModelRecord.from_dict(json.loads(meta.read_text()))
@@ -236,7 +218,7 @@ class ModelStore:
                 field="id",
                 value=model_id,
             )
-        if model_id == BUILTIN_ID or (self.root / model_id).exists():
+        if self._builtin(model_id) is not None or (self.root / model_id).exists():
             raise Conflict(f"`id` {model_id!r} is already installed; remove it first.", field="id", value=model_id)
 
     def add(
@@ -333,9 +315,9 @@ class ModelStore:
         return record
 
     def remove(self, model_id: str) -> ModelRecord:
-        if model_id == BUILTIN_ID:
+        if self._builtin(model_id) is not None:
             raise ValidationFailed(
-                f"`model` {BUILTIN_ID!r} is built in and cannot be removed.", field="model", value=model_id
+                f"`model` {model_id!r} is built in and cannot be removed.", field="model", value=model_id
             )
         record = self.get(model_id)
         trash = self.root / f".tmp-{uuid.uuid4().hex}"

@@ -1,5 +1,6 @@
 """The durable job queue: enqueue, lease, heartbeat, complete, fail, cancel, fairness, affinity."""
 
-from .queue import JobQueue, LeaseLost, QueueFull, QueueLimits
+from ..errors import LeaseLost
+from .queue import JobQueue, QueueFull, QueueLimits
 
 __all__ = ["JobQueue", "LeaseLost", "QueueFull", "QueueLimits"]

@@ -26,7 +26,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..errors import Conflict, NotFound, TooManyRequests
+from ..errors import LeaseLost, NotFound, TooManyRequests
 from ..storage.db import Database, utcnow
 from ..storage.models import FINAL_STATES, Job, JobState, Organisation, new_id
 
@@ -39,12 +39,6 @@ class QueueFull(TooManyRequests):
     """Back-pressure: too many queued jobs (HTTP 429 with Retry-After)."""
 
     code = "queue_full"
-
-
-class LeaseLost(Conflict):
-    """The worker no longer holds this job's lease (it expired and the job moved on)."""
-
-    code = "lease_lost"
 
 
 @dataclass

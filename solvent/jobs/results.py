@@ -6,11 +6,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ..errors import NotFound
+from ..errors import LeaseLost, NotFound
+from ..storage.blobs import ImageStore
 from ..storage.db import Database
-from ..storage.images import ImageStore
 from ..storage.models import Image, Job, JobState
-from .queue import JobQueue, LeaseLost
+from .queue import JobQueue
 
 
 def _held(s, job_id: str, worker_id: str, attempt: int | None = None) -> Job:

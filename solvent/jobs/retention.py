@@ -12,8 +12,8 @@ from datetime import timedelta
 
 from sqlalchemy import String, cast, func, select
 
+from ..storage.blobs import ImageStore
 from ..storage.db import Database, utcnow
-from ..storage.images import ImageStore
 from ..storage.models import FINAL_STATES, Image, Job
 
 BLOB_KEYS = ("init_image_blob", "mask_blob")

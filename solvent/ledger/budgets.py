@@ -31,10 +31,10 @@ from sqlalchemy.orm import Session
 
 from ..billing.plans import period_bounds
 from ..errors import Forbidden, NotFound, ValidationFailed
+from ..money import fmt_usd, usd_to_micros
 from ..outbound import check_url
 from ..storage.db import Database, utcnow
 from ..storage.models import Budget, BudgetAlert, CreditHold, Job, JobCost, Worker
-from .catalog import fmt_usd, usd_to_micros
 from .costing import cost_of, worker_rate
 
 log = logging.getLogger("solvent.ledger.budgets")

@@ -20,30 +20,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import ValidationFailed
+from ..money import MICROS, usd_to_micros
 from ..storage.db import Database, utcnow
 from ..storage.models import PriceVersion, Worker
 
-MICROS = 1_000_000
 COMMITMENTS = ("on_demand", "1y", "3y", "spot", "capacity_block", "onprem")
 WORKER = "worker"  # PriceVersion.provider of an explicit per-worker rate
-
-
-def usd_to_micros(value: Any, field: str = "usd_per_hour") -> int:
-    """'1.006' → 1006000; exact (Decimal), rounded half up to the micro-dollar; refuses junk."""
-    try:
-        d = Decimal(str(value).strip().lstrip("$"))
-    except (InvalidOperation, ValueError):
-        raise ValidationFailed(f"`{field}` must be an amount in USD (e.g. 2.745) but is {value!r}.", field=field,
-                               value=value) from None
-    if not d.is_finite() or d < 0 or d > 10_000_000:
-        raise ValidationFailed(f"`{field}` must be between 0 and 10,000,000 USD but is {value!r}.", field=field,
-                               value=value)
-    return int((d * MICROS).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def fmt_usd(micros: int, places: int = 2) -> str:
-    q = (Decimal(micros) / MICROS).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    return f"-${-q:,}" if q < 0 else f"${q:,}"
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from ..billing.plans import MC_PER_CREDIT, MICROS_PER_CREDIT
+from ..money import MICROS_PER_MC
 from ..storage.db import keep, utcnow
 from ..storage.models import CreditHold, Job, JobCost, Plan, PriceVersion, Worker, WorkerUptime
 from .catalog import WORKER, Price, catalog_price, price_of_row
 
 MS_PER_HOUR = 3_600_000
-MICROS_PER_MC = MICROS_PER_CREDIT // MC_PER_CREDIT  # 1 mc = 10 µ$ at list price
 
 
 def cost_of(ms: int, micros_per_hour: int) -> int:

@@ -28,10 +28,10 @@ from sqlalchemy import select
 
 from ..billing.plans import period_bounds
 from ..errors import ValidationFailed
+from ..money import MICROS_PER_MC, fmt_usd
 from ..storage.db import Database
 from ..storage.models import BillImport, BillLine, JobCost, Worker
-from .catalog import fmt_usd
-from .costing import MICROS_PER_MC, uptime_cost
+from .costing import uptime_cost
 
 MANDATORY = ("BilledCost", "EffectiveCost", "ListCost", "BillingCurrency", "ChargePeriodStart", "ChargePeriodEnd",
              "ChargeCategory", "ResourceId", "ServiceName")

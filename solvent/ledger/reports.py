@@ -18,10 +18,10 @@ from sqlalchemy import case, func, literal, select
 
 from ..billing.plans import period_bounds
 from ..errors import ValidationFailed
+from ..money import MICROS_PER_MC, fmt_usd
 from ..storage.db import Database
 from ..storage.models import CreditHold, JobCost, Worker
-from .catalog import fmt_usd
-from .costing import MICROS_PER_MC, uptime_cost
+from .costing import uptime_cost
 
 TIME_BUCKETS = ("day", "week", "month")
 DIMENSIONS = ("model", "plan", "org", "worker", "provider", "paid_by", "grant")

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import select
 
 from ..errors import ValidationFailed
+from ..money import fmt_usd, usd_to_micros
 from ..storage.db import Database, utcnow
 from ..storage.models import Finances
-from .catalog import fmt_usd, usd_to_micros
 
 DAYS_PER_MONTH = Decimal(365) / 12
 

@@ -22,9 +22,10 @@ from typing import Any
 from sqlalchemy import select
 
 from ..errors import ValidationFailed
+from ..money import fmt_usd
 from ..storage.db import Database, utcnow
 from ..storage.models import JobCost, Worker
-from .catalog import fmt_usd, price_at
+from .catalog import price_at
 from .costing import uptime_cost, worker_rate
 from .runway import Runway, compute, latest_finances
 

@@ -1,7 +1,7 @@
 """Storage: SQLAlchemy models, the database (SQLite in WAL mode or PostgreSQL), migrations, the image store."""
 
+from .blobs import ImageStore, LocalImageStore
 from .db import Database, utcnow
-from .images import ImageStore, LocalImageStore
 from .models import ApiKey, Base, Image, Job, JobState, Organisation, Worker
 
 __all__ = [

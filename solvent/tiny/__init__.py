@@ -1,7 +1,8 @@
 """`solvent-tiny`: the embedded model that ships inside the package (diffusers format, < 25 MB).
 
-`arch` defines its components; `python -m solvent.tiny.build` writes weights (random, seeded) and
-the manifest of their sha256.
+`record()` describes it to the model store (the composition root hands it over); `recipe/` holds how it
+is built, trained and evaluated (`python -m solvent.tiny.recipe.train`), which nothing at run time imports.
+Its model card is `solvent/tiny/README.md`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
+
+MODEL_ID = "solvent-tiny"
 
 
 def weights_dir() -> Path:
@@ -20,3 +23,21 @@ def weights_dir() -> Path:
 def manifest() -> dict:
     path = weights_dir() / "manifest.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def record():
+    """The store's record of the built-in model (a fresh `ModelRecord` each call)."""
+    from ..engine.store import ModelRecord
+    from ..generation.families import FAMILIES
+
+    fam, man, folder = FAMILIES["tiny"], manifest(), weights_dir()
+    sched = folder / "scheduler" / "scheduler_config.json"
+    pred = json.loads(sched.read_text()).get("prediction_type", "epsilon") if sched.is_file() else "epsilon"
+    return ModelRecord(
+        id=MODEL_ID, family="tiny", format="diffusers", source="builtin", path=str(folder),
+        native_resolution=fam.native, default_steps=fam.default_steps, default_cfg=fam.default_cfg,
+        default_sampler=fam.default_sampler, prediction_type=pred, files=man.get("files", []),
+        size_bytes=sum(f["size"] for f in man.get("files", [])), sha256=man.get("sha256", ""),
+        short_hash=man.get("sha256", "")[:10], origin="solvent package", license_name="Apache-2.0",
+        license_url="https://www.apache.org/licenses/LICENSE-2.0",
+    )

@@ -1,9 +1,13 @@
-"""Workers: the loop that runs the engine on one device, in-process or on another machine over HTTP.
+"""Workers: the loop that runs the engine on one device, and the two ways it reaches the queue.
 
-This is the only package that joins `engine` to the queue, storage and (later) billing.
+`loop.WorkerLoop` runs jobs; `protocol.WorkerBackend` is what it needs from the queue; `local.LocalBackend`
+(in-process, `solvent serve`) reaches the database directly and `remote.HttpBackend` (`solvent worker`) the
+worker API over HTTP, importing no database code. This is the only package that joins `engine` to the
+queue, storage, billing and the ledger.
 """
 
-from .backends import HttpBackend, LocalBackend
 from .loop import WorkerLoop, declaration
+from .protocol import Leased, WorkerBackend
 
-__all__ = ["HttpBackend", "LocalBackend", "WorkerLoop", "declaration"]
+__all__ = ["Leased", "WorkerBackend", "WorkerLoop", "declaration"]
+

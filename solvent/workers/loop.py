@@ -1,7 +1,9 @@
 """The worker loop: lease → generate (progress streamed, lease kept alive) → store images → complete.
 
-A worker stops gracefully: `stop()` lets the running job finish; `abort()` cancels it between
-steps and hands it back to the queue. Nothing is lost either way.
+`WorkerLoop.run_jobs` reads as numbered steps; `_LeaseKeeper` holds what changes while the engine runs
+(heartbeats, cancellations, lost leases, progress and the preview). A worker stops gracefully: `stop()`
+lets the running job finish; `abort()` cancels it between steps and hands it back to the queue. Nothing
+is lost either way.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
-from ..engine import GenerationRequest, LoraSpec, batch_parts, part_ms
-from ..engine.families import get_family
 from ..engine.lora import lora_family
-from ..errors import Cancelled, OutOfMemory, SolventError
-from ..jobs.queue import LeaseLost
-from .backends import Leased
+from ..errors import Cancelled, LeaseLost, OutOfMemory, SolventError
+from ..generation import GenerationRequest, JobSpec, batch_parts, part_ms
+from ..generation.families import get_family
+from .protocol import Leased, WorkerBackend
 
 log = logging.getLogger("solvent.worker")
 PREVIEW_EVERY = 0.5  # seconds between previews sent to the server
@@ -65,9 +67,68 @@ def _loras(folder) -> list[tuple[str, str, int | None]]:
     return out
 
 
+class _LeaseKeeper:
+    """While a device call runs: a heartbeat thread keeps each job's lease, learns of cancellations and lost
+    leases, and carries the latest progress and preview to the server."""
+
+    def __init__(self, backend: WorkerBackend, jobs: list[Leased], every: float):
+        self.backend, self.jobs, self.every = backend, jobs, every
+        self.canceled: set[str] = set()  # jobs whose owner cancelled them (a batch runs on for the others)
+        self.lost: set[str] = set()  # jobs another worker holds now
+        self.progress, self.preview, self._preview_at = 0.0, None, 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{jobs[0].id}", daemon=True)
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.every):
+            for job in self.jobs:
+                if job.id in self.canceled or job.id in self.lost:
+                    continue
+                try:
+                    if self.backend.heartbeat(job.id, self.progress, self.preview):
+                        self.canceled.add(job.id)
+                except LeaseLost:
+                    self.lost.add(job.id)
+                except Exception as e:  # noqa: BLE001 - a failed beat is retried; the lease has slack
+                    log.warning("heartbeat for %s failed: %s", job.id, e)
+
+    def all_gone(self) -> bool:
+        """Every job of the call was cancelled or lost: the engine may stop."""
+        return len(self.canceled | self.lost) == len(self.jobs)
+
+    def on_progress(self, ev) -> None:
+        self.progress = ev.fraction
+        now = time.monotonic()
+        if now - self._preview_at >= PREVIEW_EVERY:
+            self._preview_at = now
+            img = ev.preview()
+            if img is not None:
+                buf = io.BytesIO()
+                img.save(buf, "PNG")
+                self.preview = base64.b64encode(buf.getvalue()).decode()
+
+    def each(self, fn: Callable[[Leased], None]) -> None:
+        """Report to every job still ours; one lost lease does not stop the others."""
+        for job in self.jobs:
+            if job.id in self.lost:
+                continue
+            try:
+                fn(job)
+            except LeaseLost as e:
+                log.warning("job %s: %s (another worker has it now)", job.id, e)
+
+
 class WorkerLoop:
-    def __init__(self, engine, backend, decl: dict[str, Any], poll: float = 0.5, lease_seconds: int = 30,
-                 batch: int = 1):
+    def __init__(self, engine, backend: WorkerBackend, decl: dict[str, Any], poll: float = 0.5,
+                 lease_seconds: int = 30, batch: int = 1):
         self.engine = engine
         self.backend = backend
         self.batch = batch  # jobs run in one device call when compatible ones are queued
@@ -102,118 +163,75 @@ class WorkerLoop:
             self.run_jobs(jobs)
 
     def _request(self, job: Leased) -> GenerationRequest:
+        """The job spec as the engine's request, its input images fetched and decoded."""
         from PIL import Image
 
-        p = job.params
+        spec = JobSpec.from_params(job.params)
+        spec.model = job.model
         init = mask = None
-        if p.get("init_image_blob"):
-            init = Image.open(io.BytesIO(self.backend.input_image(job.id, p["init_image_blob"]))).convert("RGB")
-        if p.get("mask_blob"):
-            mask = Image.open(io.BytesIO(self.backend.input_image(job.id, p["mask_blob"]))).convert("L")
-        return GenerationRequest(
-            prompt=p.get("prompt", ""), negative_prompt=p.get("negative_prompt", ""), model=job.model,
-            width=p.get("width"), height=p.get("height"), steps=p.get("steps"), cfg_scale=p.get("cfg_scale"),
-            sampler=p.get("sampler"), seed=p.get("seed"), batch_size=p.get("batch_size", 1), init_image=init,
-            strength=p.get("strength", 0.75), mask=mask,
-            loras=[LoraSpec(x["name"], x.get("weight", 1.0)) for x in p.get("loras", [])],
-            terms=dict(p.get("terms") or {}),
-        )
+        if spec.init_image_blob:
+            init = Image.open(io.BytesIO(self.backend.input_image(job.id, spec.init_image_blob))).convert("RGB")
+        if spec.mask_blob:
+            mask = Image.open(io.BytesIO(self.backend.input_image(job.id, spec.mask_blob))).convert("L")
+        return spec.to_request(init, mask)
 
     def run_jobs(self, jobs: list[Leased]) -> None:
         """Run one job, or compatible jobs in one device call; each is completed, failed or cancelled on its own."""
-        canceled: set[str] = set()  # jobs whose owner cancelled them (a batch runs on for the others)
-        lost: set[str] = set()
-        state = {"progress": 0.0, "preview": None, "preview_at": 0.0}
-        done = threading.Event()
-
-        def stop_all() -> bool:
-            return self._abort.is_set() or len(canceled | lost) == len(jobs)
-
-        def beat() -> None:
-            while not done.wait(self.beat_every):
-                for job in jobs:
-                    if job.id in canceled or job.id in lost:
-                        continue
-                    try:
-                        if self.backend.heartbeat(job.id, state["progress"], state["preview"]):
-                            canceled.add(job.id)
-                    except LeaseLost:
-                        lost.add(job.id)
-                    except Exception as e:  # noqa: BLE001 - a failed beat is retried; the lease has slack
-                        log.warning("heartbeat for %s failed: %s", job.id, e)
-
-        def progress(ev) -> None:
-            state["progress"] = ev.fraction
-            now = time.monotonic()
-            if now - state["preview_at"] >= PREVIEW_EVERY:
-                state["preview_at"] = now
-                img = ev.preview()
-                if img is not None:
-                    buf = io.BytesIO()
-                    img.save(buf, "PNG")
-                    state["preview"] = base64.b64encode(buf.getvalue()).decode()
-
-        def each(fn) -> None:  # report to every job still ours; one lost lease does not stop the others
-            for job in jobs:
-                if job.id in lost:
-                    continue
-                try:
-                    fn(job)
-                except LeaseLost as e:
-                    log.warning("job %s: %s (another worker has it now)", job.id, e)
-
-        def shares(seconds: float) -> dict[str, dict | None]:
-            """Each job's part of a batch that stopped without results, by images asked (a lone job's time is its own)."""
-            if len(jobs) == 1:
-                return {jobs[0].id: None}
-            parts = batch_parts(round(seconds * 1000), [max(1, int(j.params.get("batch_size") or 1)) for j in jobs])
-            return {j.id: {"device_seconds": part_ms(p) / 1000, "images": 0, "batch": p}
-                    for j, p in zip(jobs, parts, strict=True)}
-
-        beater = threading.Thread(target=beat, name=f"heartbeat-{jobs[0].id}", daemon=True)
-        beater.start()
-        started = time.perf_counter()
-        try:
+        with _LeaseKeeper(self.backend, jobs, self.beat_every) as keeper:
+            started = time.perf_counter()
             try:
+                # 1. The job specs as engine requests (input images fetched).
                 requests = [self._request(job) for job in jobs]
+                # 2. One device call: the engine stops between steps when aborted or every job is gone.
+                stop = lambda: self._abort.is_set() or keeper.all_gone()  # noqa: E731
                 if len(jobs) == 1:
-                    results = [self.engine.generate(requests[0], progress=progress, cancel=stop_all)]
+                    results = [self.engine.generate(requests[0], progress=keeper.on_progress, cancel=stop)]
                 else:
-                    results = self.engine.generate_batch(requests, progress=progress, cancel=stop_all)
+                    results = self.engine.generate_batch(requests, progress=keeper.on_progress, cancel=stop)
             except Cancelled:
+                # 3a. Stopped: handed back (abort) or cancelled with the time it used.
                 if self._abort.is_set():
-                    each(lambda job: self.backend.release(job.id))
+                    keeper.each(lambda job: self.backend.release(job.id))
                 else:
-                    used = shares(time.perf_counter() - started)
-                    each(lambda job: self.backend.canceled(job.id, used[job.id]))
+                    used = self._shares(jobs, time.perf_counter() - started)
+                    keeper.each(lambda job: self.backend.canceled(job.id, used[job.id]))
                 return
-            except SolventError as e:  # out of memory is retried (on a smaller batch, or another worker)
-                code, message, retry = e.code, e.message, isinstance(e, OutOfMemory) or e.status >= 500
-                if isinstance(e, OutOfMemory) and len(jobs) > 1:
-                    self.batch = max(1, len(jobs) // 2)
-                    log.warning("a batch of %d jobs ran out of device memory; batching at most %d from now on",
-                                len(jobs), self.batch)
-                used = shares(time.perf_counter() - started)
-                each(lambda job: self.backend.fail(job.id, code, message, retry=retry, usage=used[job.id]))
+            except Exception as e:  # noqa: BLE001 - reported to the server with its cause
+                # 3b. Failed: every job of the call fails with the same cause and its share of the time.
+                self._fail_all(keeper, jobs, e, time.perf_counter() - started)
                 return
-            except Exception as e:  # noqa: BLE001 - reported to the server with its cause, then retried
-                log.error("job(s) %s failed:\n%s", ", ".join(j.id for j in jobs), traceback.format_exc())
-                message, used = f"{type(e).__name__}: {e}", shares(time.perf_counter() - started)
-                each(lambda job: self.backend.fail(job.id, "engine_error", message, retry=True, usage=used[job.id]))
-                return
+            # 4. Delivered: images stored, then each job completed with its usage (or acknowledged cancelled).
             by_id = {job.id: result for job, result in zip(jobs, results, strict=True)}
+            keeper.each(lambda job: self._deliver(keeper, job, by_id[job.id]))
 
-            def deliver(job: Leased) -> None:
-                result = by_id[job.id]
-                if job.id in canceled:  # cancelled while its batch ran on: its images are dropped, its time counted
-                    self.backend.canceled(job.id, {**result.usage.to_dict(), "images": 0, "pixels": 0})
-                    return
-                for i, img in enumerate(result.images):
-                    self.backend.upload(job.id, i, result.seeds[i], img.width, img.height, result.encode(i, "png"))
-                self.backend.complete(job.id, result.usage.to_dict(), result.infotexts)
-                self.jobs_done += 1
+    def _deliver(self, keeper: _LeaseKeeper, job: Leased, result) -> None:
+        if job.id in keeper.canceled:  # cancelled while its batch ran on: its images are dropped, its time counted
+            self.backend.canceled(job.id, {**result.usage.to_dict(), "images": 0, "pixels": 0})
+            return
+        for i, img in enumerate(result.images):
+            self.backend.upload(job.id, i, result.seeds[i], img.width, img.height, result.encode(i, "png"))
+        self.backend.complete(job.id, result.usage.to_dict(), result.infotexts)
+        self.jobs_done += 1
 
-            each(deliver)
-        finally:
-            done.set()
-            beater.join(timeout=5)
+    def _fail_all(self, keeper: _LeaseKeeper, jobs: list[Leased], error: Exception, seconds: float) -> None:
+        """Out of memory and server-side errors are retried (on a smaller batch, or another worker)."""
+        if isinstance(error, SolventError):
+            code, message, retry = error.code, error.message, isinstance(error, OutOfMemory) or error.status >= 500
+            if isinstance(error, OutOfMemory) and len(jobs) > 1:
+                self.batch = max(1, len(jobs) // 2)
+                log.warning("a batch of %d jobs ran out of device memory; batching at most %d from now on",
+                            len(jobs), self.batch)
+        else:
+            log.error("job(s) %s failed:\n%s", ", ".join(j.id for j in jobs), traceback.format_exc())
+            code, message, retry = "engine_error", f"{type(error).__name__}: {error}", True
+        used = self._shares(jobs, seconds)
+        keeper.each(lambda job: self.backend.fail(job.id, code, message, retry=retry, usage=used[job.id]))
+
+    @staticmethod
+    def _shares(jobs: list[Leased], seconds: float) -> dict[str, dict | None]:
+        """Each job's part of a call that stopped without results, by images asked (a lone job's time is its own)."""
+        if len(jobs) == 1:
+            return {jobs[0].id: None}
+        parts = batch_parts(round(seconds * 1000), [JobSpec.from_params(j.params).images for j in jobs])
+        return {j.id: {"device_seconds": part_ms(p) / 1000, "images": 0, "batch": p}
+                for j, p in zip(jobs, parts, strict=True)}

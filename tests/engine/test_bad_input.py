@@ -8,9 +8,9 @@ import zlib
 import pytest
 from PIL import Image
 
-from solvent.engine import GenerationRequest, LoraSpec
-from solvent.engine.images import load_image
 from solvent.errors import InvalidImage, LoraNotFound, ModelNotFound, SolventError, ValidationFailed
+from solvent.generation import GenerationRequest, LoraSpec
+from solvent.generation.images import load_image
 
 LIMITS = dict(max_bytes=1_000_000, max_pixels=1024 * 1024)
 

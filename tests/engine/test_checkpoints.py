@@ -6,10 +6,10 @@ import torch
 from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 from safetensors.torch import save_file
 
-from solvent.engine import GenerationRequest
 from solvent.engine.checkpoint import SD1_CLIP, inspect_checkpoint, load_components
-from solvent.engine.families import shipped_config
 from solvent.errors import CorruptCheckpoint, UnsafeCheckpoint, UnsupportedModel
+from solvent.generation import GenerationRequest
+from solvent.generation.families import shipped_config
 from tests.tiny_models import build, to_ldm, write_checkpoint
 
 FAMILIES = ["sd1", "sd2", "sdxl"]

@@ -4,7 +4,7 @@ import sys
 
 from PIL import Image
 
-from solvent.engine import parse_infotext
+from solvent.generation import parse_infotext
 
 
 def test_solvent_generate_writes_a_png_other_tools_can_parse(tmp_path, home):

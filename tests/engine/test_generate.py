@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from solvent.engine import GenerationRequest
 from solvent.errors import Cancelled, InvalidImage, OutOfMemory, ValidationFailed
+from solvent.generation import GenerationRequest
 
 
 def arr(img):
@@ -164,11 +164,11 @@ def test_out_of_memory_is_typed_and_recoverable(engine, monkeypatch):
 
 
 def test_model_cache_evicts_beyond_budget(tmp_path, settings):
-    from solvent.engine import Engine
+    from solvent.root import build_engine
     from tests.tiny_models import write_checkpoint
 
     settings.model_cache_bytes = 1  # everything is over budget: keep only the most recent
-    eng = Engine(settings)
+    eng = build_engine(settings)
     write_checkpoint("sd1", tmp_path / "a.safetensors")
     eng.store.add(tmp_path / "a.safetensors", model_id="a")
     eng.generate(GenerationRequest(prompt="x", steps=1))

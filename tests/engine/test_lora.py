@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from solvent.engine import GenerationRequest, LoraSpec
 from solvent.errors import IncompatibleLora
+from solvent.generation import GenerationRequest, LoraSpec
 from tests.lora_files import write_diffusers, write_kohya
 from tests.tiny_models import write_checkpoint
 

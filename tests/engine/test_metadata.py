@@ -3,7 +3,7 @@ import io
 import pytest
 from PIL import Image
 
-from solvent.engine import GenerationRequest, encode_image, infotext, parse_infotext, read_metadata
+from solvent.generation import GenerationRequest, encode_image, infotext, parse_infotext, read_metadata
 
 TEXT = infotext(prompt="a red circle, (big:1.2)", negative_prompt="blurry", steps=20, sampler_label="Euler a",
                 cfg_scale=7.0, seed=123, width=512, height=512, model_hash="abcdef1234", model_name="sd15",

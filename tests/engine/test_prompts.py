@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from solvent.engine.checkpoint import tokenizer
-from solvent.engine.prompts import CHUNK, PromptEncoder, chunk_prompt, parse_weights
+from solvent.engine.prompts import PromptEncoder
 from solvent.errors import ValidationFailed
+from solvent.generation.prompts import CHUNK, chunk_prompt, parse_weights
+from solvent.generation.tokens import clip_encode
 
 
 @pytest.mark.parametrize(
@@ -25,7 +26,7 @@ def test_parse_weights(text, expected):
 
 
 def test_chunks_and_limit():
-    tok = tokenizer(False)
+    tok = clip_encode
     c = chunk_prompt(tok, "red " * 100, max_chunks=3)
     assert [len(x) for x in c.ids] == [CHUNK, 25]
     assert len(chunk_prompt(tok, "a BREAK b", 3).ids) == 2

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
-from solvent.engine import SAMPLERS, GenerationRequest, resolve_sampler
-from solvent.engine.samplers import make_scheduler, stability_names
+from solvent.engine.schedulers import make_scheduler
 from solvent.errors import ValidationFailed
+from solvent.generation import SAMPLERS, GenerationRequest, resolve_sampler
+from solvent.generation.samplers import stability_names
 
 STABILITY = ["K_EULER", "K_EULER_ANCESTRAL", "K_DPMPP_2M", "K_DPMPP_2S_ANCESTRAL", "K_DPM_2", "K_DPM_2_ANCESTRAL",
              "K_HEUN", "K_LMS", "DDIM", "DDPM"]
@@ -49,9 +50,9 @@ def test_karras_option_reaches_the_scheduler():
 @pytest.fixture(scope="module")
 def tiny_engine(tmp_path_factory):
     from solvent.config import Settings
-    from solvent.engine import Engine
+    from solvent.root import build_engine
 
-    return Engine(Settings(home=tmp_path_factory.mktemp("home")))
+    return build_engine(Settings(home=tmp_path_factory.mktemp("home")))
 
 
 @pytest.mark.parametrize("sampler", [s.name for s in SAMPLERS])

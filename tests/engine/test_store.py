@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from solvent.engine import BUILTIN_ID
 from solvent.engine import store as store_mod
 from solvent.errors import Conflict, ModelNotFound, Offline, UnsafeCheckpoint, ValidationFailed
+from solvent.tiny import MODEL_ID as BUILTIN_ID
 from tests.tiny_models import build, write_checkpoint
 
 
@@ -36,7 +36,7 @@ def test_add_checkpoint_records_everything(tmp_path, engine):
 def test_add_diffusers_folder(tmp_path, engine):
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-    from solvent.engine.families import shipped_config
+    from solvent.generation.families import shipped_config
 
     comps = build("sd1")
     pipe = StableDiffusionPipeline(**comps, scheduler=EulerDiscreteScheduler.from_config(shipped_config("sd1", "scheduler")),
@@ -44,7 +44,7 @@ def test_add_diffusers_folder(tmp_path, engine):
     pipe.save_pretrained(tmp_path / "folder", safe_serialization=True)
     rec = engine.store.add(tmp_path / "folder", model_id="f")
     assert rec.family == "sd1" and rec.format == "diffusers" and len(rec.files) > 5
-    from solvent.engine import GenerationRequest
+    from solvent.generation import GenerationRequest
 
     out = engine.generate(GenerationRequest(prompt="x", model="f", steps=2, width=64, height=64))
     assert out.images[0].size == (64, 64)
@@ -53,7 +53,7 @@ def test_add_diffusers_folder(tmp_path, engine):
 def test_pickle_only_folder_is_refused(tmp_path, engine):
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-    from solvent.engine.families import shipped_config
+    from solvent.generation.families import shipped_config
 
     pipe = StableDiffusionPipeline(**build("sd1"), scheduler=EulerDiscreteScheduler.from_config(shipped_config("sd1", "scheduler")),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)

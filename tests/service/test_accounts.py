@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from solvent.api import create_app
 from solvent.billing import ensure_plans
 from solvent.config import Settings
-from solvent.services import assemble
+from solvent.root import assemble, build_app
 from solvent.storage import LocalImageStore
 
 PW = "correct horse battery"
@@ -19,7 +18,7 @@ def make_client(db, tmp_path, secure=False):
     ensure_plans(db)
     settings = Settings(home=tmp_path / "home", cookie_secure=secure, trusted_proxies=["testclient"])
     services = assemble(settings, db, images=LocalImageStore(tmp_path / "images"))
-    return TestClient(create_app(services))
+    return TestClient(build_app(services))
 
 
 @pytest.fixture
@@ -180,7 +179,7 @@ def test_password_change_signs_out_other_sessions_and_signup_can_be_closed(db, t
     assert b.post("/api/auth/login", json={"email": "ann@example.com", "password": "a new passphrase"}
                   ).status_code == 200
     ensure_plans(db)
-    closed = TestClient(create_app(assemble(Settings(home=tmp_path / "h2", cookie_secure=False, allow_signup=False),
+    closed = TestClient(build_app(assemble(Settings(home=tmp_path / "h2", cookie_secure=False, allow_signup=False),
                                             db, images=LocalImageStore(tmp_path / "i2"))))
     assert closed.get("/api/auth/options").json()["signup"] is False
     r = closed.post("/api/auth/signup", json={"email": "bob@example.com", "password": PW})

@@ -13,22 +13,23 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from solvent.accounts import create_key, create_org, revoke_key
-from solvent.api import create_app
 from solvent.billing import ensure_plans
 from solvent.config import Settings
-from solvent.engine import parse_infotext
+from solvent.generation import parse_infotext
 from solvent.jobs import QueueLimits
-from solvent.jobs.workers import create_worker
-from solvent.services import assemble
+from solvent.jobs.registry import create_worker
+from solvent.root import assemble, build_app
 from solvent.storage import LocalImageStore
-from solvent.workers import HttpBackend, LocalBackend, WorkerLoop, declaration
+from solvent.workers import WorkerLoop, declaration
+from solvent.workers.local import LocalBackend
+from solvent.workers.remote import HttpBackend
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    from solvent.engine import Engine
+    from solvent.root import build_engine
 
-    return Engine(Settings(home=tmp_path_factory.mktemp("engine-home")))
+    return build_engine(Settings(home=tmp_path_factory.mktemp("engine-home")))
 
 
 class Harness:
@@ -38,7 +39,7 @@ class Harness:
         self.services = assemble(settings, db, QueueLimits(lease_seconds=5, **limits), images=LocalImageStore(
             tmp_path / "images"))
         billing = self.services.billing
-        self.client = TestClient(create_app(self.services))
+        self.client = TestClient(build_app(self.services))
         self.engine = engine
         # Queue and API semantics are tested here; plans and credits in tests/billing.
         org_a, org_b = create_org(db, "A", plan_id="enterprise"), create_org(db, "B", plan_id="enterprise")

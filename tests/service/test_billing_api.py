@@ -14,16 +14,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from solvent.accounts import create_key, create_org, rotate_key
-from solvent.api import create_app
 from solvent.billing import Pricing, ensure_plans, set_plan
 from solvent.billing.payments import sign
 from solvent.billing.pricing import CostClass
 from solvent.config import Settings
 from solvent.jobs import QueueLimits
-from solvent.jobs.workers import create_worker
-from solvent.services import assemble
+from solvent.jobs.registry import create_worker
+from solvent.root import assemble, build_app
 from solvent.storage import LocalImageStore
-from solvent.workers import LocalBackend, declaration
+from solvent.workers import declaration
+from solvent.workers.local import LocalBackend
 
 from .conftest import ThreadServer
 
@@ -33,9 +33,9 @@ ONE_CREDIT = Pricing({"tiny": CostClass(1000, 64 * 64, 20)})  # a 64×64, 20-ste
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    from solvent.engine import Engine
+    from solvent.root import build_engine
 
-    return Engine(Settings(home=tmp_path_factory.mktemp("engine-home")))
+    return build_engine(Settings(home=tmp_path_factory.mktemp("engine-home")))
 
 
 class App:
@@ -44,7 +44,7 @@ class App:
         ensure_plans(db)
         self.services = assemble(settings, db, QueueLimits(lease_seconds=30), pricing,
                                  images=LocalImageStore(tmp_path / "images"))
-        self.app = create_app(self.services)
+        self.app = build_app(self.services)
         self.client = TestClient(self.app)
         self.worker, _ = create_worker(db, name="idle")
         LocalBackend(self.services, self.worker.id).hello(declaration(engine))  # serves solvent-tiny, runs nothing
@@ -311,7 +311,7 @@ def test_commercial_use_and_licence_in_the_image_metadata(app, db, engine):
 
     from PIL import Image
 
-    from solvent.engine import parse_infotext, read_metadata
+    from solvent.generation import parse_infotext, read_metadata
     from solvent.workers import WorkerLoop
 
     w, _ = create_worker(db, name="real")

@@ -19,11 +19,11 @@ from solvent.billing import Payer, PriceRequest, ensure_plans, set_plan
 from solvent.config import Settings
 from solvent.errors import ValidationFailed
 from solvent.jobs import QueueLimits
-from solvent.jobs.workers import create_worker
+from solvent.jobs.registry import create_worker
 from solvent.ledger.budgets import BudgetExceeded, create_budget, status
 from solvent.ledger.catalog import WORKER, set_price
 from solvent.ledger.runway import set_finances
-from solvent.services import assemble
+from solvent.root import assemble
 from solvent.storage.models import Budget, Job, WorkerUptime
 
 REQ = PriceRequest(model="solvent-tiny", cost_class="tiny", width=64, height=64, steps=20)

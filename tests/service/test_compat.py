@@ -17,13 +17,13 @@ import webuiapi
 from PIL import Image
 
 from solvent.accounts import create_key, create_org
-from solvent.api import create_app
 from solvent.billing import ensure_plans, set_plan
 from solvent.config import Settings
-from solvent.jobs.workers import create_worker
-from solvent.services import assemble
+from solvent.jobs.registry import create_worker
+from solvent.root import assemble, build_app
 from solvent.storage import Database, LocalImageStore
-from solvent.workers import LocalBackend, WorkerLoop, declaration
+from solvent.workers import WorkerLoop, declaration
+from solvent.workers.local import LocalBackend
 
 from .conftest import ThreadServer
 
@@ -32,7 +32,7 @@ PROMPT = "a red circle on a blue background"
 
 class Live:
     def __init__(self, tmp):
-        from solvent.engine import Engine
+        from solvent.root import build_engine
 
         settings = Settings(home=tmp / "home")
         db = Database(f"sqlite:///{tmp / 'solvent.db'}")
@@ -40,10 +40,10 @@ class Live:
         ensure_plans(db)
         set_plan(db, "payg", concurrent_jobs=8, rpm=1000, max_steps=150)
         self.services = assemble(settings, db, images=LocalImageStore(tmp / "images"))
-        self.app = create_app(self.services)
+        self.app = build_app(self.services)
         self.http = ThreadServer(self.app)
         self.port, self.base = self.http.port, self.http.base
-        engine = Engine(Settings(home=tmp / "engine"))
+        engine = build_engine(Settings(home=tmp / "engine"))
         w, _ = create_worker(db, name="w")
         self.loop = WorkerLoop(engine, LocalBackend(self.services, w.id), declaration(engine), poll=0.05)
         self.worker = threading.Thread(target=self.loop.run, daemon=True)

@@ -19,10 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import response_schema_conformance
 
 from solvent.accounts import create_key, create_user
-from solvent.api import create_app
 from solvent.billing import ensure_plans
 from solvent.config import Settings
-from solvent.services import assemble
+from solvent.root import assemble, build_app
 from solvent.storage import Database, LocalImageStore
 
 from .conftest import ThreadServer
@@ -37,7 +36,7 @@ class Server:
         ensure_plans(db)
         self.services = assemble(Settings(home=tmp / "home", protect_docs=False), db,
                                  images=LocalImageStore(tmp / "images"))
-        self.app = create_app(self.services)
+        self.app = build_app(self.services)
         _, org = create_user(db, "fuzz@example.com", "fuzz password 123", org_name="operator",
                              plan_id="payg", operator=True)
         self.key = create_key(db, org, "fuzz", ("generate", "read", "admin", "operator"))[1]

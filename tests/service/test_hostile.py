@@ -20,16 +20,16 @@ import pytest
 from PIL import Image
 
 from solvent.accounts import create_key, create_user, throttle
-from solvent.api import create_app
 from solvent.api.app import housekeeping
 from solvent.billing import ensure_plans, set_plan
 from solvent.billing.payments import sign
 from solvent.config import Settings
-from solvent.jobs.workers import create_worker
-from solvent.services import assemble
+from solvent.jobs.registry import create_worker
+from solvent.root import assemble, build_app
 from solvent.storage import Database, LocalImageStore
 from solvent.storage.models import ApiKey, Job, Organisation, User
-from solvent.workers import LocalBackend, WorkerLoop, declaration
+from solvent.workers import WorkerLoop, declaration
+from solvent.workers.local import LocalBackend
 
 from .conftest import ThreadServer, _pg_database
 
@@ -41,7 +41,7 @@ class Live:
     """A server on a free port with one in-process worker; settings tightened so tests can reach the limits."""
 
     def __init__(self, tmp, url: str):
-        from solvent.engine import Engine
+        from solvent.root import build_engine
 
         self.settings = Settings(
             home=tmp / "home", cookie_secure=False, trusted_proxies=["127.0.0.1"], max_waits_per_org=2,
@@ -53,10 +53,10 @@ class Live:
         ensure_plans(db)
         set_plan(db, "payg", concurrent_jobs=8, rpm=1000, max_steps=150)
         self.services = assemble(self.settings, db, images=LocalImageStore(tmp / "images"))
-        self.app = create_app(self.services)
+        self.app = build_app(self.services)
         self.http = ThreadServer(self.app)
         self.base = self.http.base
-        engine = Engine(Settings(home=tmp / "engine"))
+        engine = build_engine(Settings(home=tmp / "engine"))
         w, _ = create_worker(db, name="w")
         self.worker_id = w.id
         self.loop = WorkerLoop(engine, LocalBackend(self.services, w.id), declaration(engine), poll=0.05)

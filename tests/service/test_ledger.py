@@ -13,15 +13,16 @@ from sqlalchemy import update
 
 from solvent.accounts import create_org
 from solvent.billing import Billing, ensure_plans, set_plan
+from solvent.billing.admission import Payer
 from solvent.billing.pricing import PriceRequest
-from solvent.billing.service import Payer
 from solvent.errors import ValidationFailed
 from solvent.jobs import JobQueue, QueueLimits
-from solvent.jobs.workers import create_worker
-from solvent.ledger.catalog import OnPrem, catalog, price_at, set_price, set_worker_rate, usd_to_micros
+from solvent.jobs.registry import create_worker
+from solvent.ledger.catalog import OnPrem, catalog, price_at, set_price, set_worker_rate
 from solvent.ledger.costing import cost_of, record_job_cost_in
 from solvent.ledger.reports import report
 from solvent.ledger.runway import compute, from_ledger, set_finances
+from solvent.money import usd_to_micros
 from solvent.storage.models import JobCost, WorkerUptime
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday

@@ -30,7 +30,7 @@ LORA = "tiny-style"
 
 def write_tiny_lora(path: Path) -> None:
     """A kohya-layout LoRA shaped for solvent-tiny's UNet and text encoder (the picker lists it)."""
-    from solvent.tiny.arch import build_pipeline
+    from solvent.tiny.recipe.arch import build_pipeline
 
     from ..lora_files import write_kohya
 

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from solvent.config import Settings
-from solvent.engine import Engine, GenerationRequest
+from solvent.generation import GenerationRequest
+from solvent.root import build_engine
 from solvent.tiny import manifest
-from solvent.tiny.checker import inspect
-from solvent.tiny.evaluate import evaluate
+from solvent.tiny.recipe.checker import inspect
+from solvent.tiny.recipe.evaluate import evaluate
 
 # Image 0 of "a small red circle at the top left on a blue background", seed 42, default settings:
 # the RGB values of rows 14–16, columns 14–16 (inside the circle), recorded from the shipped weights.
@@ -24,7 +25,7 @@ SHORT_EVAL = {"colour": 0.90, "background": 0.90, "shape": 0.75, "position": 0.9
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory):
-    return Engine(Settings(home=tmp_path_factory.mktemp("tiny-home")))
+    return build_engine(Settings(home=tmp_path_factory.mktemp("tiny-home")))
 
 
 def test_shipped_weights_are_trained():
@@ -61,7 +62,7 @@ def test_short_heldout_evaluation(engine):
 
 
 def test_plain_prompts_report_counts_what_the_checker_reads(engine):
-    from solvent.tiny.evaluate import PLAIN_PROMPTS, plain
+    from solvent.tiny.recipe.evaluate import PLAIN_PROMPTS, plain
 
     rows = plain(engine, seeds=1)
     assert [r["prompt"] for r in rows] == [p for p, *_ in PLAIN_PROMPTS]

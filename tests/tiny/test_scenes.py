@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from solvent.tiny.checker import inspect
-from solvent.tiny.evaluate import eval_scenes
-from solvent.tiny.scenes import (
+from solvent.tiny.recipe.checker import inspect
+from solvent.tiny.recipe.evaluate import eval_scenes
+from solvent.tiny.recipe.scenes import (
     COLOURS,
     POSITION_WORDS,
     POSITIONS,
@@ -146,7 +146,7 @@ def test_checker_reads_shapes_with_ragged_outlines():
 def test_painting_an_unknown_shape_names_it():
     from PIL import Image, ImageDraw
 
-    from solvent.tiny.scenes import paint
+    from solvent.tiny.recipe.scenes import paint
 
     with pytest.raises(ValueError, match="'hexagon'"):
         paint(ImageDraw.Draw(Image.new("L", (8, 8))), "hexagon", 4, 4, 2, 255, 0)

@@ -11,8 +11,8 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from solvent.engine.checkpoint import tokenizer
-from solvent.tiny.scenes import Obj, Scene
-from solvent.tiny.train import main, object_weights
+from solvent.tiny.recipe.scenes import Obj, Scene
+from solvent.tiny.recipe.train import main, object_weights
 
 FEW = ["--vae-steps", "3", "--pool", "48", "--text-steps", "2", "--unet-steps", "3",
        "--unet-batch", "4", "--vae-batch", "4", "--object-weight", "2"]

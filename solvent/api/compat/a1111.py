@@ -21,12 +21,11 @@ from PIL import Image, ImageFilter, ImageStat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
-from ...engine.metadata import parse_infotext, read_metadata
-from ...engine.samplers import SAMPLERS, resolve_sampler
 from ...errors import ValidationFailed
+from ...generation.metadata import parse_infotext, read_metadata
+from ...generation.samplers import SAMPLERS, resolve_sampler
 from ...storage.models import ApiKey, Job, JobState
 from ..deps import PrincipalDep, ServicesDep
-from ..errors import register_surface
 from ..schemas import GenerationIn
 from .common import b64, decode_b64_image, generate, image_size, open_image, precheck, served
 
@@ -43,7 +42,7 @@ def render(status: int, code: str, message: str, field: str | None = None, heade
                         headers=headers)
 
 
-register_surface("/sdapi/", render)
+SURFACES = [("/sdapi/", render)]  # installed by `create_app`
 
 
 class Txt2Img(BaseModel):

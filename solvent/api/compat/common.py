@@ -14,8 +14,8 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from ...accounts import Principal
-from ...engine.images import load_image
 from ...errors import Cancelled, EngineError, InvalidImage, SolventError
+from ...generation.images import load_image
 from ...storage.models import FINAL_STATES, Image, Job, JobState
 from ..admission import admit
 from ..schemas import GenerationIn
@@ -123,13 +123,13 @@ def reencode(data: bytes, fmt: str) -> bytes:
     """A stored PNG in another format, keeping its metadata."""
     if fmt == "png":
         return data
-    from ...engine.metadata import encode_image, read_metadata
+    from ...generation.metadata import encode_image, read_metadata
 
     text, solvent = read_metadata(data)
     return encode_image(PILImage.open(io.BytesIO(data)), fmt, text or "", solvent)
 
 
 def served(services) -> dict[str, dict]:
-    from ...jobs.workers import served_models
+    from ...jobs.registry import served_models
 
     return served_models(services.db)

@@ -25,10 +25,9 @@ from fastapi.responses import JSONResponse, Response
 from PIL import Image, ImageOps
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ...engine.families import FAMILIES
 from ...errors import BadRequest, Forbidden, InvalidImage, NotFound, ValidationFailed
+from ...generation.families import FAMILIES
 from ..deps import PrincipalDep, ServicesDep
-from ..errors import register_surface
 from ..routes.jobs import image_row
 from ..schemas import GenerationIn
 from .common import b64, generate, open_image, precheck, reencode, served
@@ -53,8 +52,7 @@ def render(status: int, code: str, message: str, field: str | None = None, heade
     return JSONResponse(body, status_code=400 if status == 422 else status, headers=headers or None)
 
 
-register_surface("/v1/images", render)
-register_surface("/v1/models", render)
+SURFACES = [("/v1/images", render), ("/v1/models", render)]  # installed by `create_app`
 
 
 class Generations(BaseModel):

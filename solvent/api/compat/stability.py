@@ -16,11 +16,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ...engine.families import FAMILIES
-from ...engine.samplers import resolve_sampler, stability_names
 from ...errors import BadRequest, Forbidden, NotFound, ValidationFailed
+from ...generation.families import FAMILIES
+from ...generation.samplers import resolve_sampler, stability_names
 from ..deps import PrincipalDep, ServicesDep
-from ..errors import register_surface
 from ..schemas import GenerationIn
 from .common import b64, generate, image_size, open_image, reencode, served
 
@@ -72,10 +71,9 @@ def render_v2(status: int, code: str, message: str, field: str | None = None, he
     return JSONResponse(body, status_code=400 if status == 422 else status, headers=headers)
 
 
-register_surface("/v1/generation", render_v1)
-register_surface("/v1/engines", render_v1)
-register_surface("/v1/user", render_v1)
-register_surface("/v2beta", render_v2)
+# Error shapes by path prefix; `create_app` installs them (nothing registers itself at import).
+SURFACES = [("/v1/generation", render_v1), ("/v1/engines", render_v1), ("/v1/user", render_v1),
+            ("/v2beta", render_v2)]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from ...jobs.workers import ALIVE_SECONDS
-from ...ledger.catalog import fmt_usd
+from ...jobs.registry import ALIVE_SECONDS
 from ...ledger.costing import worker_rate
+from ...money import fmt_usd
 from ...storage.db import utcnow
 from ...storage.models import Job, JobState, Worker
 from ..deps import PrincipalDep, ServicesDep

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from ...jobs.workers import alive
+from ...jobs.registry import alive
 from ..deps import ServicesDep
 
 router = APIRouter(tags=["health"])

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Response
 from PIL import Image as PILImage
 from sqlalchemy import String, cast, func, select
 
-from ...engine.metadata import MIME, encode_image, read_metadata
 from ...errors import NotFound
+from ...generation.metadata import MIME, encode_image, read_metadata
 from ...storage.models import FINAL_STATES, CreditHold, Image, Job
 from ..deps import PrincipalDep, ServicesDep
 from .jobs import image_row, newest_first

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ...engine.families import FAMILIES, Family
-from ...engine.samplers import SAMPLERS
-from ...jobs.workers import served_models
+from ...generation.families import FAMILIES, Family
+from ...generation.samplers import SAMPLERS
+from ...jobs.registry import served_models
 from ..deps import PrincipalDep, ServicesDep
 from ..schemas import ModelOut, SizeOut
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import BadRequest
 from ...jobs import results
-from ...jobs.workers import declare
+from ...jobs.registry import declare
 from ...ledger.catalog import COMMITMENTS, request_worker_rate
 from ..deps import ServicesDep, WorkerDep
 

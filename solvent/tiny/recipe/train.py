@@ -1,4 +1,4 @@
-"""Train `solvent-tiny` from scratch on procedural scenes: `python -m solvent.tiny.train`.
+"""Train `solvent-tiny` from scratch on procedural scenes: `python -m solvent.tiny.recipe.train`.
 
 Recipe (seeded, deterministic on one machine; a GPU is used when present). CPU-only on 2 cores it
 took 103 minutes on the machine that trained the shipped weights (VAE step about 0.62 s, UNet step
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from . import weights_dir
+from .. import weights_dir
 from .arch import build_pipeline, save_pipeline
 from .scenes import COLOURS, POSITIONS, SHAPES, SIZES, caption_and_position, draw, object_mask, random_scene
 

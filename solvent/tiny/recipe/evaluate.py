@@ -1,4 +1,4 @@
-"""Score `solvent-tiny` on held-out captions: `python -m solvent.tiny.evaluate [--n 100]`.
+"""Score `solvent-tiny` on held-out captions: `python -m solvent.tiny.recipe.evaluate [--n 100]`.
 
 The captions describe one object in combinations never shown in training (see
 `scenes.held_out`). Each image is made at the model's default sampler, steps and CFG with seed =
@@ -55,7 +55,7 @@ class Report:
 
 def evaluate(engine, n: int = 100, model: str = "solvent-tiny", grid: str | None = None,
              scenes_seed: int = EVAL_SEED, **overrides) -> Report:
-    from ..engine import GenerationRequest
+    from ...generation import GenerationRequest
 
     scenes = eval_scenes(n, scenes_seed)
     hits = dict.fromkeys(TARGETS, 0)
@@ -93,7 +93,7 @@ PLAIN_PROMPTS = [("a red circle on a blue background", "red", "circle", "blue"),
 
 def plain(engine, seeds: int = 10, model: str = "solvent-tiny", **overrides) -> list[dict]:
     """Each of `PLAIN_PROMPTS` at seeds 0..`seeds`-1: how many images have the right background, colour, shape."""
-    from ..engine import GenerationRequest
+    from ...generation import GenerationRequest
 
     rows = []
     for prompt, colour, shape, background in PLAIN_PROMPTS:
@@ -107,9 +107,9 @@ def plain(engine, seeds: int = 10, model: str = "solvent-tiny", **overrides) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ..config import Settings
-    from ..engine import Engine
-    from ..engine.device import quiet_libraries
+    from ...config import Settings
+    from ...engine.device import quiet_libraries
+    from ...root import build_engine
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=100, help="number of held-out captions (default 100)")
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     quiet_libraries()
     overrides = {k: v for k, v in (("steps", args.steps), ("sampler", args.sampler), ("cfg_scale", args.cfg)) if v}
     if args.plain:
-        rows = plain(Engine(Settings()), model=args.model, **overrides)
+        rows = plain(build_engine(Settings()), model=args.model, **overrides)
         if args.json:
             print(json.dumps(rows, indent=2))
             return
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{r['prompt']:<42} background {r['background']:>2}/{r['seeds']}  colour {r['colour']:>2}/{r['seeds']}"
                   f"  shape {r['shape']:>2}/{r['seeds']}")
         return
-    report = evaluate(Engine(Settings()), args.n, args.model, args.grid,
+    report = evaluate(build_engine(Settings()), args.n, args.model, args.grid,
                       VALIDATION_SEED if args.validation else EVAL_SEED, **overrides)
     if args.json:
         print(json.dumps({"n": report.n, "scores": report.scores, "seconds_per_image": report.seconds_per_image,

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ValidationFailed
 
-ASSETS = Path(str(resources.files("solvent.engine") / "assets"))
+ASSETS = Path(str(resources.files("solvent.generation") / "assets"))
 TOKENIZER_DIR = ASSETS / "clip_tokenizer"
 
 
@@ -31,7 +31,7 @@ class Family:
     min_side: int
     max_side: int
     max_pixels: int
-    cost_class: str  # used by credit pricing later: "tiny" | "sd" | "sdxl"
+    cost_class: str  # the credit price class: "tiny" | "sd" | "sdxl"
 
     def validate_size(self, width: int, height: int) -> None:
         """Raise `ValidationFailed` naming the field unless `width`×`height` suits this family."""

@@ -51,7 +51,7 @@ def build_pipeline(seed: int = 0):
     from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from ..engine.checkpoint import tokenizer
+    from ...engine.checkpoint import tokenizer
 
     torch.manual_seed(seed)
     vae = AutoencoderKL(**VAE)

@@ -1,6 +1,6 @@
-"""Write untrained `solvent-tiny` weights: `python -m solvent.tiny.build [--seed N] [--out DIR]`.
+"""Write untrained `solvent-tiny` weights: `python -m solvent.tiny.recipe.build [--seed N] [--out DIR]`.
 
-`python -m solvent.tiny.train` writes the trained weights that ship; this is its starting point.
+`python -m solvent.tiny.recipe.train` writes the trained weights that ship; this is its starting point.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import weights_dir
+from .. import weights_dir
 from .arch import build_pipeline, save_pipeline
 
 

@@ -1,4 +1,9 @@
-"""The data that crosses the engine boundary: a request in, images and a `Usage` record out."""
+"""The data that crosses every boundary: a `GenerationRequest` in, images and a `Usage` record out.
+
+`Usage` travels from the engine through the worker API to the ledger as a dict (`to_dict`) and is read
+back with `Usage.from_dict`; the batch-share arithmetic (`batch_parts`, `BatchPart.ms`) is defined here
+once, for the engine that splits a device call and the ledger that prices the parts.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,11 @@ from typing import Any
 
 from PIL import Image
 
-MAX_SEED = 2**32 - 1
+MAX_SEED = 2**32 - 1  # seeds are unsigned 32-bit (A1111's and Stability's range); -1 asks for a random one
+
+
+def random_seed() -> int:
+    return secrets.randbelow(MAX_SEED + 1)
 
 
 @dataclass
@@ -76,10 +85,42 @@ def batch_parts(device_ms: int, works: list[int]) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass(frozen=True)
+class BatchPart:
+    """One request's share of a device call (`Usage.batch`), checked: work in the call's range, times ≥ 0."""
+
+    device_ms: int
+    work_before: int
+    work: int
+    total_work: int
+    id: str = ""
+    requests: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Any) -> BatchPart | None:
+        """The part, or None when `d` is missing or not a consistent share (a worker's malformed report)."""
+        try:
+            t, before, work, total = (int(d[k]) for k in ("device_ms", "work_before", "work", "total_work"))
+            extra = {"id": str(d.get("id", "")), "requests": int(d.get("requests", 0))}
+        except (TypeError, KeyError, ValueError, AttributeError):
+            return None
+        if t >= 0 and 0 <= before and 0 < work and before + work <= total:
+            return cls(t, before, work, total, **extra)
+        return None
+
+    @property
+    def ms(self) -> int:
+        """This part's ms of the call; the parts telescope, so they add up to the call's ms exactly."""
+        t, before, work, total = self.device_ms, self.work_before, self.work, self.total_work
+        return t * (before + work) // total - t * before // total
+
+
 def part_ms(part: dict[str, Any]) -> int:
-    """A request's ms of its call (`batch_parts`); the parts telescope, so they add up to the call's ms exactly."""
-    t, before, work, total = part["device_ms"], part["work_before"], part["work"], part["total_work"]
-    return t * (before + work) // total - t * before // total
+    """A request's ms of its call (`batch_parts`); see `BatchPart.ms`."""
+    checked = BatchPart.from_dict(part)
+    if checked is None:
+        raise ValueError(f"not a batch part: {part!r}")
+    return checked.ms
 
 
 @dataclass
@@ -103,6 +144,28 @@ class Usage:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Usage:
+        """A usage report read back (from the worker API or a job row); missing fields are zero, unknown ignored."""
+        d = d if isinstance(d, dict) else {}
+
+        def num(key: str, kind: type, default: Any = 0) -> Any:
+            try:
+                return kind(d[key]) if d.get(key) is not None else default
+            except (TypeError, ValueError):
+                return default
+
+        return cls(device=str(d.get("device", "")), dtype=str(d.get("dtype", "")),
+                   device_seconds=num("device_seconds", float, 0.0), steps_run=num("steps_run", int),
+                   steps_requested=num("steps_requested", int), images=num("images", int), pixels=num("pixels", int),
+                   model_id=str(d.get("model_id", "")), model_hash=str(d.get("model_hash", "")),
+                   peak_memory_bytes=num("peak_memory_bytes", int), load_seconds=num("load_seconds", float, 0.0),
+                   batch=d.get("batch") if isinstance(d.get("batch"), dict) else None)
+
+    @property
+    def batch_part(self) -> BatchPart | None:
+        return BatchPart.from_dict(self.batch)
 
 
 @dataclass

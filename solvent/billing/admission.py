@@ -16,11 +16,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..errors import Forbidden, PaymentRequired, TooManyRequests
+from ..money import fmt_credits
 from ..storage.db import Database, utcnow
 from ..storage.models import ApiKey, CreditHold, Job, JobState, Organisation
 from .credits import TOP_UP, CreditLedger, insufficient, lock_org
 from .plans import PlanView, get_plan, period_bounds
-from .pricing import PriceRequest, Pricing, fmt_credits
+from .pricing import PriceRequest, Pricing
 
 
 class PlanLimit(Forbidden):

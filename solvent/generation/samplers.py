@@ -1,6 +1,7 @@
-"""One canonical sampler table: Solvent's names, Stability's enum, AUTOMATIC1111's names → diffusers.
+"""One canonical sampler table: Solvent's names, Stability's enum, AUTOMATIC1111's names → a scheduler recipe.
 
-Every name any API accepts resolves through `resolve_sampler`; nothing else maps names.
+Every name any API accepts resolves through `resolve_sampler`; nothing else maps names. A recipe is a
+diffusers scheduler class name and its options; building the scheduler is the engine's (`engine.schedulers`).
 """
 
 from __future__ import annotations
@@ -80,22 +81,3 @@ def resolve_sampler(name: str, field_name: str = "sampler") -> Sampler:
 
 def stability_names() -> list[str]:
     return [s.stability for s in SAMPLERS if s.stability]
-
-
-def make_scheduler(sampler: Sampler, base_config: dict[str, Any], seed: int | None = None):
-    """A fresh scheduler instance for one request (schedulers keep state: never share one).
-
-    SDE samplers draw Brownian noise from their own generator: it is seeded from the request's
-    seed so the same request gives the same image.
-    """
-    import diffusers
-
-    cls = getattr(diffusers, sampler.scheduler)
-    config = dict(base_config)
-    # Keys a model's scheduler config may carry that another scheduler class would warn about.
-    for key in ("_class_name", "_diffusers_version"):
-        config.pop(key, None)
-    options = dict(sampler.options)
-    if sampler.scheduler == "DPMSolverSDEScheduler" and seed is not None:
-        options["noise_sampler_seed"] = seed
-    return cls.from_config(config, **options)

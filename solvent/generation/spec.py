@@ -1,0 +1,80 @@
+"""The typed job spec: what admission stores in a job's `params` and every room reads back.
+
+Admission builds a `JobSpec` from the wire request (`to_params` → the jobs table); the worker turns it into
+the engine's `GenerationRequest` (`to_request`); billing, the ledger and the routes read its fields instead
+of decoding the dict again. Rows written before a field existed read back with its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .request import GenerationRequest, LoraSpec
+
+BLOB_FIELDS = ("init_image_blob", "mask_blob")  # input images, stored apart; the spec keeps their keys
+# Fields that must be equal for jobs to share one device call (besides the model and text-to-image mode).
+BATCH_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler", "loras")
+
+
+@dataclass
+class JobSpec:
+    prompt: str = ""
+    negative_prompt: str = ""
+    model: str = ""
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    cfg_scale: float | None = None
+    sampler: str | None = None
+    seed: int | None = None
+    batch_size: int = 1
+    strength: float = 0.75
+    loras: list[LoraSpec] = field(default_factory=list)
+    output_format: str = "png"
+    init_image_blob: str | None = None
+    mask_blob: str | None = None
+    # Set at admission by billing: the price reserved (milli-credits), the plan, the usage terms.
+    price_mc: int | None = None
+    plan: str | None = None
+    terms: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images(self) -> int:
+        """Images asked for (at least one, whatever an old row holds)."""
+        try:
+            return max(1, int(self.batch_size or 1))
+        except (TypeError, ValueError):
+            return 1
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> JobSpec:
+        params = params or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in params.items() if k in known}
+        values["loras"] = [x if isinstance(x, LoraSpec) else LoraSpec(str(x["name"]), float(x.get("weight", 1.0)))
+                           for x in values.get("loras") or []]
+        values["terms"] = dict(values.get("terms") or {})
+        return cls(**values)
+
+    def to_params(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["loras"] = [{"name": x.name, "weight": x.weight} for x in self.loras]
+        return out
+
+    def public(self) -> dict[str, Any]:
+        """The parameters a job's owner sees (no storage keys, no billing internals)."""
+        return {k: v for k, v in self.to_params().items() if k not in BLOB_FIELDS and k not in ("terms", "plan")}
+
+    def batch_key(self) -> tuple:
+        params = self.to_params()
+        return tuple(repr(params[k]) for k in BATCH_FIELDS)
+
+    def to_request(self, init_image=None, mask=None) -> GenerationRequest:
+        """The engine's request (input images decoded by the caller from `init_image_blob` / `mask_blob`)."""
+        return GenerationRequest(
+            prompt=self.prompt, negative_prompt=self.negative_prompt, model=self.model or None, width=self.width,
+            height=self.height, steps=self.steps, cfg_scale=self.cfg_scale, sampler=self.sampler, seed=self.seed,
+            batch_size=self.images, init_image=init_image, strength=self.strength, mask=mask,
+            loras=list(self.loras), terms=dict(self.terms))
