@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     default_plan: str = "community"
     # Stripe webhook signing secret (whsec_…); unset = the webhook answers 404 and top-ups are manual.
     stripe_webhook_secret: str | None = None
+    # The model a request that names none gets (every API surface; the first served model when it is not served).
+    default_model: str = "solvent-tiny"
     # Which model serves each Stability v2beta stable-image service (JSON object).
     stability_v2_models: dict[str, str] = {"core": "solvent-tiny", "sd3": "solvent-tiny", "ultra": "solvent-tiny"}
     # OpenAI model names → Solvent models (`default` serves requests that name none).

@@ -10,65 +10,29 @@ and acts as an owner. `operator` is only ever effective in an operator organisat
 operator can mint, rotate or revoke a key that carries it. Nobody mints a key with more than they have.
 """
 
+
 from __future__ import annotations
 
-import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 
 from ..errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from ..hashing import hash_secret
 from ..storage.db import Database, utcnow
-from ..storage.models import ApiKey, Membership, Organisation, Plan, User
+from ..storage.models import (
+    ApiKey,
+    Membership,
+    Organisation,
+    User,
+)
+from .principal import ROLE_SCOPES, SCOPES, Principal, _implied, member_scopes
 
-SCOPES = ("generate", "read", "admin", "operator")
-ROLE_SCOPES = {"owner": ("generate", "read", "admin"), "admin": ("generate", "read", "admin"),
-               "member": ("generate", "read")}
 # `admin` administers its own organisation; `operator` administers the platform (plans, every
 # organisation's credits and grants) and is only given to the operator's own keys.
 KEY_PREFIX = "sk-solvent-"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the organisation, the key and what it may do."""
-
-    org_id: str
-    key_id: str | None  # None for a studio session
-    scopes: tuple[str, ...]
-    user_id: str | None = None  # set for a studio session
-    role: str | None = None  # the role it acts with: the user's (session or user-made key) or owner (org key)
-    owner_id: str | None = None  # the user a key acts for (None: the organisation's own key)
-
-    def has(self, scope: str) -> bool:
-        return scope in self.scopes or (scope != "operator" and "admin" in self.scopes)
-
-    def can_mint(self, scopes: tuple[str, ...] | list[str]) -> bool:
-        """Whether this caller may create (or rotate into) a key with `scopes`: never more than it has."""
-        return all(self.has(sc) for sc in scopes)
-
-    def require(self, scope: str) -> None:
-        if scope not in self.scopes and (scope == "operator" or "admin" not in self.scopes):
-            raise Forbidden(f"this API key lacks the `{scope}` scope (it has: {', '.join(self.scopes)}).",
-                            field="scope", value=scope)
-
-
-def hash_secret(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def create_org(db: Database, name: str, plan_id: str = "community") -> Organisation:
-    if not name or len(name) > 200:
-        raise ValidationFailed(f"`name` must be 1–200 characters but is {name!r}.", field="name", value=name)
-    with db.session() as s:
-        if s.get(Plan, plan_id) is None:
-            raise NotFound(f"`plan` {plan_id!r} was not found.", field="plan", value=plan_id)
-        org = Organisation(name=name, plan_id=plan_id)
-        s.add(org)
-    return org
 
 
 CAPS = ("credit_cap_mc", "cap_period", "max_pixels", "max_steps", "rpm", "concurrent_jobs")
@@ -84,21 +48,6 @@ def _check_caps(caps: dict[str, Any]) -> dict[str, Any]:
         elif v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= 10**15):
             raise ValidationFailed(f"`{k}` must be a positive whole number or null but is {v!r}.", field=k, value=v)
     return caps
-
-
-def _implied(scopes) -> set[str]:
-    return set(scopes) | ({"generate", "read"} if "admin" in scopes else set())
-
-
-def member_scopes(s, user: User, m: Membership) -> tuple[str, ...]:
-    """What a member may do in `m`'s organisation: the role's scopes, and `operator` only for an operator user
-    who is an owner or admin of an operator organisation (never carried into another one)."""
-    scopes = ROLE_SCOPES[m.role]
-    if user.operator and m.role in ("owner", "admin"):
-        org = s.get(Organisation, m.org_id)
-        if org is not None and org.operator:
-            scopes += ("operator",)
-    return scopes
 
 
 def create_key(db: Database, org_id: str, name: str = "", scopes: tuple[str, ...] = ("generate", "read"),
@@ -229,3 +178,20 @@ def revoke_key(db: Database, key_id: str, org_id: str | None = None, caller: Pri
         if key.revoked_at is None:
             key.revoked_at = utcnow()
         return key
+
+
+def key_preferences(db: Database, key_id: str | None) -> dict[str, Any]:
+    """What a key remembers between calls (A1111's default checkpoint); {} for a session or an unknown key."""
+    if key_id is None:
+        return {}
+    with db.session() as s:
+        key = s.get(ApiKey, key_id)
+        return dict(key.preferences or {}) if key else {}
+
+
+def set_key_preference(db: Database, key_id: str, name: str, value: Any) -> None:
+    with db.session() as s:
+        key = s.get(ApiKey, key_id)
+        if key is None:
+            raise NotFound(f"API key {key_id!r} was not found.", field="key", value=key_id)
+        key.preferences = {**(key.preferences or {}), name: value}

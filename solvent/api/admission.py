@@ -11,7 +11,6 @@ Cheapest first, so a refused request costs the server as little as possible and 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 
 from ..accounts import Principal
@@ -19,7 +18,7 @@ from ..billing import Payer, PriceRequest
 from ..errors import InvalidImage, ModelNotFound, ValidationFailed
 from ..generation import JobSpec, LoraSpec
 from ..generation.families import FAMILIES
-from ..generation.images import load_image
+from ..generation.images import load_image, png_bytes
 from ..generation.prompts import chunk_prompt
 from ..generation.samplers import resolve_sampler
 from ..generation.tokens import clip_encode
@@ -33,12 +32,6 @@ AdmissionHook = Callable[[Services, Principal, dict], None]
 
 def _check_prompt(text: str, field: str, max_chunks: int) -> None:
     chunk_prompt(clip_encode, text, max_chunks, field)
-
-
-def _png(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
 
 
 def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRequest, dict]:
@@ -88,14 +81,14 @@ def inputs(services: Services, body: GenerationIn) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     if body.init_image is not None:
         init = load_image(body.init_image, "init_image", **limits)
-        out["init_image_blob"] = _png(init)
+        out["init_image_blob"] = png_bytes(init)
         if body.mask is not None:
             mask = load_image(body.mask, "mask", mode="L", **limits)
             if mask.size != init.size:
                 raise InvalidImage(
                     f"`mask` must be the size of `init_image` ({init.size[0]}×{init.size[1]}) but is "
                     f"{mask.size[0]}×{mask.size[1]}.", field="mask", value=f"{mask.size[0]}x{mask.size[1]}")
-            out["mask_blob"] = _png(mask)
+            out["mask_blob"] = png_bytes(mask)
     return out
 
 

@@ -26,6 +26,8 @@ the database's write lock), so concurrent requests can never spend more than the
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -285,7 +287,7 @@ class CreditLedger:
         if used < hold.amount_mc:
             post(s, hold.org_id, "release", f"release:{job_id}", [("held", -(hold.amount_mc - used)), *release],
                  job_id=job_id, memo=f"job {job_id}: unused credits returned")
-        kinds = {_category(d) for _, _, d, t in legs if t}
+        kinds = {classify(d).kind for _, _, d, t in legs if t}
         hold.legs, hold.captured_mc, hold.settled_at = legs, used, now
         hold.state = "captured" if used else "released"
         hold.paid_by = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "")
@@ -462,7 +464,43 @@ class CreditLedger:
             return out
 
 
-def _category(dest: str) -> str:
+@dataclass(frozen=True)
+class Destination:
+    """What a capture's counterparty account means: `kind` is paid / plan (revenue), free / grant (given away)."""
+
+    kind: str
+    grant_id: str | None = None
+
+    @property
+    def revenue(self) -> bool:
+        return self.kind in ("paid", "plan")
+
+
+_KINDS = {"sys:revenue:paid": "paid", "sys:revenue:plan": "plan", "sys:given_away:free": "free"}
+
+
+def classify(dest: str) -> Destination:
+    """The one reading of the credit ledger's capture destinations (`sys:revenue:*`, `sys:given_away:*`),
+    for billing, costing and budgets alike."""
     if dest.startswith("sys:given_away:grant:"):
-        return "grant"
-    return {"sys:given_away:free": "free", "sys:revenue:plan": "plan", "sys:revenue:paid": "paid"}[dest]
+        return Destination("grant", dest.rsplit(":", 1)[1])
+    try:
+        return Destination(_KINDS[dest])
+    except KeyError:
+        raise ValueError(f"not a capture destination: {dest!r}") from None
+
+
+STATEMENT_COLUMNS = ("created_at", "txn_id", "kind", "account", "amount_mc", "job_id", "grant_id", "memo", "actor",
+                     "idempotency_key")
+
+
+def statement_csv(rows: list[dict[str, Any]]) -> str:
+    """A credit statement (`CreditLedger.statement`) as CSV, one line per leg; the API and the CLI both write this."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(STATEMENT_COLUMNS)
+    for r in rows:
+        for account, mc in r["legs"]:
+            w.writerow([r["created_at"], r["id"], r["kind"], account, mc, r["job_id"] or "", r["grant_id"] or "",
+                        r["memo"], r["actor"], r.get("idempotency_key") or ""])
+    return buf.getvalue()

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from ..accounts.people import audit
+from ..accounts.audit import audit
 from ..errors import BadRequest, NotFound, Unauthorized
 from ..money import MC_PER_CREDIT
 from ..storage.db import utcnow

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import uuid
@@ -129,12 +128,9 @@ def cmd_credits_statement(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(rows, indent=2))
         return 0
-    w = csv.writer(sys.stdout)
-    w.writerow(["created_at", "txn_id", "kind", "account", "amount_mc", "job_id", "grant_id", "memo", "actor"])
-    for r in rows:
-        for account, mc in r["legs"]:
-            w.writerow([r["created_at"], r["id"], r["kind"], account, mc, r["job_id"] or "", r["grant_id"] or "",
-                        r["memo"], r["actor"]])
+    from ..billing.credits import statement_csv
+
+    sys.stdout.write(statement_csv(rows))
     return 0
 
 

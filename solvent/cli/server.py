@@ -7,6 +7,7 @@ import os
 import signal
 
 from ..config import get_settings
+from ..money import credits_to_mc
 from .common import open_services as _services
 
 OPERATOR_GRANT_CREDITS = 100_000
@@ -43,7 +44,7 @@ def bootstrap_admin(services) -> tuple[str, str] | None:
     _, secret = create_key(services.db, org_id, "admin (created by solvent serve)",
                            ("generate", "read", "admin", "operator"))
     # The operator's own use is compute too: a grant makes it visible (as given away) and capped.
-    services.billing.ledger.grant(org_id, OPERATOR_GRANT_CREDITS * 1000, purpose="operator's own use (solvent serve)",
+    services.billing.ledger.grant(org_id, credits_to_mc(OPERATOR_GRANT_CREDITS), purpose="operator's own use (solvent serve)",
                                   key=f"bootstrap:{org_id}")
     _write_secret(services.settings.home / "admin-key.txt", secret + "\n")
     _write_secret(services.settings.home / "admin-password.txt", f"{ADMIN_EMAIL}\n{password}\n")

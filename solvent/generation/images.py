@@ -13,8 +13,25 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import InvalidImage
 
 
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def png_b64(img: Image.Image) -> str:
+    """An image as base64 PNG (what every surface's JSON carries)."""
+    return b64(png_bytes(img))
+
+
 def decode_base64(data: str, field: str) -> bytes:
-    """Base64 (optionally a `data:image/...;base64,` URL) → bytes."""
+    """Base64 (optionally a `data:image/...;base64,` URL) → bytes (a clear 400 naming the field when it is not)."""
+    if not isinstance(data, str) or not data:
+        raise InvalidImage(f"`{field}` must be a base64-encoded image.", field=field)
     if data.startswith("data:"):
         _, _, data = data.partition(",")
     try:

@@ -193,6 +193,21 @@ class JobQueue:
                 return job
         return None
 
+    def active_for(self, org_id: str, key_id: str | None = None) -> list[Job]:
+        """The organisation's queued and running jobs (only those made with `key_id` when given), oldest first."""
+        with self.db.session() as s:
+            q = select(Job).where(Job.org_id == org_id, Job.state.in_((JobState.running, JobState.queued)))
+            if key_id:
+                q = q.where(Job.api_key_id == key_id)
+            return list(s.scalars(q.order_by(Job.created_at)))
+
+    def cancel_active(self, org_id: str, key_id: str | None = None) -> int:
+        """Cancel every job `active_for` lists (A1111's interrupt); returns how many were asked to stop."""
+        jobs = self.active_for(org_id, key_id)
+        for job in jobs:
+            self.cancel(org_id, job.id)
+        return len(jobs)
+
     def lease_like(self, worker_id: str, first: Job, limit: int) -> list[Job]:
         """Claim up to `limit` more queued jobs that can run in one device call with `first` (just leased).
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from ..errors import NotFound, Unauthorized
+from ..hashing import hash_secret
 from ..storage.db import Database, utcnow
 from ..storage.models import Worker, WorkerUptime
 
@@ -17,15 +17,11 @@ TOKEN_PREFIX = "wt-solvent-"
 ALIVE_SECONDS = 60  # a worker that has not checked in for this long serves nothing
 
 
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def create_worker(db: Database, name: str = "", **declared: Any) -> tuple[Worker, str]:
     """Register a worker; returns (record, token). The token is shown once."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with db.session() as s:
-        w = Worker(name=name, token_hash=_hash(token), **declared)
+        w = Worker(name=name, token_hash=hash_secret(token), **declared)
         s.add(w)
     return w, token
 
@@ -34,7 +30,7 @@ def authenticate_worker(db: Database, token: str | None) -> Worker:
     if not token:
         raise Unauthorized("missing worker token: send `Authorization: Bearer <worker token>`.", field="authorization")
     with db.session() as s:
-        w = s.scalar(select(Worker).where(Worker.token_hash == _hash(token)))
+        w = s.scalar(select(Worker).where(Worker.token_hash == hash_secret(token)))
     if w is None:
         raise Unauthorized("invalid worker token.", field="authorization")
     return w

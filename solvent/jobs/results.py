@@ -67,3 +67,18 @@ def job_blob(db: Database, job_id: str, worker_id: str, key: str) -> str:
         if key not in (job.params.get("init_image_blob"), job.params.get("mask_blob")):
             raise NotFound(f"`blob` {key!r} is not an input of job {job_id!r}.", field="blob", value=key)
     return key
+
+
+def image_of(db: Database, org_id: str, image_id: str) -> Image:
+    """An image of the organisation's, or `NotFound` (the same answer whether it is another's or none)."""
+    with db.session() as s:
+        img = s.scalar(select(Image).where(Image.id == image_id, Image.org_id == org_id))
+    if img is None:
+        raise NotFound(f"`image` {image_id!r} was not found.", field="image", value=image_id)
+    return img
+
+
+def image_by_id(db: Database, image_id: str) -> Image | None:
+    """An image by its (unguessable) id alone: only for a capability already checked, such as a signed link."""
+    with db.session() as s:
+        return s.scalar(select(Image).where(Image.id == image_id))

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import BigInteger, String, and_, bindparam, case, cast, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from ..billing.credits import classify
 from ..billing.plans import period_bounds
 from ..errors import Forbidden, NotFound, ValidationFailed
 from ..money import fmt_usd, usd_to_micros
@@ -125,11 +126,11 @@ def _job_scopes(s: Session, job: Job) -> set[str]:
         scopes.add(f"plan:{job.params['plan']}")
     hold = s.get(CreditHold, job.id)  # billing's new hold, from the session's identity map (no SELECT)
     for leg in hold.legs if hold else []:
-        dest = leg[2]
-        if dest == "sys:given_away:free":
+        where = classify(leg[2])
+        if where.kind == "free":
             scopes.add("free")
-        elif dest.startswith("sys:given_away:grant:"):
-            scopes.add(f"grant:{dest.rsplit(':', 1)[1]}")
+        elif where.grant_id:
+            scopes.add(f"grant:{where.grant_id}")
     return scopes
 
 

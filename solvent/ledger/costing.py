@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from ..billing.credits import classify
 from ..money import MICROS_PER_MC
 from ..storage.db import keep, utcnow
 from ..storage.models import CreditHold, Job, JobCost, Plan, PriceVersion, Worker, WorkerUptime
@@ -118,9 +119,10 @@ def _money(s: Session, job: Job) -> tuple[int, int, int, str, list[str]]:
     for _, _, dest, taken in hold.legs:
         if not taken:
             continue
-        if dest == "sys:revenue:paid":
+        where = classify(dest)
+        if where.kind == "paid":
             revenue += taken * MICROS_PER_MC
-        elif dest == "sys:revenue:plan":
+        elif where.kind == "plan":
             plan = plan or s.get(Plan, job.params.get("plan") or "")
             if plan is not None and plan.price_micros and plan.included_mc:
                 revenue += plan.price_micros * taken // plan.included_mc
@@ -128,8 +130,8 @@ def _money(s: Session, job: Job) -> tuple[int, int, int, str, list[str]]:
                 revenue += taken * MICROS_PER_MC
         else:
             given += taken
-            if dest.startswith("sys:given_away:grant:"):
-                grants.append(dest.rsplit(":", 1)[1])
+            if where.grant_id:
+                grants.append(where.grant_id)
     return hold.captured_mc, revenue, given, hold.paid_by, grants
 
 

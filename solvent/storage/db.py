@@ -7,9 +7,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import ValidationFailed
 
 
 def utcnow() -> datetime:
@@ -70,3 +72,15 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def newest_first(s, query, row, org_id: str, cursor: str | None, what: str):
+    """`query` ordered newest first (`created_at`, then `id`), after the `cursor` row of this organisation."""
+    if cursor:
+        anchor = s.scalar(select(row).where(row.id == cursor, row.org_id == org_id))
+        if anchor is None:
+            raise ValidationFailed(f"`cursor` {cursor!r} is not {'an' if what[0] in 'aeiou' else 'a'} {what} of "
+                                   "yours.", field="cursor", value=cursor)
+        query = query.where((row.created_at < anchor.created_at) |
+                            ((row.created_at == anchor.created_at) & (row.id < anchor.id)))
+    return query.order_by(row.created_at.desc(), row.id.desc())

@@ -8,7 +8,6 @@ is lost either way.
 
 from __future__ import annotations
 
-import base64
 import io
 import logging
 import os
@@ -22,6 +21,7 @@ from ..engine.lora import lora_family
 from ..errors import Cancelled, LeaseLost, OutOfMemory, SolventError
 from ..generation import GenerationRequest, JobSpec, batch_parts, part_ms
 from ..generation.families import get_family
+from ..generation.images import png_b64
 from .protocol import Leased, WorkerBackend
 
 log = logging.getLogger("solvent.worker")
@@ -111,9 +111,7 @@ class _LeaseKeeper:
             self._preview_at = now
             img = ev.preview()
             if img is not None:
-                buf = io.BytesIO()
-                img.save(buf, "PNG")
-                self.preview = base64.b64encode(buf.getvalue()).decode()
+                self.preview = png_b64(img)
 
     def each(self, fn: Callable[[Leased], None]) -> None:
         """Report to every job still ours; one lost lease does not stop the others."""

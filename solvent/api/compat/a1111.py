@@ -10,7 +10,6 @@ inpainting_fill: 0 fill (masked area painted with the image's mean colour first)
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -18,16 +17,28 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from PIL import Image, ImageFilter, ImageStat
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field
 
+from ...accounts.keys import key_preferences, set_key_preference
 from ...errors import ValidationFailed
+from ...generation import JobSpec
 from ...generation.metadata import parse_infotext, read_metadata
 from ...generation.samplers import SAMPLERS, resolve_sampler
-from ...storage.models import ApiKey, Job, JobState
+from ...storage.models import JobState
+from ..bodies import parse_model, read_json_object
 from ..deps import PrincipalDep, ServicesDep
 from ..schemas import GenerationIn
-from .common import b64, decode_b64_image, generate, image_size, open_image, precheck, served
+from .common import (
+    b64,
+    decode_b64_image,
+    default_model,
+    generate,
+    image_size,
+    open_image,
+    png_b64,
+    precheck,
+    served,
+)
 
 router = APIRouter(prefix="/sdapi/v1", tags=["automatic1111"])
 MAX_INFOTEXT = 64 * 1024  # characters of `parameters` text parsed (the parser is linear; this bounds its work)
@@ -73,39 +84,27 @@ class Img2Img(Txt2Img):
     include_init_images: bool = False
 
 
+def _phrase(field: str, msg: str, value: Any, kind: str) -> str:
+    return f"{msg} (`{field}` = {value!r})"
+
+
 def _parse(model, data: Any):
     if not isinstance(data, dict):
         raise ValidationFailed("the body must be a JSON object.", field="body")
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(x) for x in err.get("loc", ())) or "body"
-        raise ValidationFailed(f"{err.get('msg', 'invalid')} (`{field}` = {err.get('input')!r})", field=field) from e
+    return parse_model(model, data, _phrase)
 
 
-async def _json(request: Request) -> Any:
-    try:
-        return json.loads(await request.body() or b"{}")
-    except json.JSONDecodeError as e:
-        raise ValidationFailed(f"the body is not valid JSON: {e.msg}", field="body") from e
-
-
-def _key_prefs(services, principal) -> dict:
-    if principal.key_id is None:
-        return {}
-    with services.db.session() as s:
-        key = s.get(ApiKey, principal.key_id)
-        return dict(key.preferences or {}) if key else {}
+async def _json(request: Request) -> dict:
+    return await read_json_object(request)
 
 
 def _model_for(services, principal, t: Txt2Img) -> str:
     models = served(services)
-    wanted = (t.override_settings or {}).get("sd_model_checkpoint") or _key_prefs(services, principal).get(
-        "sd_model_checkpoint")
+    wanted = (t.override_settings or {}).get("sd_model_checkpoint") or key_preferences(
+        services.db, principal.key_id).get("sd_model_checkpoint")
     if wanted:
         return _checkpoint(models, wanted)
-    return "solvent-tiny" if "solvent-tiny" in models or not models else sorted(models)[0]
+    return default_model(services, models)
 
 
 def _title(model_id: str, record: dict) -> str:
@@ -168,12 +167,6 @@ async def txt2img(request: Request, services: ServicesDep, principal: PrincipalD
     return await _run(request, services, principal, t, _fields(services, principal, t))
 
 
-def _png(img: Image.Image) -> str:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return b64(buf.getvalue())
-
-
 @router.post("/img2img", summary="A1111: image to image and inpainting")
 async def img2img(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
     t = _parse(Img2Img, await _json(request))
@@ -215,8 +208,8 @@ def _img2img_inputs(services, t: Img2Img, width: int, height: int) -> dict:
             init = Image.composite(Image.new("RGB", init.size, (127, 127, 127)), init, hard)
         elif t.inpainting_fill == 2:  # latent noise: repaint from pure noise
             out["strength"] = 1.0
-        out["mask"] = _png(mask)
-    out["init_image"] = _png(init)
+        out["mask"] = png_b64(mask)
+    out["init_image"] = png_b64(init)
     return out
 
 
@@ -224,17 +217,13 @@ def _img2img_inputs(services, t: Img2Img, width: int, height: int) -> dict:
 def progress(services: ServicesDep, principal: PrincipalDep, skip_current_image: bool = False) -> dict:
     if not principal.has("read"):
         skip_current_image = True  # a generate-only key learns its progress, never a preview
-    with services.db.session() as s:
-        q = select(Job).where(Job.org_id == principal.org_id, Job.state.in_((JobState.running, JobState.queued)))
-        if principal.key_id:
-            q = q.where(Job.api_key_id == principal.key_id)
-        jobs = s.scalars(q.order_by(Job.created_at)).all()
+    jobs = services.queue.active_for(principal.org_id, principal.key_id)
     running = next((j for j in jobs if j.state == JobState.running), None)
     if running is None:
         return {"progress": 0.0, "eta_relative": 0.0, "current_image": None, "textinfo": None,
                 "state": {"skipped": False, "interrupted": False, "job": "", "job_count": len(jobs),
                           "job_timestamp": "0", "job_no": 0, "sampling_step": 0, "sampling_steps": 0}}
-    steps = int(running.params.get("steps") or 20)
+    steps = int(JobSpec.from_params(running.params).steps or 20)
     p = float(running.progress or 0.0)
     elapsed = (datetime.now(UTC) - (running.started_at or running.created_at)).total_seconds()
     eta = elapsed * (1 - p) / p if p > 0 else 0.0
@@ -248,13 +237,7 @@ def progress(services: ServicesDep, principal: PrincipalDep, skip_current_image:
 @router.post("/interrupt", summary="A1111: stop the caller's running and queued jobs")
 def interrupt(services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("generate")
-    with services.db.session() as s:
-        q = select(Job.id).where(Job.org_id == principal.org_id, Job.state.in_((JobState.running, JobState.queued)))
-        if principal.key_id:
-            q = q.where(Job.api_key_id == principal.key_id)
-        ids = list(s.scalars(q))
-    for job_id in ids:
-        services.queue.cancel(principal.org_id, job_id)
+    services.queue.cancel_active(principal.org_id, principal.key_id)
     return {}
 
 
@@ -285,9 +268,9 @@ def samplers(principal: PrincipalDep) -> list[dict]:
 @router.get("/options", summary="A1111: options (the default checkpoint of this key)")
 def get_options(services: ServicesDep, principal: PrincipalDep) -> dict:
     models = served(services)
-    current = _key_prefs(services, principal).get("sd_model_checkpoint")
+    current = key_preferences(services.db, principal.key_id).get("sd_model_checkpoint")
     if current is None:
-        mid = "solvent-tiny" if "solvent-tiny" in models or not models else sorted(models)[0]
+        mid = default_model(services, models)
         current = _title(mid, models.get(mid, {}))
     return {"sd_model_checkpoint": current, "sd_checkpoint_hash": None, "samples_format": "png",
             "CLIP_stop_at_last_layers": 1, "eta_noise_seed_delta": 0}
@@ -296,24 +279,20 @@ def get_options(services: ServicesDep, principal: PrincipalDep) -> dict:
 @router.post("/options", summary="A1111: set options; `sd_model_checkpoint` sets this key's default model")
 async def set_options(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
     data = await _json(request)
-    if not isinstance(data, dict):
-        raise ValidationFailed("the body must be a JSON object.", field="body")
     if "sd_model_checkpoint" in data:
         if principal.key_id is None:
             raise ValidationFailed("`sd_model_checkpoint` is remembered per API key; call with a key.",
                                    field="sd_model_checkpoint")
         models = served(services)
         mid = _checkpoint(models, data["sd_model_checkpoint"])
-        with services.db.session() as s:
-            key = s.get(ApiKey, principal.key_id)
-            key.preferences = {**(key.preferences or {}), "sd_model_checkpoint": _title(mid, models[mid])}
+        set_key_preference(services.db, principal.key_id, "sd_model_checkpoint", _title(mid, models[mid]))
     return {}
 
 
 @router.post("/png-info", summary="A1111: read the generation parameters in an image")
 async def png_info(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
     data = await _json(request)
-    value = data.get("image", "") if isinstance(data, dict) else ""
+    value = data.get("image", "")
     return await asyncio.to_thread(_png_info, services, value)
 
 

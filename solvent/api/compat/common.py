@@ -1,21 +1,29 @@
-"""What every compatibility layer shares: submit a request as an ordinary job and wait for it."""
+"""What every compatibility layer shares, so each layer only translates its wire format:
+
+- reading a body: `api.bodies` (`read_json_object`, `read_multipart`, `parse_model`), shared with the
+  native routes;
+- images: `decode_b64_image`, `open_image` / `image_size` under the server's limits, `png_b64`,
+  `mask_from_alpha`, `reencode`;
+- models: `served`, `default_model`;
+- jobs: `submit` a request as an ordinary job, `wait` for it, `generate` (both), `precheck` before decoding.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import io
 import time
 from dataclasses import dataclass
 
 from fastapi import Request
 from PIL import Image as PILImage
+from PIL import ImageOps
 from sqlalchemy import select
 
 from ...accounts import Principal
-from ...errors import Cancelled, EngineError, InvalidImage, SolventError
-from ...generation.images import load_image
+from ...errors import Cancelled, EngineError, SolventError
+from ...generation.images import b64, load_image, png_b64  # noqa: F401 - the toolkit hands these on
+from ...generation.images import decode_base64 as decode_b64_image  # noqa: F401
 from ...storage.models import FINAL_STATES, Image, Job, JobState
 from ..admission import admit
 from ..schemas import GenerationIn
@@ -90,22 +98,6 @@ async def precheck(services, principal: Principal, fields: dict, mask: bool = Fa
     await asyncio.to_thread(admission_precheck, services, principal, body)
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def decode_b64_image(value: str, field: str) -> bytes:
-    """Base64 or a data URL → bytes (a clear 400 naming the field when it is not)."""
-    if not isinstance(value, str) or not value:
-        raise InvalidImage(f"`{field}` must be a base64-encoded image.", field=field)
-    if value.startswith("data:"):
-        value = value.split(",", 1)[-1]
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as e:
-        raise InvalidImage(f"`{field}` is not valid base64: {e}.", field=field) from e
-
-
 def open_image(services, data: bytes, field: str, mode: str | None = None) -> PILImage.Image:
     """Decode an uploaded image under the server's byte and pixel limits (checked from the header first)."""
     s = services.settings
@@ -133,3 +125,19 @@ def served(services) -> dict[str, dict]:
     from ...jobs.registry import served_models
 
     return served_models(services.db)
+
+
+def default_model(services, models: dict[str, dict] | None = None) -> str:
+    """The model a request that names none gets: `SOLVENT_DEFAULT_MODEL` when a worker serves it, else the
+    first served model by name (or the setting itself when none is served, so the error names it)."""
+    models = served(services) if models is None else models
+    wanted = services.settings.default_model
+    return wanted if wanted in models or not models else sorted(models)[0]
+
+
+# -- images -------------------------------------------------------------------------------------
+
+
+def mask_from_alpha(img: PILImage.Image) -> PILImage.Image:
+    """The repaint mask an image's alpha channel means: transparent = repaint (white), opaque = keep."""
+    return ImageOps.invert(img.getchannel("A"))

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import io
-import json
 import os
 import re
 import secrets
@@ -22,15 +20,25 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from PIL import Image, ImageOps
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import BadRequest, Forbidden, InvalidImage, NotFound, ValidationFailed
 from ...generation.families import FAMILIES
+from ...jobs.results import image_by_id
+from ..bodies import parse_model, read_json_object, read_multipart
 from ..deps import PrincipalDep, ServicesDep
-from ..routes.jobs import image_row
 from ..schemas import GenerationIn
-from .common import b64, generate, open_image, precheck, reencode, served
+from .common import (
+    b64,
+    default_model,
+    generate,
+    mask_from_alpha,
+    open_image,
+    png_b64,
+    precheck,
+    reencode,
+    served,
+)
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 LINK_SECONDS = 3600
@@ -71,22 +79,20 @@ class Generations(BaseModel):
     moderation: str | None = None
 
 
+def _phrase(field: str, msg: str, value: Any, kind: str) -> str:
+    if kind == "extra_forbidden":
+        return f"Unrecognized request argument supplied: {field}"
+    return f"Invalid value for '{field}': {(msg or 'invalid').lower()} (got {value!r})."
+
+
 def _parse(data: dict) -> Generations:
-    try:
-        return Generations.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(x) for x in err.get("loc", ())) or "body"
-        if err.get("type") == "extra_forbidden":
-            raise ValidationFailed(f"Unrecognized request argument supplied: {field}", field=field) from e
-        raise ValidationFailed(f"Invalid value for '{field}': {err.get('msg', 'invalid').lower()} "
-                               f"(got {err.get('input')!r}).", field=field) from e
+    return parse_model(Generations, data, _phrase)
 
 
 def _model(services, name: str | None) -> tuple[str, dict]:
     mapping = services.settings.openai_models
     models = served(services)
-    mid = mapping.get(name or "", name) if name else mapping.get("default", "solvent-tiny")
+    mid = mapping.get(name or "", name) if name else mapping.get("default") or default_model(services, models)
     if mid not in models:
         raise NotFound(f"The model `{name}` does not exist or you do not have access to it.", field="model",
                        value=name)
@@ -170,34 +176,16 @@ async def _respond(request: Request, services, principal, fields: dict, g: Gener
 
 @router.post("/images/generations", summary="OpenAI Images: create images from a prompt")
 async def generations(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except json.JSONDecodeError as e:
-        raise BadRequest(f"We could not parse the JSON body of your request: {e.msg}.", field="body") from e
-    if not isinstance(body, dict):
-        raise BadRequest("The body of your request must be a JSON object.", field="body")
+    body = await read_json_object(request, BadRequest, "We could not parse the JSON body of your request: {}.",
+                                  "The body of your request must be a JSON object.")
     g = _parse(body)
     return await _respond(request, services, principal, _fields(services, g), g)
 
 
-def _png(img: Image.Image) -> str:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return b64(buf.getvalue())
-
-
 @router.post("/images/edits", summary="OpenAI Images: edit an image (transparent mask areas are repainted)")
 async def edits(request: Request, services: ServicesDep, principal: PrincipalDep) -> dict:
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise BadRequest("Edits take multipart/form-data with an `image` file.", field="image")
-    form = await request.form()
-    files: dict[str, bytes] = {}
-    fields: dict[str, Any] = {}
-    for key, value in form.multi_items():
-        if hasattr(value, "read"):
-            files.setdefault(key.removesuffix("[]"), await value.read())
-        else:
-            fields[key] = value
+    items, files = await read_multipart(request, "Edits (with an `image` file)")
+    fields: dict[str, Any] = dict(items)
     if "image" not in files:
         raise ValidationFailed("Missing required parameter: 'image'.", field="image")
     for k in ("n", "output_compression"):
@@ -234,12 +222,12 @@ def _edit_inputs(services, files: dict[str, bytes], sized: bool, size: tuple[int
                                    f"but is {m.width}x{m.height}.", field="mask")
         if "A" not in m.getbands():
             raise ValidationFailed("Invalid mask: it needs an alpha channel (transparent = edit).", field="mask")
-        mask = ImageOps.invert(m.getchannel("A"))
+        mask = mask_from_alpha(m)
     elif "A" in image.getbands():
-        mask = ImageOps.invert(image.getchannel("A"))
-    out["init_image"] = _png(image.convert("RGB").resize(size))
+        mask = mask_from_alpha(image)
+    out["init_image"] = png_b64(image.convert("RGB").resize(size))
     if mask is not None:
-        out["mask"] = _png(mask.resize(size))
+        out["mask"] = png_b64(mask.resize(size))
         out["strength"] = 1.0
     return out
 
@@ -253,15 +241,11 @@ def image_file(name: str, request: Request, services: ServicesDep, expires: int 
         raise Forbidden("This link's signature is not valid.", field="signature")
     if expires < time.time():
         raise Forbidden("This link has expired; request the image again.", field="expires")
-    from sqlalchemy import select
-
-    from ...storage.models import Image as ImageRow
-
-    with services.db.session() as s:
-        row = s.scalar(select(ImageRow).where(ImageRow.id == image_id))
+    # The signature names the image, and only Solvent can sign: the link is the capability, so the image is
+    # read by its id alone (it is not guessable, and the signature was checked above).
+    row = image_by_id(services.db, image_id)
     if row is None:
         raise NotFound("No such image.", field="image")
-    row = image_row(services, row.org_id, image_id)
     data = reencode(services.images.get(row.blob), fmt)
     return Response(data, media_type=f"image/{fmt}", headers={"Cache-Control": "private, max-age=3600"})
 

@@ -7,21 +7,31 @@ errors are `{"id", "name", "message"}` (v2beta: `{"id", "name", "errors": [...]}
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from ...generation.families import FAMILIES
 from ...generation.samplers import resolve_sampler, stability_names
+from ...money import mc_to_credits_number
+from ..bodies import parse_model, read_json_object, read_multipart
 from ..deps import PrincipalDep, ServicesDep
 from ..schemas import GenerationIn
-from .common import b64, generate, image_size, open_image, reencode, served
+from .common import (
+    b64,
+    generate,
+    image_size,
+    mask_from_alpha,
+    open_image,
+    png_b64,
+    reencode,
+    served,
+)
 
 router = APIRouter(tags=["stability"], include_in_schema=True)
 
@@ -46,7 +56,16 @@ NAMED = {"invalid_samples", "invalid_height_or_width", "invalid_file_size", "inv
 
 
 class StabilityError(BadRequest):
-    """A 400 with one of the spec's error names as its code."""
+    """A 400 with one of the spec's error names as its code (one subclass per name, built below)."""
+
+
+def _camel(name: str) -> str:
+    return "".join(part.title() for part in name.split("_"))
+
+
+# One class per error name the spec documents, each with its own fixed `code` (never set on an instance).
+NAMED_ERRORS: dict[str, type[StabilityError]] = {
+    n: type(_camel(n), (StabilityError,), {"code": n, "__doc__": f"Stability's `{n}`."}) for n in sorted(NAMED)}
 
 
 def _name(status: int, code: str) -> str:
@@ -134,9 +153,7 @@ def _check_size(family: str, width: int, height: int) -> None:
 
 
 def _named(name: str, message: str, field: str, value: Any = None) -> StabilityError:
-    err = StabilityError(message, field=field, value=value)
-    err.code = name
-    return err
+    return NAMED_ERRORS[name](message, field=field, value=value)
 
 
 def _prompts(items: list[TextPrompt], style: str | None) -> tuple[str, str]:
@@ -190,44 +207,32 @@ async def _answer(request: Request, services, principal, fields: dict) -> Respon
                                        for d, seed, _ in done.images]})
 
 
+def _phrase(field: str, msg: str, value: Any, kind: str) -> str:
+    return f"{field}: {(msg or 'is invalid').lower()}"
+
+
 def _parse(model, data: dict) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        field = ".".join(str(x) for x in err.get("loc", ())) or "body"
-        raise ValidationFailed(f"{field}: {err.get('msg', 'is invalid').lower()}", field=field) from e
+    return parse_model(model, data, _phrase)
 
 
 @router.post("/v1/generation/{engine_id}/text-to-image", summary="Stability v1: text to image")
 async def text_to_image(engine_id: str, request: Request, services: ServicesDep, principal: PrincipalDep):
     _org_header(request, principal)
-    try:
-        data = json.loads(await request.body() or b"{}")
-    except json.JSONDecodeError as e:
-        raise BadRequest(f"the body is not valid JSON: {e.msg}", field="body") from e
-    if not isinstance(data, dict):
-        raise BadRequest("the body must be a JSON object", field="body")
+    data = await read_json_object(request, BadRequest, "the body is not valid JSON: {}", "the body must be a JSON object")
     t = _parse(TextToImage, data)
     fields = _common(services, engine_id, t, request.headers.get("accept", ""), t.width, t.height)
     return await _answer(request, services, principal, fields)
 
 
 async def _form(request: Request) -> tuple[dict, dict[str, bytes]]:
-    ctype = request.headers.get("content-type", "")
-    if not ctype.startswith("multipart/form-data"):
-        raise BadRequest(f"this endpoint takes multipart/form-data, not {ctype or 'nothing'!r}", field="body")
-    form = await request.form()
+    items, files = await read_multipart(request, "this endpoint")
+    for key, data in files.items():
+        if len(data) > 10 * 1024 * 1024:
+            raise _named("invalid_file_size", f"{key} is larger than 10 MiB", key, len(data))
     fields: dict[str, Any] = {}
-    files: dict[str, bytes] = {}
     prompts: dict[int, dict] = {}
-    for key, value in form.multi_items():
-        if hasattr(value, "read"):
-            data = await value.read()
-            if len(data) > 10 * 1024 * 1024:
-                raise _named("invalid_file_size", f"{key} is larger than 10 MiB", key, len(data))
-            files[key] = data
-        elif key.startswith("text_prompts["):
+    for key, value in items:
+        if key.startswith("text_prompts["):
             idx, _, rest = key[len("text_prompts["):].partition("]")
             try:
                 prompts.setdefault(int(idx), {})[rest.strip("[]")] = value
@@ -264,8 +269,8 @@ async def _img2img_fields(engine_id: str, request: Request, services) -> tuple[d
         out = _common(services, engine_id, t, request.headers.get("accept", ""), w, h)
     except StabilityError as e:
         if e.code in ("invalid_height_or_width", "invalid_pixel_count", "invalid_sdxl_v1_dimensions"):
-            e.code, e.field = "invalid_image_dimensions", "init_image"
-            e.message = f"init_image dimensions {w}x{h} are not valid for this engine: {e.message}"
+            raise _named("invalid_image_dimensions", f"init_image dimensions {w}x{h} are not valid for this "
+                         f"engine: {e.message}", "init_image", f"{w}x{h}") from e
         raise
     if t.init_image_mode == "IMAGE_STRENGTH":
         strength = 1 - t.image_strength
@@ -300,7 +305,6 @@ async def masking(engine_id: str, request: Request, services: ServicesDep, princ
 
 def _mask_of(services, files: dict[str, bytes], source: str | None) -> tuple[str, str | None]:
     """(the mask, the init image without its alpha when the alpha was the mask) as base64 PNGs."""
-    import io
 
     from PIL import ImageOps
 
@@ -319,17 +323,13 @@ def _mask_of(services, files: dict[str, bytes], source: str | None) -> tuple[str
         if "A" not in init.getbands():
             raise _named("invalid_mask_image", "init_image has no alpha channel for mask_source INIT_IMAGE_ALPHA",
                          "init_image")
-        mask = ImageOps.invert(init.getchannel("A"))  # transparent = repaint
+        mask = mask_from_alpha(init)
     else:
         raise ValidationFailed(f"mask_source must be MASK_IMAGE_WHITE, MASK_IMAGE_BLACK or INIT_IMAGE_ALPHA but "
                                f"is {source!r}", field="mask_source", value=source)
-    buf = io.BytesIO()
-    mask.save(buf, "PNG")
     if source != "INIT_IMAGE_ALPHA":
-        return b64(buf.getvalue()), None
-    rgb = io.BytesIO()
-    init.convert("RGB").save(rgb, "PNG")
-    return b64(buf.getvalue()), b64(rgb.getvalue())
+        return png_b64(mask), None
+    return png_b64(mask), png_b64(init.convert("RGB"))
 
 
 @router.post("/v1/generation/{engine_id}/image-to-image/upscale", summary="Stability v1: upscale")
@@ -362,7 +362,7 @@ def account(services: ServicesDep, principal: PrincipalDep) -> dict:
 def balance(services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("read")
     mc = services.billing.ledger.balance(principal.org_id)["available_mc"]
-    return {"credits": mc / 1000}  # the wire format is a JSON number; the ledger stays in integers
+    return {"credits": mc_to_credits_number(mc)}  # the wire format is a JSON number; the ledger stays in integers
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from ...accounts import (
     signup,
     verify_email,
 )
-from ...accounts.people import MIN_PASSWORD
+from ...accounts.users import MIN_PASSWORD
 from ...errors import Forbidden
 from ..deps import CSRF_COOKIE, SESSION_COOKIE, PrincipalDep, ServicesDep, client_ip
 from ..schemas import UtcDatetime
@@ -197,9 +197,6 @@ def _key_out(k) -> dict:
             "rotated_from": k.rotated_from}
 
 
-def _actor(principal) -> str:
-    return f"user:{principal.user_id}" if principal.user_id else f"key:{principal.key_id}"
-
 
 @router.get("/keys", summary="API keys of the organisation (never their secrets)")
 def get_keys(services: ServicesDep, principal: PrincipalDep) -> dict:
@@ -219,7 +216,7 @@ def post_key(body: KeyIn, services: ServicesDep, principal: PrincipalDep) -> dic
                                     "concurrent_jobs"})
     key, secret = create_key(services.db, principal.org_id, body.name, tuple(body.scopes), body.expires_at,
                              created_by=principal.user_id or principal.owner_id, **caps)
-    record(services.db, _actor(principal), "key.created", principal.org_id, key.id, scopes=key.scopes)
+    record(services.db, principal.actor, "key.created", principal.org_id, key.id, scopes=key.scopes)
     return {**_key_out(key), "secret": secret}
 
 
@@ -227,7 +224,7 @@ def post_key(body: KeyIn, services: ServicesDep, principal: PrincipalDep) -> dic
 def post_revoke(key_id: str, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("admin")
     key = revoke_key(services.db, key_id, principal.org_id, caller=principal)
-    record(services.db, _actor(principal), "key.revoked", principal.org_id, key.id)
+    record(services.db, principal.actor, "key.revoked", principal.org_id, key.id)
     return _key_out(key)
 
 
@@ -236,7 +233,7 @@ def post_revoke(key_id: str, services: ServicesDep, principal: PrincipalDep) -> 
 def post_rotate(key_id: str, services: ServicesDep, principal: PrincipalDep, grace_seconds: int = 0) -> dict:
     principal.require("admin")
     key, secret = rotate_key(services.db, key_id, principal.org_id, grace_seconds, caller=principal)
-    record(services.db, _actor(principal), "key.rotated", principal.org_id, key.id, previous=key_id,
+    record(services.db, principal.actor, "key.rotated", principal.org_id, key.id, previous=key_id,
            grace_seconds=grace_seconds)
     return {**_key_out(key), "secret": secret}
 

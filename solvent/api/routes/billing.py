@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -15,9 +13,11 @@ from sqlalchemy import select
 
 from ...accounts import Principal, record
 from ...billing import list_plans, set_plan
+from ...billing.credits import statement_csv
 from ...billing.payments import handle, verify
 from ...billing.plans import CREDIT_PACKS, EDITABLE, set_org_plan
 from ...errors import NotFound
+from ...money import credits_to_mc
 from ...storage.db import utcnow
 from ...storage.models import CreditHold, Image
 from ..deps import PrincipalDep, ServicesDep
@@ -25,9 +25,6 @@ from ..schemas import UtcDatetime
 
 router = APIRouter(prefix="/api", tags=["billing"])
 
-
-def _actor(principal: Principal) -> str:
-    return f"user:{principal.user_id}" if principal.user_id else f"key:{principal.key_id}"
 
 
 def _org(principal: Principal, org_id: str | None) -> str:
@@ -44,18 +41,6 @@ def balance(services: ServicesDep, principal: PrincipalDep, org: str | None = No
     return services.billing.ledger.balance(_org(principal, org))
 
 
-def _statement_csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["created_at", "txn_id", "kind", "account", "amount_mc", "job_id", "grant_id", "memo", "actor",
-                "idempotency_key"])
-    for r in rows:
-        for account, mc in r["legs"]:
-            w.writerow([r["created_at"], r["id"], r["kind"], account, mc, r["job_id"] or "", r["grant_id"] or "",
-                        r["memo"], r["actor"], r["idempotency_key"]])
-    return buf.getvalue()
-
-
 @router.get("/billing/statement", summary="Every credit transaction with its legs (`format=csv` for a spreadsheet)")
 def statement(services: ServicesDep, principal: PrincipalDep, org: str | None = None,
               since: UtcDatetime | None = None,
@@ -63,7 +48,7 @@ def statement(services: ServicesDep, principal: PrincipalDep, org: str | None = 
     principal.require("read")
     rows = services.billing.ledger.statement(_org(principal, org), since)
     if format == "csv":
-        return Response(_statement_csv(rows), media_type="text/csv",
+        return Response(statement_csv(rows), media_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="statement.csv"'})
     return {"transactions": rows}
 
@@ -152,10 +137,10 @@ class PlanIn(BaseModel):
 @router.post("/admin/orgs/{org_id}/credits/adjust", tags=["admin"], summary="Add (or remove) paid credits")
 def admin_adjust(org_id: str, body: CreditsIn, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("operator")
-    txn, created = services.billing.ledger.adjust(org_id, body.credits * 1000, f"admin:{org_id}:{body.idempotency_key}",
-                                                  body.memo, actor=_actor(principal))
+    txn, created = services.billing.ledger.adjust(org_id, credits_to_mc(body.credits), f"admin:{org_id}:{body.idempotency_key}",
+                                                  body.memo, actor=principal.actor)
     if created:
-        record(services.db, _actor(principal), "credits.adjusted", org_id, txn.id, credits=body.credits)
+        record(services.db, principal.actor, "credits.adjusted", org_id, txn.id, credits=body.credits)
     return {"txn_id": txn.id, "created": created, "balance": services.billing.ledger.balance(org_id)}
 
 
@@ -163,18 +148,18 @@ def admin_adjust(org_id: str, body: CreditsIn, services: ServicesDep, principal:
 def admin_grant(org_id: str, body: GrantIn, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("operator")
     g = services.billing.ledger.grant(
-        org_id, body.credits * 1000 if body.credits else None, gpu_hours=body.gpu_hours, purpose=body.purpose, starts_at=body.starts_at, expires_at=body.expires_at,
-        daily_cap_mc=body.daily_cap_credits * 1000 if body.daily_cap_credits else None,
-        key=f"admin-grant:{org_id}:{body.idempotency_key}" if body.idempotency_key else None, actor=_actor(principal))
-    record(services.db, _actor(principal), "grant.created", org_id, g.id, credits=body.credits, purpose=body.purpose)
+        org_id, credits_to_mc(body.credits) if body.credits else None, gpu_hours=body.gpu_hours, purpose=body.purpose, starts_at=body.starts_at, expires_at=body.expires_at,
+        daily_cap_mc=credits_to_mc(body.daily_cap_credits) if body.daily_cap_credits else None,
+        key=f"admin-grant:{org_id}:{body.idempotency_key}" if body.idempotency_key else None, actor=principal.actor)
+    record(services.db, principal.actor, "grant.created", org_id, g.id, credits=body.credits, purpose=body.purpose)
     return {"grant_id": g.id, "balance": services.billing.ledger.balance(org_id)}
 
 
 @router.post("/admin/orgs/{org_id}/grants/{grant_id}/revoke", tags=["admin"], summary="Revoke a grant")
 def admin_revoke_grant(org_id: str, grant_id: str, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("operator")
-    g = services.billing.ledger.revoke_grant(org_id, grant_id, actor=_actor(principal))
-    record(services.db, _actor(principal), "grant.revoked", org_id, grant_id)
+    g = services.billing.ledger.revoke_grant(org_id, grant_id, actor=principal.actor)
+    record(services.db, principal.actor, "grant.revoked", org_id, grant_id)
     return {"grant_id": g.id, "revoked_at": g.revoked_at}
 
 
@@ -183,7 +168,7 @@ def admin_set_org_plan(org_id: str, plan: Annotated[str, Query()], services: Ser
                        principal: PrincipalDep) -> dict:
     principal.require("operator")
     out = set_org_plan(services.db, org_id, plan)
-    record(services.db, _actor(principal), "plan.changed", org_id, plan, previous=out["previous"])
+    record(services.db, principal.actor, "plan.changed", org_id, plan, previous=out["previous"])
     return out
 
 
@@ -192,7 +177,7 @@ def admin_put_plan(plan_id: str, body: PlanIn, services: ServicesDep, principal:
     principal.require("operator")
     fields = {k: v for k, v in body.model_dump(exclude_unset=True).items() if k in EDITABLE}
     out = set_plan(services.db, plan_id, create=True, **fields).to_dict()
-    record(services.db, _actor(principal), "plan.edited", None, plan_id, **fields)
+    record(services.db, principal.actor, "plan.edited", None, plan_id, **fields)
     return out
 
 

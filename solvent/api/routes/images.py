@@ -11,9 +11,10 @@ from sqlalchemy import String, cast, func, select
 
 from ...errors import NotFound
 from ...generation.metadata import MIME, encode_image, read_metadata
+from ...jobs.results import image_of
+from ...storage.db import newest_first
 from ...storage.models import FINAL_STATES, CreditHold, Image, Job
 from ..deps import PrincipalDep, ServicesDep
-from .jobs import image_row, newest_first
 
 router = APIRouter(prefix="/api", tags=["images"])
 
@@ -63,7 +64,7 @@ def list_images(services: ServicesDep, principal: PrincipalDep,
 @router.get("/images/{image_id}/info", summary="One image's parameters, seed, cost and terms")
 def image_info(image_id: str, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("read")
-    img = image_row(services, principal.org_id, image_id)
+    img = image_of(services.db, principal.org_id, image_id)
     with services.db.session() as s:
         job = s.get(Job, img.job_id)
         return image_out(img, job, _captured(s, [job.id]).get(job.id))
@@ -93,7 +94,7 @@ def get_image(image_id: str, services: ServicesDep, principal: PrincipalDep,
               format: Annotated[Literal["png", "webp", "jpeg"], Query()] = "png",
               download: bool = False) -> Response:
     principal.require("read")
-    row = image_row(services, principal.org_id, image_id)
+    row = image_of(services.db, principal.org_id, image_id)
     data = services.images.get(row.blob)
     if format != "png":
         text, solvent = read_metadata(data)

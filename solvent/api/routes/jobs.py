@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from typing import Annotated
 
@@ -14,14 +13,16 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from starlette.background import BackgroundTask
 
-from ...errors import BadRequest, NotFound, ValidationFailed
-from ...storage.models import FINAL_STATES, Image, Job, JobState
+from ...errors import BadRequest, ValidationFailed
+from ...generation.images import b64
+from ...storage.db import newest_first
+from ...storage.models import FINAL_STATES, Job, JobState
 from ..admission import admit, quote
+from ..bodies import read_json_object, read_multipart
 from ..deps import PrincipalDep, ServicesDep
 from ..schemas import GenerationIn, ImageOut, JobError, JobList, JobOut
 
 router = APIRouter(prefix="/api", tags=["jobs"])
-MAX_BODY = 64 * 1024 * 1024
 
 
 def job_out(services, job: Job, position: bool = True) -> JobOut:
@@ -42,38 +43,23 @@ def job_out(services, job: Job, position: bool = True) -> JobOut:
 
 
 async def _body(request: Request) -> GenerationIn:
-    length = int(request.headers.get("content-length") or 0)
-    if length > MAX_BODY:
-        raise BadRequest(f"the body is {length} bytes; at most {MAX_BODY} are accepted.", field="body", value=length)
-    ctype = request.headers.get("content-type", "")
+    """The request as JSON, or as a multipart form whose files are the images (the size limits were applied
+    by the limits middleware before this reads anything)."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        items, files = await read_multipart(request, "this form")
+        data: dict = {k: b64(v) for k, v in files.items()}
+        for key, value in items:
+            try:
+                data[key] = json.loads(value) if key == "loras" else value
+            except json.JSONDecodeError as e:
+                raise ValidationFailed(f"`loras` is not valid JSON: {e.msg}.", field="loras") from e
+    else:
+        data = await read_json_object(request, BadRequest, "the body is not valid JSON: {}.",
+                                      "the body must be a JSON object.")
     try:
-        if ctype.startswith("multipart/form-data"):
-            form = await request.form()
-            data: dict = {}
-            for key, value in form.multi_items():
-                if hasattr(value, "read"):
-                    raw = await value.read()
-                    data[key] = base64.b64encode(raw).decode()
-                elif key == "loras":
-                    data[key] = json.loads(value)
-                else:
-                    data[key] = value
-            return GenerationIn.model_validate(data)
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise BadRequest(f"the body is over {MAX_BODY} bytes.", field="body")
-        try:
-            payload = json.loads(raw or b"{}")
-        except json.JSONDecodeError as e:
-            raise BadRequest(f"the body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}.",
-                             field="body") from e
-        if not isinstance(payload, dict):
-            raise BadRequest(f"the body must be a JSON object but is {type(payload).__name__}.", field="body")
-        return GenerationIn.model_validate(payload)
+        return GenerationIn.model_validate(data)
     except ValidationError as e:
         raise RequestValidationError(e.errors()) from e
-    except json.JSONDecodeError as e:
-        raise ValidationFailed(f"`loras` is not valid JSON: {e.msg}.", field="loras") from e
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut, summary="Create a generation job",
@@ -100,18 +86,6 @@ async def quote_job(request: Request, services: ServicesDep, principal: Principa
 def get_job(job_id: str, services: ServicesDep, principal: PrincipalDep) -> JobOut:
     principal.require("read")
     return job_out(services, services.queue.get(principal.org_id, job_id))
-
-
-def newest_first(s, query, row, org_id: str, cursor: str | None, what: str):
-    """`query` ordered newest first (`created_at`, then `id`), after the `cursor` row of this organisation."""
-    if cursor:
-        anchor = s.scalar(select(row).where(row.id == cursor, row.org_id == org_id))
-        if anchor is None:
-            raise ValidationFailed(f"`cursor` {cursor!r} is not {'an' if what[0] in 'aeiou' else 'a'} {what} of "
-                                   "yours.", field="cursor", value=cursor)
-        query = query.where((row.created_at < anchor.created_at) |
-                            ((row.created_at == anchor.created_at) & (row.id < anchor.id)))
-    return query.order_by(row.created_at.desc(), row.id.desc())
 
 
 @router.get("/jobs", response_model=JobList, summary="List jobs, newest first")
@@ -188,11 +162,3 @@ async def _stream(job_id: str, request: Request, services, principal):
         if await request.is_disconnected():
             return
         await asyncio.sleep(0.2)
-
-
-def image_row(services, org_id: str, image_id: str) -> Image:
-    with services.db.session() as s:
-        img = s.scalar(select(Image).where(Image.id == image_id, Image.org_id == org_id))
-    if img is None:
-        raise NotFound(f"`image` {image_id!r} was not found.", field="image", value=image_id)
-    return img

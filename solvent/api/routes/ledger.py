@@ -16,7 +16,6 @@ from ...ledger.reports import BY, report
 from ...ledger.runway import from_ledger, set_finances
 from ..deps import PrincipalDep, ServicesDep
 from ..schemas import UtcDatetime
-from .billing import _actor
 
 router = APIRouter(prefix="/api/admin/ledger", tags=["ledger"])
 
@@ -47,7 +46,7 @@ def add_price(body: PriceIn, services: ServicesDep, principal: PrincipalDep) -> 
         raise ValidationFailed(f"`commitment` must be one of {', '.join(COMMITMENTS)} but is {body.commitment!r}.",
                                field="commitment", value=body.commitment)
     p = set_price(services.db, body.provider, body.instance_type, body.usd_per_hour, commitment=body.commitment,
-                  gpus=body.gpus, source=body.source, effective_from=body.effective_from, actor=_actor(principal))
+                  gpus=body.gpus, source=body.source, effective_from=body.effective_from, actor=principal.actor)
     return p.to_dict()
 
 
@@ -79,7 +78,7 @@ class FinancesIn(BaseModel):
 @router.post("/finances", status_code=201, summary="Record cash on hand and monthly fixed costs (USD)")
 def finances(body: FinancesIn, services: ServicesDep, principal: PrincipalDep) -> dict:
     principal.require("operator")
-    row = set_finances(services.db, **body.model_dump(), actor=_actor(principal))
+    row = set_finances(services.db, **body.model_dump(), actor=principal.actor)
     return {"as_of": row.as_of.isoformat()}
 
 
