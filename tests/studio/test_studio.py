@@ -187,6 +187,10 @@ def test_sign_in_generate_find_reuse_download_delete(page, server):
     page.select_option("#history-model", "solvent-tiny")
     page.get_by_role("button", name="Search").click()
     page.wait_for_selector("#gallery figure")
+    # A thumbnail shows the whole image: drawn at the image's own aspect ratio (square here), never a band.
+    page.wait_for_function("() => { const i = document.querySelector('#gallery img'); return i.complete && i.naturalWidth; }")
+    box = page.locator("#gallery img").first.bounding_box()
+    assert box["width"] > 100 and abs(box["height"] - box["width"]) <= 1, box
     shot(page, "history")
     assert low_contrast(page) == []
 

@@ -1,4 +1,4 @@
-"""`python -m solvent.tiny.train` itself, at a few steps a stage: it writes a diffusers folder with its
+"""`python -m solvent.tiny.recipe.train` itself, at a few steps a stage: it writes a diffusers folder with its
 manifest that diffusers loads and renders, and two runs
 with the same seed write byte-identical weights."""
 

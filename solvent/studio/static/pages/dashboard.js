@@ -1,7 +1,8 @@
 // The operator dashboard: cost, revenue and margin; cost per image; utilisation and idle cost;
 // compute given away; burn, runway, budgets and their alerts; the queue and the workers.
-import { api, ApiError, credits, esc, usd, when } from "./api.js";
-import { alertBox, barTable, lineChart, setTitle, sizeBars } from "./app.js";
+import { api, ApiError, credits, esc, usd, when } from "../api.js";
+import { barTable, lineChart, sizeBars } from "../charts.js";
+import { alertBox, setTitle } from "../ui.js";
 
 const pct = (bp) => (bp == null ? "–" : `${(bp / 100).toFixed(1)}%`);
 
