@@ -32,6 +32,7 @@ def clip_tokenizer():
         pre_tokenizers.Split(Regex(_SPLIT), behavior="removed", invert=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False),
     ])
+    tok.add_special_tokens(["<|startoftext|>", "<|endoftext|>"])  # written in a prompt, each is one token (as in CLIP)
     return tok
 
 

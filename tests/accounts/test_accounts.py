@@ -10,14 +10,13 @@ from solvent.billing import ensure_plans
 from solvent.config import Settings
 from solvent.root import assemble, build_app
 from solvent.storage import LocalImageStore
+from tests.harness import make_services
 
 PW = "correct horse battery"
 
 
 def make_client(db, tmp_path, secure=False):
-    ensure_plans(db)
-    settings = Settings(home=tmp_path / "home", cookie_secure=secure, trusted_proxies=["testclient"])
-    services = assemble(settings, db, images=LocalImageStore(tmp_path / "images"))
+    services = make_services(db, tmp_path, cookie_secure=secure, trusted_proxies=["testclient"])
     return TestClient(build_app(services))
 
 

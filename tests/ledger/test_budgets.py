@@ -15,16 +15,15 @@ from sqlalchemy import func, select
 
 from solvent.accounts import create_org
 from solvent.api.admission import admit_in
-from solvent.billing import Payer, PriceRequest, ensure_plans, set_plan
-from solvent.config import Settings
+from solvent.billing import Payer, PriceRequest, set_plan
 from solvent.errors import ValidationFailed
 from solvent.jobs import QueueLimits
 from solvent.jobs.registry import create_worker
 from solvent.ledger.budgets import BudgetExceeded, create_budget, status
 from solvent.ledger.catalog import WORKER, set_price
 from solvent.ledger.runway import set_finances
-from solvent.root import assemble
 from solvent.storage.models import Budget, Job, WorkerUptime
+from tests.harness import make_services
 
 REQ = PriceRequest(model="solvent-tiny", cost_class="tiny", width=64, height=64, steps=20)
 
@@ -33,12 +32,11 @@ class Ops:
     """The real admission path (credits, then budgets, in the enqueue transaction) and a worker at $3.60/h."""
 
     def __init__(self, db, tmp_path):
-        ensure_plans(db)
+        self.s = make_services(db, tmp_path, limits=QueueLimits(max_queued_per_org=500, max_queued_total=500),
+                               outbound_allow_hosts=["127.0.0.1"])
         for plan in ("community", "payg"):  # plan limits are tested elsewhere; here only budgets refuse
             set_plan(db, plan, concurrent_jobs=100, rpm=10_000)
         self.db = db
-        self.s = assemble(Settings(home=tmp_path / "home", outbound_allow_hosts=["127.0.0.1"]), db, QueueLimits(max_queued_per_org=500,
-                                                                              max_queued_total=500))
         self.worker, _ = create_worker(db, "w", provider="local")
         set_price(db, WORKER, self.worker.id, "3.60", effective_from=datetime(2026, 1, 1, tzinfo=UTC))  # 1 µ$/ms
         self.free = create_org(db, "free", plan_id="community").id

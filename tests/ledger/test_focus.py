@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from solvent.accounts import create_org
 from solvent.ledger.focus import FocusProblems, export_focus, import_focus, reconcile
 from solvent.storage.models import BillLine
-from tests.service.test_ledger import T0, Fleet
+from tests.ledger.test_costing import T0, Fleet
 
 H = timedelta(hours=1)
 COLUMNS = ["BilledCost", "EffectiveCost", "ListCost", "BillingCurrency", "ChargePeriodStart", "ChargePeriodEnd",

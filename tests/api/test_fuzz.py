@@ -19,23 +19,16 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import response_schema_conformance
 
 from solvent.accounts import create_key, create_user
-from solvent.billing import ensure_plans
-from solvent.config import Settings
-from solvent.root import assemble, build_app
-from solvent.storage import Database, LocalImageStore
-
-from .conftest import ThreadServer
+from solvent.root import build_app
+from tests.harness import ThreadServer, sqlite_services
 
 EXAMPLES = int(os.environ.get("SOLVENT_FUZZ_EXAMPLES", "10"))
 
 
 class Server:
     def __init__(self, tmp):
-        db = Database(f"sqlite:///{tmp / 'fuzz.db'}")
-        db.create_all()
-        ensure_plans(db)
-        self.services = assemble(Settings(home=tmp / "home", protect_docs=False), db,
-                                 images=LocalImageStore(tmp / "images"))
+        self.services = sqlite_services(tmp, protect_docs=False)
+        db = self.services.db
         self.app = build_app(self.services)
         _, org = create_user(db, "fuzz@example.com", "fuzz password 123", org_name="operator",
                              plan_id="payg", operator=True)

@@ -17,15 +17,13 @@ import webuiapi
 from PIL import Image
 
 from solvent.accounts import create_key, create_org
-from solvent.billing import ensure_plans, set_plan
+from solvent.billing import set_plan
 from solvent.config import Settings
 from solvent.jobs.registry import create_worker
-from solvent.root import assemble, build_app
-from solvent.storage import Database, LocalImageStore
+from solvent.root import build_app
 from solvent.workers import WorkerLoop, declaration
 from solvent.workers.local import LocalBackend
-
-from .conftest import ThreadServer
+from tests.harness import ThreadServer, sqlite_services
 
 PROMPT = "a red circle on a blue background"
 
@@ -34,12 +32,9 @@ class Live:
     def __init__(self, tmp):
         from solvent.root import build_engine
 
-        settings = Settings(home=tmp / "home")
-        db = Database(f"sqlite:///{tmp / 'solvent.db'}")
-        db.create_all()
-        ensure_plans(db)
+        self.services = sqlite_services(tmp)
+        db = self.services.db
         set_plan(db, "payg", concurrent_jobs=8, rpm=1000, max_steps=150)
-        self.services = assemble(settings, db, images=LocalImageStore(tmp / "images"))
         self.app = build_app(self.services)
         self.http = ThreadServer(self.app)
         self.port, self.base = self.http.port, self.http.base

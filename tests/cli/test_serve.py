@@ -17,8 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from solvent.storage import Database, Image
-
-from .conftest import _pg_database
+from tests.conftest import _pg_database
 
 
 def free_port() -> int:

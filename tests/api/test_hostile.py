@@ -21,17 +21,17 @@ from PIL import Image
 
 from solvent.accounts import create_key, create_user, throttle
 from solvent.api.app import housekeeping
-from solvent.billing import ensure_plans, set_plan
+from solvent.billing import set_plan
 from solvent.billing.payments import sign
 from solvent.config import Settings
 from solvent.jobs.registry import create_worker
-from solvent.root import assemble, build_app
-from solvent.storage import Database, LocalImageStore
+from solvent.root import build_app
+from solvent.storage import Database
 from solvent.storage.models import ApiKey, Job, Organisation, User
 from solvent.workers import WorkerLoop, declaration
 from solvent.workers.local import LocalBackend
-
-from .conftest import ThreadServer, _pg_database
+from tests.conftest import _pg_database
+from tests.harness import ThreadServer, make_services
 
 PW = "correct horse battery"
 STRIPE = "whsec_hostile"
@@ -43,16 +43,15 @@ class Live:
     def __init__(self, tmp, url: str):
         from solvent.root import build_engine
 
-        self.settings = Settings(
-            home=tmp / "home", cookie_secure=False, trusted_proxies=["127.0.0.1"], max_waits_per_org=2,
+        db = Database(url)
+        db.create_all()
+        self.services = make_services(
+            db, tmp, cookie_secure=False, trusted_proxies=["127.0.0.1"], max_waits_per_org=2,
             protect_docs=True, metrics_token="metrics-secret", stripe_webhook_secret=STRIPE,
             max_request_bytes=4 * 1024 * 1024, max_input_pixels=1024 * 1024, signups_per_hour=3,
             housekeeping_seconds=1, lease_seconds=3)
-        db = Database(url)
-        db.create_all()
-        ensure_plans(db)
+        self.settings = self.services.settings
         set_plan(db, "payg", concurrent_jobs=8, rpm=1000, max_steps=150)
-        self.services = assemble(self.settings, db, images=LocalImageStore(tmp / "images"))
         self.app = build_app(self.services)
         self.http = ThreadServer(self.app)
         self.base = self.http.base

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import update
 
 from solvent.accounts import create_org
-from solvent.billing import Billing, ensure_plans, set_plan
+from solvent.billing import set_plan
 from solvent.billing.admission import Payer
 from solvent.billing.pricing import PriceRequest
 from solvent.errors import ValidationFailed
-from solvent.jobs import JobQueue, QueueLimits
+from solvent.jobs import QueueLimits
 from solvent.jobs.registry import create_worker
 from solvent.ledger.catalog import OnPrem, catalog, price_at, set_price, set_worker_rate
 from solvent.ledger.costing import cost_of, record_job_cost_in
@@ -24,19 +24,18 @@ from solvent.ledger.reports import report
 from solvent.ledger.runway import compute, from_ledger, set_finances
 from solvent.money import usd_to_micros
 from solvent.storage.models import JobCost, WorkerUptime
+from tests.harness import make_services
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 H = timedelta(hours=1)
 
 
 class Fleet:
-    def __init__(self, db):
-        ensure_plans(db)
+    def __init__(self, db, tmp):
         self.db = db
-        self.queue = JobQueue(db, QueueLimits(max_queued_per_org=1000, max_queued_total=1000))
-        self.billing = Billing(db)
-        self.queue.in_final.append(self.billing.settle_in)
-        self.queue.in_final.append(record_job_cost_in)
+        # The house as `solvent serve` wires it: settlement captures credits, prices the job, charges budgets.
+        self.services = make_services(db, tmp, limits=QueueLimits(max_queued_per_org=1000, max_queued_total=1000))
+        self.queue, self.billing = self.services.queue, self.services.billing
         self.aws, _ = create_worker(db, "aws-1", provider="aws", instance_type="g5.xlarge")
         self.gcp, _ = create_worker(db, "gcp-1", provider="gcp", instance_type="g2-standard-4", commitment="1y")
         self.own, _ = create_worker(db, "own-1", provider="local")
@@ -68,8 +67,8 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet(db):
-    return Fleet(db)
+def fleet(db, tmp_path):
+    return Fleet(db, tmp_path)
 
 
 def test_catalog_rows_have_a_source_and_a_date_and_exact_prices():

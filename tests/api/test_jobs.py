@@ -13,16 +13,15 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from solvent.accounts import create_key, create_org, revoke_key
-from solvent.billing import ensure_plans
 from solvent.config import Settings
 from solvent.generation import parse_infotext
 from solvent.jobs import QueueLimits
 from solvent.jobs.registry import create_worker
-from solvent.root import assemble, build_app
-from solvent.storage import LocalImageStore
+from solvent.root import build_app
 from solvent.workers import WorkerLoop, declaration
 from solvent.workers.local import LocalBackend
 from solvent.workers.remote import HttpBackend
+from tests.harness import make_services
 
 
 @pytest.fixture(scope="module")
@@ -34,10 +33,7 @@ def engine(tmp_path_factory):
 
 class Harness:
     def __init__(self, db, tmp_path, engine, **limits):
-        settings = Settings(home=tmp_path / "home", lease_seconds=5)
-        ensure_plans(db)
-        self.services = assemble(settings, db, QueueLimits(lease_seconds=5, **limits), images=LocalImageStore(
-            tmp_path / "images"))
+        self.services = make_services(db, tmp_path, limits=QueueLimits(lease_seconds=5, **limits), lease_seconds=5)
         billing = self.services.billing
         self.client = TestClient(build_app(self.services))
         self.engine = engine

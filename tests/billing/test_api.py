@@ -14,18 +14,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from solvent.accounts import create_key, create_org, rotate_key
-from solvent.billing import Pricing, ensure_plans, set_plan
+from solvent.billing import Pricing, set_plan
 from solvent.billing.payments import sign
 from solvent.billing.pricing import CostClass
 from solvent.config import Settings
 from solvent.jobs import QueueLimits
 from solvent.jobs.registry import create_worker
-from solvent.root import assemble, build_app
-from solvent.storage import LocalImageStore
+from solvent.root import build_app
 from solvent.workers import declaration
 from solvent.workers.local import LocalBackend
-
-from .conftest import ThreadServer
+from tests.harness import ThreadServer, make_services
 
 SECRET = "whsec_test_secret"
 ONE_CREDIT = Pricing({"tiny": CostClass(1000, 64 * 64, 20)})  # a 64×64, 20-step image costs exactly 1 credit
@@ -40,10 +38,8 @@ def engine(tmp_path_factory):
 
 class App:
     def __init__(self, db, tmp_path, engine, pricing=ONE_CREDIT):
-        settings = Settings(home=tmp_path / "home", stripe_webhook_secret=SECRET)
-        ensure_plans(db)
-        self.services = assemble(settings, db, QueueLimits(lease_seconds=30), pricing,
-                                 images=LocalImageStore(tmp_path / "images"))
+        self.services = make_services(db, tmp_path, limits=QueueLimits(lease_seconds=30), pricing=pricing,
+                                      stripe_webhook_secret=SECRET)
         self.app = build_app(self.services)
         self.client = TestClient(self.app)
         self.worker, _ = create_worker(db, name="idle")
