@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "money": set(),
     "outbound": set(),
     "generation": set(),
-    "storage": set(),
+    "storage": {"generation"},
     "engine": {"generation"},
     "tiny": {"engine", "generation"},
     "tiny.recipe": {"tiny", "engine", "generation", "root"},  # research scripts, run as `python -m`

@@ -10,6 +10,8 @@ BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 
 
 class Metrics:
+    """The Prometheus counters and histograms of one app, fed by the queue's final jobs (hooked by the root)."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.jobs = Gauge("solvent_jobs", "Jobs by state", ["state"], registry=self.registry)

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..errors import Forbidden, PaymentRequired, TooManyRequests
+from ..generation.spec import JobSpec
 from ..money import fmt_credits
 from ..storage.db import Database, utcnow
 from ..storage.models import ApiKey, CreditHold, Job, JobState, Organisation
@@ -54,6 +55,9 @@ ACTIVE = (JobState.queued, JobState.running)
 
 
 class Billing:
+    """Billing at admission and settlement: the limits a request must pass, its price, the credit reservation
+    inside the enqueue transaction, and the capture or release when the job ends."""
+
     def __init__(self, db: Database, pricing: Pricing | None = None, credits_per_gpu_hour: int = 250):
         self.db = db
         self.pricing = pricing or Pricing()
@@ -115,7 +119,7 @@ class Billing:
             for params in s.scalars(select(Job.params).where(
                     Job.org_id == org.id, Job.created_at >= day,
                     Job.state.not_in((JobState.failed, JobState.canceled)))):
-                made += int((params or {}).get("batch_size", 1) or 1)
+                made += JobSpec.from_params(params).images
             if made + req.images > plan.daily_images:
                 raise QuotaExceeded(
                     f"plan {plan.name} includes {plan.daily_images} images a day and {made} were made today; the "
@@ -164,7 +168,7 @@ class Billing:
             hold = s.get(CreditHold, job.id)
             if hold is None:
                 return
-            asked = max(1, int(job.params.get("batch_size", 1) or 1))
+            asked = job.spec.images
             made = len((job.result or {}).get("images", [])) or asked
             used = -(-hold.amount_mc * min(made, asked) // asked)
         self.ledger.settle_in(s, job.id, used)

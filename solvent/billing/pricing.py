@@ -53,6 +53,8 @@ class PriceRequest:
 
 @dataclass(frozen=True)
 class Pricing:
+    """Credit prices per cost class: a base price for a reference size and step count, scaled linearly."""
+
     classes: dict[str, CostClass] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
     min_mc: int = 10
 

@@ -123,6 +123,8 @@ class _PlainUNetView(torch.nn.Module):
 
 @dataclass
 class LoadedModel:
+    """A pipeline in memory with its prompt encoder, scheduler config, size and the LoRAs fused into it."""
+
     record: ModelRecord
     pipe: Any
     encoder: PromptEncoder

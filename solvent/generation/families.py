@@ -21,6 +21,8 @@ TOKENIZER_DIR = ASSETS / "clip_tokenizer"
 
 @dataclass(frozen=True)
 class Family:
+    """One model family: its architecture, native size, defaults, size rules and credit price class."""
+
     name: str
     label: str
     architecture: str  # "sd" (StableDiffusion*Pipeline) or "sdxl" (StableDiffusionXL*Pipeline)

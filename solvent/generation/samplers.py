@@ -14,6 +14,8 @@ from ..errors import ValidationFailed
 
 @dataclass(frozen=True)
 class Sampler:
+    """One sampler: Solvent's name, the scheduler recipe (class and options), and its names elsewhere."""
+
     name: str  # Solvent's canonical name
     scheduler: str  # diffusers scheduler class name
     options: dict[str, Any] = field(default_factory=dict)

@@ -32,7 +32,6 @@ from ..storage.models import FINAL_STATES, Job, JobState, Organisation, new_id
 
 CANDIDATES = 64  # queue heads considered per dequeue
 # The params jobs must share to run in one device call with the job a worker leased (text-to-image only).
-BATCH_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler", "loras")
 
 
 class QueueFull(TooManyRequests):
@@ -216,7 +215,7 @@ class JobQueue:
         """
         if limit < 1 or first.mode != "txt2img":
             return []
-        want = {k: first.params.get(k) for k in BATCH_FIELDS}
+        want = first.spec.batch_key()
         out: list[Job] = []
         with self.db.session() as s:
             q = (select(Job).where(Job.state == JobState.queued, Job.model == first.model, Job.mode == "txt2img")
@@ -225,7 +224,7 @@ class JobQueue:
                 q = q.with_for_update(skip_locked=True)
             now = utcnow()
             for job in list(s.scalars(q)):
-                if len(out) < limit and all(job.params.get(k) == v for k, v in want.items()) and self._claim(
+                if len(out) < limit and job.spec.batch_key() == want and self._claim(
                         s, job.id, worker_id, now):
                     out.append(job)
             for job in out:

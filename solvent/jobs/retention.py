@@ -16,8 +16,6 @@ from ..storage.blobs import ImageStore
 from ..storage.db import Database, utcnow
 from ..storage.models import FINAL_STATES, Image, Job
 
-BLOB_KEYS = ("init_image_blob", "mask_blob")
-
 
 def blob_in_use(s, blob: str, exclude_jobs: list[str] | tuple[str, ...] = ()) -> bool:
     """Whether an image, or a job whose inputs are not collected yet, refers to this content-addressed blob."""
@@ -34,7 +32,7 @@ def collect_inputs(db: Database, images: ImageStore, retention: timedelta, limit
         jobs = s.scalars(select(Job).where(Job.state.in_(FINAL_STATES), Job.mode != "txt2img",
                                            Job.inputs_collected_at.is_(None), Job.finished_at <= cutoff)
                          .order_by(Job.finished_at).limit(limit)).all()
-        blobs = {b for job in jobs for b in (job.params.get(k) for k in BLOB_KEYS) if b}
+        blobs = {b for job in jobs for b in (job.spec.init_image_blob, job.spec.mask_blob) if b}
         now = utcnow()
         for job in jobs:
             job.inputs_collected_at = now

@@ -122,8 +122,8 @@ def deactivate(db: Database, budget_id: str) -> Budget:
 
 def _job_scopes(s: Session, job: Job) -> set[str]:
     scopes = {"all", f"org:{job.org_id}"}
-    if job.params.get("plan"):
-        scopes.add(f"plan:{job.params['plan']}")
+    if job.spec.plan:
+        scopes.add(f"plan:{job.spec.plan}")
     hold = s.get(CreditHold, job.id)  # billing's new hold, from the session's identity map (no SELECT)
     for leg in hold.legs if hold else []:
         where = classify(leg[2])
@@ -218,7 +218,7 @@ class Budgets:
 
     def estimate_in(self, s: Session, job: Job) -> int:
         """µ$ the job will probably cost: its model's recent cost per image × its images (a fleet guess at first)."""
-        images = max(1, int(job.params.get("batch_size") or 1))
+        images = job.spec.images
         cached = self._estimates.get(job.model)
         if cached is None or time.monotonic() - cached[0] >= self.estimate_ttl:
             rows = s.execute(select(JobCost.cost_micros, JobCost.images).where(

@@ -123,7 +123,7 @@ def _money(s: Session, job: Job) -> tuple[int, int, int, str, list[str]]:
         if where.kind == "paid":
             revenue += taken * MICROS_PER_MC
         elif where.kind == "plan":
-            plan = plan or s.get(Plan, job.params.get("plan") or "")
+            plan = plan or s.get(Plan, job.spec.plan or "")
             if plan is not None and plan.price_micros and plan.included_mc:
                 revenue += plan.price_micros * taken // plan.included_mc
             else:
@@ -155,7 +155,7 @@ def record_job_cost_in(s: Session, job: Job) -> JobCost | None:
     row = JobCost(
         job_id=job.id, org_id=job.org_id, worker_id=job.worker_id,
         provider=worker.provider if worker else "", instance_type=worker.instance_type if worker else "",
-        commitment=worker.commitment if worker else "", model=job.model, plan_id=job.params.get("plan") or "",
+        commitment=worker.commitment if worker else "", model=job.model, plan_id=job.spec.plan or "",
         state=str(job.state), paid_by=paid_by, grant_ids=grants,
         images=int(usage.get("images") or len((job.result or {}).get("images", []))),
         device_ms=ms, rate_micros_per_hour=rate.micros_per_hour, list_rate_micros_per_hour=rate.list_micros_per_hour,

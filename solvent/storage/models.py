@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from ..generation.spec import JobSpec
 from .db import utcnow
 
 
@@ -172,6 +173,11 @@ class Job(Base):
     # When its input images were deleted under the retention setting (None: kept or none).
     inputs_collected_at: Mapped[datetime | None] = mapped_column(default=None)
 
+
+    @property
+    def spec(self) -> JobSpec:
+        """The job's parameters, typed (`generation.spec.JobSpec`); read it instead of decoding `params`."""
+        return JobSpec.from_params(self.params)
 
 class Image(Base):
     __tablename__ = "images"

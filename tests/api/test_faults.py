@@ -18,8 +18,7 @@ from solvent.billing.credits import verify_balances
 from solvent.billing.payments import sign
 from solvent.storage import Database
 from solvent.storage.models import CreditHold, CreditTxn, Job
-
-from .test_live import env_for, free_port, solvent, stop, wait_http
+from tests.harness import env_for, free_port, solvent, stop, wait_http
 
 SECRET = "whsec_faults"
 

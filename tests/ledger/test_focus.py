@@ -42,7 +42,7 @@ BILL = [row(T0), row(T0 + H),  # the GPU instance, two hours at $1.006 billed, $
 
 
 def test_import_reconcile_and_allocate(db, tmp_path):
-    fleet = Fleet(db)
+    fleet = Fleet(db, tmp_path)
     org = create_org(db, "payg", plan_id="payg").id
     fleet.billing.ledger.purchase(org, 1_000_000, "buy")
     job = fleet.job(org, fleet.aws, 1.8)
@@ -106,8 +106,8 @@ def test_parquet_and_focus_1_3_provider_column(db, tmp_path):
                                                                                       ["aws"])
 
 
-def test_export_our_usage_as_focus(db):
-    fleet = Fleet(db)
+def test_export_our_usage_as_focus(db, tmp_path):
+    fleet = Fleet(db, tmp_path)
     org = create_org(db, "payg", plan_id="payg").id
     fleet.billing.ledger.purchase(org, 1_000_000, "buy")
     job = fleet.job(org, fleet.gcp, 1.8, images=2)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from ..service.test_live import env_for, free_port, wait_http
+from tests.harness import env_for, free_port, wait_http
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "studio"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

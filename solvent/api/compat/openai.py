@@ -171,7 +171,7 @@ async def _respond(request: Request, services, principal, fields: dict, g: Gener
             data.append({"url": f"{base}/v1/images/files/{image_id}.{fmt}?expires={expires}&signature={sig}",
                          "revised_prompt": g.prompt})
     return {"created": int(time.time()), "data": data,
-            "usage": {"images": len(done.images), "credits_mc": done.job.params.get("price_mc")}}
+            "usage": {"images": len(done.images), "credits_mc": done.job.spec.price_mc}}
 
 
 @router.post("/images/generations", summary="OpenAI Images: create images from a prompt")

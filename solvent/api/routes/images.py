@@ -11,6 +11,7 @@ from sqlalchemy import String, cast, func, select
 
 from ...errors import NotFound
 from ...generation.metadata import MIME, encode_image, read_metadata
+from ...generation.spec import BLOB_FIELDS
 from ...jobs.results import image_of
 from ...storage.db import newest_first
 from ...storage.models import FINAL_STATES, CreditHold, Image, Job
@@ -20,13 +21,13 @@ router = APIRouter(prefix="/api", tags=["images"])
 
 
 def image_out(img: Image, job: Job, captured_mc: int | None) -> dict[str, Any]:
-    terms = job.params.get("terms") or {}
-    batch = max(1, int(job.params.get("batch_size") or 1))
-    params = {k: v for k, v in job.params.items() if not k.endswith("_blob") and k not in ("terms", "plan")}
+    spec = job.spec
+    terms, batch = spec.terms, spec.images
+    params = {k: v for k, v in job.params.items() if k not in BLOB_FIELDS and k not in ("terms", "plan")}
     return {"id": img.id, "url": f"/api/images/{img.id}", "job_id": job.id, "index": img.index, "seed": img.seed,
             "width": img.width, "height": img.height, "created_at": img.created_at, "model": job.model,
-            "mode": job.mode, "prompt": job.params.get("prompt", ""), "params": params,
-            "price_mc": job.params.get("price_mc"), "job_cost_mc": captured_mc,
+            "mode": job.mode, "prompt": spec.prompt, "params": params,
+            "price_mc": spec.price_mc, "job_cost_mc": captured_mc,
             "cost_mc": None if captured_mc is None else captured_mc // batch, "batch_size": batch,
             "commercial_use": terms.get("commercial_use"), "license": terms.get("license"),
             "license_url": terms.get("license_url")}

@@ -15,6 +15,7 @@ from starlette.background import BackgroundTask
 
 from ...errors import BadRequest, ValidationFailed
 from ...generation.images import b64
+from ...generation.spec import BLOB_FIELDS
 from ...storage.db import newest_first
 from ...storage.models import FINAL_STATES, Job, JobState
 from ..admission import admit, quote
@@ -28,17 +29,16 @@ router = APIRouter(prefix="/api", tags=["jobs"])
 def job_out(services, job: Job, position: bool = True) -> JobOut:
     result = job.result or {}
     images = [ImageOut(**i, url=f"/api/images/{i['id']}") for i in result.get("images", [])]
-    params = {k: v for k, v in job.params.items() if not k.endswith("_blob")}
+    spec = job.spec
+    params = {k: v for k, v in job.params.items() if k not in BLOB_FIELDS}
     return JobOut(
         id=job.id, state=job.state, mode=job.mode, model=job.model, params=params, progress=job.progress,
         queue_position=services.queue.position(job) if position and job.state == JobState.queued else None,
         attempts=job.attempts, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
         error=JobError(code=job.error_code, message=job.error_message) if job.error_code else None,
         images=images, usage=result.get("usage"),
-        commercial_use=(job.params.get("terms") or {}).get("commercial_use"),
-        license=(job.params.get("terms") or {}).get("license"),
-        license_url=(job.params.get("terms") or {}).get("license_url"),
-        price_mc=job.params.get("price_mc"),
+        commercial_use=spec.terms.get("commercial_use"), license=spec.terms.get("license"),
+        license_url=spec.terms.get("license_url"), price_mc=spec.price_mc,
     )
 
 
