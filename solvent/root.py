@@ -10,6 +10,7 @@ Read this file to see what Solvent is made of and how the parts are joined:
   renderers, the metrics hook on the queue, and the studio.
 - `build_local_worker` / `build_remote_worker`: a worker loop in this process, or one reaching a server
   over the worker API.
+- `bootstrap_admin`: on a fresh database, the operator's user, organisation, key and grant.
 - `Server`: the app and its in-process worker started and stopped together (`solvent serve`).
 
 Nothing is built at import time and nothing registers itself: every hook is attached here. The CLI parses
@@ -19,6 +20,7 @@ engine and HTTP only) never imports the database side, and an API process never 
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -82,6 +84,48 @@ def assemble(settings: Settings, db: Database, limits: QueueLimits | None = None
     queue.on_final.append(budgets.on_final)  # alerts to webhooks, after the commit
     return Services(settings, db, queue, images or LocalImageStore(settings.images_dir), billing, budgets,
                     Mailer(settings.smtp_url, settings.mail_from))
+
+
+# -- first start ------------------------------------------------------------------------------
+
+OPERATOR_GRANT_CREDITS = 100_000
+ADMIN_EMAIL = "admin@solvent.localhost"
+
+
+def _write_secret(path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+
+
+def bootstrap_admin(services) -> tuple[str, str] | None:
+    """On a fresh database: an operator user (for the studio) owning the admin organisation, and an API key.
+
+    Returns (API key, password), each shown once and written to a file only its owner can read.
+    """
+    import secrets
+
+    from sqlalchemy import func, select
+
+    from .accounts import create_key, create_user
+    from .money import credits_to_mc
+    from .storage.models import Organisation
+
+    with services.db.session() as s:
+        if s.scalar(select(func.count()).select_from(Organisation)):
+            return None
+    password = secrets.token_urlsafe(12)
+    _, org_id = create_user(services.db, ADMIN_EMAIL, password, "Administrator", org_name="admin",
+                            plan_id="enterprise", operator=True, actor="solvent serve")
+    _, secret = create_key(services.db, org_id, "admin (created by solvent serve)",
+                           ("generate", "read", "admin", "operator"))
+    # The operator's own use is compute too: a grant makes it visible (as given away) and capped.
+    services.billing.ledger.grant(org_id, credits_to_mc(OPERATOR_GRANT_CREDITS), purpose="operator's own use (solvent serve)",
+                                  key=f"bootstrap:{org_id}")
+    _write_secret(services.settings.home / "admin-key.txt", secret + "\n")
+    _write_secret(services.settings.home / "admin-password.txt", f"{ADMIN_EMAIL}\n{password}\n")
+    return secret, password
 
 
 # -- engine ---------------------------------------------------------------------------------------

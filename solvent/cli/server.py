@@ -7,48 +7,7 @@ import os
 import signal
 
 from ..config import get_settings
-from ..money import credits_to_mc
 from .common import open_services as _services
-
-OPERATOR_GRANT_CREDITS = 100_000
-
-
-ADMIN_EMAIL = "admin@solvent.localhost"
-
-
-def _write_secret(path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
-
-
-def bootstrap_admin(services) -> tuple[str, str] | None:
-    """On a fresh database: an operator user (for the studio) owning the admin organisation, and an API key.
-
-    Returns (API key, password), each shown once and written to a file only its owner can read.
-    """
-    import secrets
-
-    from sqlalchemy import func, select
-
-    from ..accounts import create_key, create_user
-    from ..storage.models import Organisation
-
-    with services.db.session() as s:
-        if s.scalar(select(func.count()).select_from(Organisation)):
-            return None
-    password = secrets.token_urlsafe(12)
-    _, org_id = create_user(services.db, ADMIN_EMAIL, password, "Administrator", org_name="admin",
-                            plan_id="enterprise", operator=True, actor="solvent serve")
-    _, secret = create_key(services.db, org_id, "admin (created by solvent serve)",
-                           ("generate", "read", "admin", "operator"))
-    # The operator's own use is compute too: a grant makes it visible (as given away) and capped.
-    services.billing.ledger.grant(org_id, credits_to_mc(OPERATOR_GRANT_CREDITS), purpose="operator's own use (solvent serve)",
-                                  key=f"bootstrap:{org_id}")
-    _write_secret(services.settings.home / "admin-key.txt", secret + "\n")
-    _write_secret(services.settings.home / "admin-password.txt", f"{ADMIN_EMAIL}\n{password}\n")
-    return secret, password
 
 
 def _placement(args: argparse.Namespace, name: str = ""):
@@ -62,7 +21,7 @@ def _placement(args: argparse.Namespace, name: str = ""):
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ..root import build_server
+    from ..root import ADMIN_EMAIL, bootstrap_admin, build_server
 
     settings = get_settings()
     args.host = args.host or settings.host

@@ -82,3 +82,9 @@ def image_by_id(db: Database, image_id: str) -> Image | None:
     """An image by its (unguessable) id alone: only for a capability already checked, such as a signed link."""
     with db.session() as s:
         return s.scalar(select(Image).where(Image.id == image_id))
+
+
+def images_of_job(db: Database, org_id: str, job_id: str) -> list[Image]:
+    """A job's images of the organisation's, by index."""
+    with db.session() as s:
+        return list(s.scalars(select(Image).where(Image.job_id == job_id, Image.org_id == org_id).order_by(Image.index)))

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from fastapi import Request
 from PIL import Image as PILImage
 from PIL import ImageOps
-from sqlalchemy import select
 
 from ...accounts import Principal
 from ...errors import Cancelled, EngineError, SolventError
 from ...generation.images import b64, load_image, png_b64  # noqa: F401 - the toolkit hands these on
 from ...generation.images import decode_base64 as decode_b64_image  # noqa: F401
-from ...storage.models import FINAL_STATES, Image, Job, JobState
+from ...jobs.results import images_of_job
+from ...storage.models import FINAL_STATES, Job, JobState
 from ..admission import admit
 from ..schemas import GenerationIn
 
@@ -76,9 +76,7 @@ async def _wait(request: Request, services, principal: Principal, job: Job, allo
         raise Cancelled(f"job {job.id} was canceled.", field="job", value=job.id)
 
     def load() -> list[tuple[bytes, int, str]]:
-        with services.db.session() as s:
-            rows = s.scalars(select(Image).where(Image.job_id == job.id).order_by(Image.index)).all()
-        return [(services.images.get(r.blob), r.seed, r.id) for r in rows]
+        return [(services.images.get(r.blob), r.seed, r.id) for r in images_of_job(services.db, job.org_id, job.id)]
 
     images = await asyncio.to_thread(load)
     return Done(job, images, list((job.result or {}).get("infotexts", [])))
