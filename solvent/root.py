@@ -142,7 +142,9 @@ def build_store(settings: Settings):
 def build_engine(settings: Settings | None = None):
     """The engine over the store (torch and diffusers load here, and models on first use)."""
     from .engine import Engine
+    from .engine.device import quiet_libraries
 
+    quiet_libraries()  # diffusers' and transformers' chatter and progress bars (Solvent draws its own)
     settings = settings or get_settings()
     return Engine(settings, store=build_store(settings))
 

@@ -66,6 +66,29 @@ def test_an_api_process_admits_a_job_without_torch(tmp_path):
     assert got["heavy"] == []
 
 
+def test_solvent_serve_without_a_worker_never_maps_torch(tmp_path):
+    """The real command, black-box: started, healthy, an admission refused for lack of a worker, and no
+    torch library mapped into the process."""
+    from pathlib import Path
+
+    import httpx
+
+    from tests.harness import env_for, free_port, solvent, stop, wait_http
+
+    port = free_port()
+    proc = solvent("serve", "--no-worker", "--no-studio", "--port", str(port), env=env_for(tmp_path / "home"))
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        key = (tmp_path / "home" / "admin-key.txt").read_text().strip()
+        r = httpx.post(f"http://127.0.0.1:{port}/api/jobs", json={"prompt": "a red circle"},
+                       headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 404 and r.json()["error"]["field"] == "model"
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+        assert "libtorch" not in maps and "torch/lib" not in maps
+    finally:
+        stop(proc)
+
+
 def test_a_remote_worker_imports_no_database_code(tmp_path):
     got = _run("""
         import json, sys

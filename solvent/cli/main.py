@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     args = build_parser().parse_args(argv)
-    if args.command in ("generate", "models", "serve", "worker"):
+    if args.command in ("generate", "models"):  # (serve and worker quiet them where they build an engine)
         from ..engine.device import quiet_libraries
 
         quiet_libraries()
