@@ -168,3 +168,11 @@ def orgs(db):
     return a.id, b.id
 
 
+
+
+@pytest.fixture
+def services(db, tmp_path):
+    """The house as `solvent serve` assembles it (`solvent.root.assemble`) over the test's database."""
+    from tests.harness import make_services
+
+    return make_services(db, tmp_path)

@@ -5,11 +5,9 @@ from fastapi.testclient import TestClient
 from solvent.api import create_app
 from solvent.api.metrics import Metrics
 from solvent.root import build_app
-from tests.harness import make_services
 
 
-def test_error_shapes_belong_to_the_app_that_installed_them(db, tmp_path):
-    services = make_services(db, tmp_path)
+def test_error_shapes_belong_to_the_app_that_installed_them(services):
     full = TestClient(build_app(services))
     bare = TestClient(create_app(services, metrics=Metrics()))  # no compatible surfaces at all
     # OpenAI's shape on the app that has the OpenAI surface …
@@ -21,8 +19,7 @@ def test_error_shapes_belong_to_the_app_that_installed_them(db, tmp_path):
     assert "type" not in bare_body.json()["error"]
 
 
-def test_the_metrics_hook_is_attached_by_the_root_only(db, tmp_path):
-    services = make_services(db, tmp_path)
+def test_the_metrics_hook_is_attached_by_the_root_only(services):
     before = list(services.queue.on_final)
     create_app(services, metrics=Metrics())
     assert services.queue.on_final == before  # the factory hooks nothing
