@@ -35,11 +35,14 @@ def test_shipped_weights_are_trained():
     assert man["vae_candidates"][man["vae_chosen"]]["shape"] >= 0.75  # the VAE's own round trip
 
 
-def test_fixed_seed_render_is_bit_identical_to_the_reference(engine):
+def test_fixed_seed_render_matches_the_reference(engine):
+    # Bit-identical within one process (same seed, same image); within 3/255 of the recorded slice across
+    # torch builds and CPUs (diffusers' tests allow 1e-2 of the range for the same reason).
     req = GenerationRequest(prompt="a small red circle at the top left on a blue background", seed=42)
     img = np.asarray(engine.generate(req).images[0])
     assert img.shape == (64, 64, 3)
-    assert img[14:17, 14:17].tolist() == REFERENCE
+    assert np.array_equal(img, np.asarray(engine.generate(req).images[0]))
+    assert np.abs(img[14:17, 14:17].astype(int) - np.array(REFERENCE)).max() <= 3
 
 
 def test_follows_the_prompt_and_ignores_unknown_words(engine):
