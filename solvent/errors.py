@@ -63,6 +63,12 @@ class IncompatibleLora(BadRequest):
     code = "incompatible_lora"
 
 
+class IncompatibleAdapter(BadRequest):
+    """An adapter (ControlNet, …) made for another family than the request's model."""
+
+    code = "incompatible_adapter"
+
+
 class Unauthorized(SolventError):
     status = 401
     code = "unauthorized"

@@ -18,7 +18,8 @@ import torch
 from PIL import Image
 
 from ..config import Settings, get_settings
-from ..errors import Cancelled, EngineError, InvalidImage, OutOfMemory, ValidationFailed
+from ..errors import Cancelled, EngineError, InvalidImage, ModelNotFound, OutOfMemory, ValidationFailed
+from ..generation.control import CONTROL_MODES, MAX_UNITS, ControlUnit, check_unit, preprocess
 from ..generation.families import FAMILIES, Family, shipped_config
 from ..generation.metadata import infotext
 from ..generation.prompts import chunk_prompt
@@ -34,6 +35,7 @@ from ..generation.request import (
 from ..generation.samplers import Sampler, resolve_sampler
 from ..generation.tokens import clip_encode
 from . import device as dev
+from .adapters import check_fits, load_controlnet
 from .checkpoint import load_components
 from .lora import apply_loras, resolve_lora
 from .prompts import PromptEncoder
@@ -87,6 +89,7 @@ class Resolved:
     loras: list[tuple[Path, float]] = field(default_factory=list)
     init_image: Image.Image | None = None
     mask: Image.Image | None = None
+    controls: list[tuple[ModelRecord, ControlUnit, Image.Image]] = field(default_factory=list)  # record, unit, map
 
 
 def _keep_unmasked(images: list[Image.Image], rs: list[Resolved], counts: list[int]) -> list[Image.Image]:
@@ -154,6 +157,10 @@ class Engine:
     def resolve(self, req: GenerationRequest) -> Resolved:
         """Fill defaults and validate every field; raises a typed error naming the field."""
         record = self.store.get(req.model or self.store.default_id())
+        if record.kind != "checkpoint":
+            raise ValidationFailed(f"`model` {record.id!r} is a {record.kind}, not a model that makes images; name "
+                                   f"it in `controlnets` with a model of its family instead.", field="model",
+                                   value=record.id)
         family = FAMILIES[record.family]
         width = family.native if req.width is None else req.width
         height = family.native if req.height is None else req.height
@@ -201,7 +208,42 @@ class Engine:
                     field="loras",
                     value=weight,
                 )
-        return Resolved(req, record, family, width, height, steps, float(cfg), sampler, seed, loras, init, mask)
+        controls = self._resolve_controls(req, record, family, width, height)
+        return Resolved(req, record, family, width, height, steps, float(cfg), sampler, seed, loras, init, mask,
+                        controls)
+
+    def _resolve_controls(self, req: GenerationRequest, record: ModelRecord, family: Family, width: int,
+                          height: int) -> list[tuple[ModelRecord, ControlUnit, Image.Image]]:
+        """Each ControlNet unit's record (it must fit the model) and its control map at the output size."""
+        if len(req.controls) > MAX_UNITS:
+            raise ValidationFailed(f"`controlnets` may hold at most {MAX_UNITS} units but holds {len(req.controls)}.",
+                                   field="controlnets", value=len(req.controls))
+        out = []
+        width_of_model = self.store.cross_attention_width(record) if req.controls else None
+        for i, unit in enumerate(req.controls):
+            check_unit(unit, i)
+            where = f"controlnets[{i}]"
+            try:
+                cn = self.store.get(unit.model)
+            except ModelNotFound as e:
+                raise ModelNotFound(e.message.replace("`model`", f"`{where}.model`"), field=f"{where}.model",
+                                    value=unit.model) from e
+            if cn.kind != "controlnet":
+                raise ValidationFailed(f"`{where}.model` {cn.id!r} is a {cn.kind}, not a ControlNet.",
+                                       field=f"{where}.model", value=cn.id)
+            check_fits(cn.id, cn.architecture, cn.cross_attention_dim, record.id, record.family,
+                       family.architecture, width_of_model, f"{where}.model")
+            if unit.image is None:
+                raise ValidationFailed(f"`{where}.image` is required: the control image.", field=f"{where}.image")
+            if unit.image.size[0] * unit.image.size[1] > self.settings.max_input_pixels:
+                raise InvalidImage(f"`{where}.image` has more than {self.settings.max_input_pixels} pixels.",
+                                   field=f"{where}.image", value=unit.image.size)
+            out.append((cn, unit, preprocess(unit.image, unit.preprocessor, width, height, unit.threshold_a,
+                                             unit.threshold_b)))
+        if len({u.control_mode == "controlnet" for _, u, _ in out}) > 1:
+            raise ValidationFailed("every unit of a request must agree on `control_mode` `controlnet` (diffusers "
+                                   "applies it to the whole call).", field="controlnets")
+        return out
 
     def _resolve_images(self, req: GenerationRequest, width: int, height: int):
         if req.init_image is None:
@@ -337,6 +379,31 @@ class Engine:
             load_seconds=time.perf_counter() - t0,
         )
 
+    def _controlnet(self, lm: LoadedModel, record: ModelRecord):
+        key = ("controlnet", record.id, record.sha256)
+        if key not in lm.variants:
+            net = load_controlnet(self.store.path_of(record), record.format, dict(lm.pipe.unet.config))
+            lm.variants[key] = net.to(self.device, self.dtype)
+        return lm.variants[key]
+
+    def _control_variant(self, lm: LoadedModel, mode: str, records: list[ModelRecord]):
+        """The mode's ControlNet pipeline over the loaded one (shared components), for these ControlNets."""
+        key = ("pipe", mode, tuple(r.id for r in records))
+        if key not in lm.variants:
+            import diffusers
+            from diffusers import MultiControlNetModel
+
+            xl = FAMILIES[lm.record.family].architecture == "sdxl"
+            name = {"txt2img": "Pipeline", "img2img": "Img2ImgPipeline", "inpaint": "InpaintPipeline"}[mode]
+            cls = getattr(diffusers, ("StableDiffusionXLControlNet" if xl else "StableDiffusionControlNet") + name)
+            nets = [self._controlnet(lm, r) for r in records]
+            extra = {} if xl else {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+            variant = cls.from_pipe(lm.pipe, controlnet=nets[0] if len(nets) == 1 else MultiControlNetModel(nets),
+                                    **extra)
+            variant.set_progress_bar_config(disable=True)
+            lm.variants[key] = variant
+        return lm.variants[key]
+
     def _variant(self, lm: LoadedModel, mode: str):
         if mode == "txt2img":
             return lm.pipe
@@ -427,7 +494,8 @@ class Engine:
         apply_loras(lm.pipe, lm.loras, r.loras, arch)
 
         # 4. Pipeline for the mode, with a fresh scheduler (schedulers keep per-call state)
-        pipe = self._variant(lm, req.mode)
+        pipe = (self._control_variant(lm, req.mode, [c[0] for c in r.controls]) if r.controls
+                else self._variant(lm, req.mode))
         pipe.scheduler = make_scheduler(r.sampler, lm.scheduler_config, r.seed)
 
         dev.reset_peak(self.device)
@@ -480,6 +548,8 @@ class Engine:
             call.update(image=r.init_image, strength=float(req.strength))
             if req.mode == "inpaint":
                 call.update(mask_image=r.mask, width=r.width, height=r.height)
+        if r.controls:
+            call.update(_control_kwargs(r))
         with torch.inference_mode():
             images = pipe(**call).images
         dev.synchronize(self.device)
@@ -516,7 +586,7 @@ class Engine:
                 model_name=record.id,
                 strength=float(req.strength) if req.mode != "txt2img" else None,
                 loras=[(p.stem, w) for p, w in r.loras],
-                extra={"Version": "solvent", **_terms_text(req.terms)},
+                extra={**_control_text(r), "Version": "solvent", **_terms_text(req.terms)},
             )
             for s in seeds
         ]
@@ -554,9 +624,32 @@ class Engine:
             return Image.fromarray(rgb.byte().cpu().numpy())
 
 
+def _control_kwargs(r: Resolved) -> dict[str, Any]:
+    """The ControlNet arguments of a diffusers call: maps, weights, guidance window (one value, or a list per unit)."""
+    one = len(r.controls) == 1
+    pick = (lambda xs: xs[0]) if one else list
+    maps = [m for _, _, m in r.controls]
+    units = [u for _, u, _ in r.controls]
+    key = "image" if r.request.mode == "txt2img" else "control_image"
+    return {key: pick(maps), "controlnet_conditioning_scale": pick([float(u.weight) for u in units]),
+            "control_guidance_start": pick([float(u.guidance_start) for u in units]),
+            "control_guidance_end": pick([float(u.guidance_end) for u in units]),
+            "guess_mode": units[0].control_mode == "controlnet"}
+
+
+def _control_text(r: Resolved) -> dict[str, str]:
+    """A1111's `ControlNet N: "Module: …, Model: …"` infotext fields (its extension's layout)."""
+    out = {}
+    for i, (cn, u, _) in enumerate(r.controls):
+        out[f"ControlNet {i}"] = (f"Module: {u.preprocessor}, Model: {cn.id} [{cn.short_hash[:8]}], Weight: {u.weight:g}, "
+                                  f"Resize Mode: Crop and Resize, Guidance Start: {u.guidance_start:g}, "
+                                  f"Guidance End: {u.guidance_end:g}, Control Mode: {CONTROL_MODES[u.control_mode]}")
+    return out
+
+
 def batch_key(r: Resolved) -> tuple | None:
     """What requests must share to run in one device call; None for requests that never batch (image inputs)."""
-    if r.request.mode != "txt2img":
+    if r.request.mode != "txt2img" or r.controls:
         return None
     return (r.record.id, r.width, r.height, r.steps, r.cfg_scale, r.sampler.name,
             tuple(sorted((str(p), float(w)) for p, w in r.loras)))

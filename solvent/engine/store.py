@@ -33,6 +33,7 @@ from ..errors import (
     ValidationFailed,
 )
 from ..generation.families import get_family
+from .adapters import inspect_adapter
 from .checkpoint import PICKLE_REFUSAL, SAFE_SUFFIXES, UNET, inspect_checkpoint, is_pickle, read_shapes
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -63,6 +64,9 @@ class ModelRecord:
     license_name: str = ""
     license_url: str = ""
     allow_pickle: bool = False
+    kind: str = "checkpoint"  # "checkpoint" (generates) | "controlnet" (steers a checkpoint of its family)
+    architecture: str = ""  # adapters: "sd" | "sdxl"
+    cross_attention_dim: int | None = None  # adapters: the text-conditioning width it was trained with
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -170,7 +174,11 @@ class ModelStore:
             raise ModelNotFound("no model is installed; add one with `solvent models add`.", field="model")
         return records[0].id
 
-    def list(self) -> list[ModelRecord]:
+    def list(self, kind: str | None = "checkpoint") -> list[ModelRecord]:
+        """Installed records of `kind` (checkpoints by default; None for every kind)."""
+        return [r for r in self._all() if kind is None or r.kind == kind]
+
+    def _all(self) -> list[ModelRecord]:
         out = self.builtins()
         if self.root.is_dir():
             for meta in sorted(self.root.glob("*/model.json")):
@@ -187,7 +195,7 @@ class ModelStore:
         meta = self.root / str(model_id) / "model.json"
         if _ID.match(str(model_id)) and meta.is_file():
             return ModelRecord.from_dict(json.loads(meta.read_text()))
-        known = ", ".join(r.id for r in self.list())
+        known = ", ".join(r.id for r in self.list(None))
         raise ModelNotFound(
             f"`model` {model_id!r} is not installed; installed models: {known}.", field="model", value=model_id
         )
@@ -238,6 +246,12 @@ class ModelStore:
         src = Path(source).expanduser().resolve()
         if not src.exists():
             raise ValidationFailed(f"`path` {str(source)!r} does not exist.", field="path", value=str(source))
+        adapter = inspect_adapter(src) if not is_pickle(src) else None
+        if adapter is not None:
+            return self._install(src, model_id, adapter.family, "diffusers" if src.is_dir() else "single_file",
+                                 adapter.kind, link=link, progress=progress, license_name=license_name,
+                                 license_url=license_url, kind=adapter.kind, architecture=adapter.architecture,
+                                 cross_attention_dim=adapter.cross_attention_dim)
         if src.is_file():
             if is_pickle(src) and not allow_pickle:
                 raise UnsafeCheckpoint(PICKLE_REFUSAL.format(path=src), field="path", value=str(src))
@@ -259,15 +273,21 @@ class ModelStore:
             raise ValidationFailed(
                 f"`family` is {family!r} but {str(src)!r} is recognised as {detected}.", field="family", value=family
             )
-        model_id = model_id or _slug(src.stem if src.is_file() else src.name)
-        self._check_new_id(model_id)
-        fam = get_family(detected)
         pred = prediction_type or ("v_prediction" if detected == "sd2" and fmt == "single_file" else "epsilon")
         if pred not in ("epsilon", "v_prediction"):
             raise ValidationFailed(
                 f"`prediction_type` must be epsilon or v_prediction but is {pred!r}.", field="prediction_type"
             )
+        return self._install(src, model_id, detected, fmt, kind, link=link, progress=progress,
+                             license_name=license_name, license_url=license_url, prediction_type=pred,
+                             inpainting=inpainting, allow_pickle=allow_pickle and is_pickle(src))
 
+    def _install(self, src: Path, model_id: str | None, family: str, fmt: str, source: str, *, link: bool,
+                 progress: Progress | None, **fields: Any) -> ModelRecord:
+        """Copy (or reference) `src` into a fresh folder, hash it, write its record, rename it into place."""
+        model_id = model_id or _slug(src.stem if src.is_file() else src.name)
+        self._check_new_id(model_id)
+        fam = get_family(family)
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
@@ -287,25 +307,21 @@ class ModelStore:
             listing, digest, size = hash_files(hash_root, files, progress)
             record = ModelRecord(
                 id=model_id,
-                family=detected,
+                family=family,
                 format=fmt,
-                source=kind,
+                source=source,
                 path=rel if not link else str(target),
                 native_resolution=fam.native,
                 default_steps=fam.default_steps,
                 default_cfg=fam.default_cfg,
                 default_sampler=fam.default_sampler,
-                prediction_type=pred,
-                inpainting=inpainting,
                 files=listing,
                 size_bytes=size,
                 sha256=digest,
                 short_hash=digest[:10],
                 added_at=datetime.now(UTC).isoformat(),
                 origin=str(src),
-                license_name=license_name,
-                license_url=license_url,
-                allow_pickle=allow_pickle and is_pickle(src),
+                **fields,
             )
             _write_json(tmp / "model.json", record.to_dict())
             os.replace(tmp, self.root / model_id)

@@ -14,6 +14,8 @@ from typing import Any
 
 from PIL import Image
 
+from .control import ControlUnit
+
 MAX_SEED = 2**32 - 1  # seeds are unsigned 32-bit (A1111's and Stability's range); -1 asks for a random one
 
 
@@ -52,6 +54,7 @@ class GenerationRequest:
     strength: float = 0.75
     mask: Image.Image | None = None
     loras: list[LoraSpec] = field(default_factory=list)
+    controls: list[ControlUnit] = field(default_factory=list)  # ControlNet units (`generation.control`)
     # Usage terms recorded in the image metadata (e.g. commercial_use, license), set by the service.
     terms: dict[str, Any] = field(default_factory=dict)
 
@@ -70,6 +73,8 @@ class GenerationRequest:
             value = getattr(self, f.name)
             if f.name == "loras":
                 value = [{"name": lora.name, "weight": lora.weight} for lora in value]
+            elif f.name == "controls":
+                value = [unit.public() for unit in value]
             out[f.name] = value
         out["mode"] = self.mode
         return out

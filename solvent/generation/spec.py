@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .control import ControlUnit
 from .request import GenerationRequest, LoraSpec
 
 BLOB_FIELDS = ("init_image_blob", "mask_blob")  # input images, stored apart; the spec keeps their keys
@@ -33,6 +34,8 @@ class JobSpec:
     strength: float = 0.75
     loras: list[LoraSpec] = field(default_factory=list)
     output_format: str = "png"
+    # ControlNet units: `ControlUnit.public()` fields plus `image_blob`, the stored control image's key.
+    controls: list[dict[str, Any]] = field(default_factory=list)
     init_image_blob: str | None = None
     mask_blob: str | None = None
     # Set at admission by billing: the price reserved (milli-credits), the plan, the usage terms.
@@ -63,18 +66,35 @@ class JobSpec:
         out["loras"] = [{"name": x.name, "weight": x.weight} for x in self.loras]
         return out
 
+    def blob_keys(self) -> list[str]:
+        """Every stored input image of the job (init image, mask, control images)."""
+        keys = [self.init_image_blob, self.mask_blob, *(c.get("image_blob") for c in self.controls)]
+        return [k for k in keys if k]
+
     def public(self) -> dict[str, Any]:
         """The parameters a job's owner sees (no storage keys, no billing internals)."""
-        return {k: v for k, v in self.to_params().items() if k not in BLOB_FIELDS and k not in ("terms", "plan")}
+        return {k: v for k, v in visible(self.to_params()).items() if k not in ("terms", "plan")}
 
     def batch_key(self) -> tuple:
         params = self.to_params()
         return tuple(repr(params[k]) for k in BATCH_FIELDS)
 
-    def to_request(self, init_image=None, mask=None) -> GenerationRequest:
-        """The engine's request (input images decoded by the caller from `init_image_blob` / `mask_blob`)."""
+    def to_request(self, init_image=None, mask=None, control_images=None) -> GenerationRequest:
+        """The engine's request (input images decoded by the caller from `init_image_blob` / `mask_blob` and
+        each control unit's `image_blob`, in order)."""
+        images = list(control_images or [None] * len(self.controls))
+        controls = [ControlUnit(image=img, **{k: v for k, v in c.items() if k != "image_blob"})
+                    for c, img in zip(self.controls, images, strict=True)]
         return GenerationRequest(
             prompt=self.prompt, negative_prompt=self.negative_prompt, model=self.model or None, width=self.width,
             height=self.height, steps=self.steps, cfg_scale=self.cfg_scale, sampler=self.sampler, seed=self.seed,
             batch_size=self.images, init_image=init_image, strength=self.strength, mask=mask,
-            loras=list(self.loras), terms=dict(self.terms))
+            loras=list(self.loras), controls=controls, terms=dict(self.terms))
+
+
+def visible(params: dict[str, Any]) -> dict[str, Any]:
+    """Job params without storage keys (what an API answer shows)."""
+    out = {k: v for k, v in params.items() if k not in BLOB_FIELDS}
+    if out.get("controls"):
+        out["controls"] = [{k: v for k, v in c.items() if k != "image_blob"} for c in out["controls"]]
+    return out

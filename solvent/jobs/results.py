@@ -64,7 +64,7 @@ def job_blob(db: Database, job_id: str, worker_id: str, key: str) -> str:
     """Check that `key` is an input of a job `worker_id` holds (workers read only their own inputs)."""
     with db.session() as s:
         job = _held(s, job_id, worker_id)
-        if key not in (job.spec.init_image_blob, job.spec.mask_blob):
+        if key not in job.spec.blob_keys():
             raise NotFound(f"`blob` {key!r} is not an input of job {job_id!r}.", field="blob", value=key)
     return key
 

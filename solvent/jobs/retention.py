@@ -1,6 +1,6 @@
 """How long a finished job's input images are kept (`SOLVENT_INPUT_RETENTION_HOURS`), then collected.
 
-A job's inputs (init image, mask) are only needed while it can run. Once it has ended and the retention
+A job's inputs (init image, mask, control images) are only needed while it can run. Once it has ended and the retention
 period has passed, its input blobs are deleted from the image store — unless an image or a job that is
 still within its own retention refers to the same content (blobs are content-addressed) — and the job
 records when (`inputs_collected_at`; its params keep the keys so the record stays readable).
@@ -29,10 +29,11 @@ def collect_inputs(db: Database, images: ImageStore, retention: timedelta, limit
     """Delete the inputs of up to `limit` jobs that ended more than `retention` ago. Returns jobs collected."""
     cutoff = utcnow() - retention
     with db.session() as s:
-        jobs = s.scalars(select(Job).where(Job.state.in_(FINAL_STATES), Job.mode != "txt2img",
-                                           Job.inputs_collected_at.is_(None), Job.finished_at <= cutoff)
+        # Any mode may hold inputs (a text-to-image job's ControlNet images too).
+        jobs = s.scalars(select(Job).where(Job.state.in_(FINAL_STATES), Job.inputs_collected_at.is_(None),
+                                           Job.finished_at <= cutoff)
                          .order_by(Job.finished_at).limit(limit)).all()
-        blobs = {b for job in jobs for b in (job.spec.init_image_blob, job.spec.mask_blob) if b}
+        blobs = {b for job in jobs for b in job.spec.blob_keys()}
         now = utcnow()
         for job in jobs:
             job.inputs_collected_at = now

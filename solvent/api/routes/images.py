@@ -11,7 +11,7 @@ from sqlalchemy import String, cast, func, select
 
 from ...errors import NotFound
 from ...generation.metadata import MIME, encode_image, read_metadata
-from ...generation.spec import BLOB_FIELDS
+from ...generation.spec import visible
 from ...jobs.results import image_of
 from ...storage.db import newest_first
 from ...storage.models import FINAL_STATES, CreditHold, Image, Job
@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api", tags=["images"])
 def image_out(img: Image, job: Job, captured_mc: int | None) -> dict[str, Any]:
     spec = job.spec
     terms, batch = spec.terms, spec.images
-    params = {k: v for k, v in job.params.items() if k not in BLOB_FIELDS and k not in ("terms", "plan")}
+    params = {k: v for k, v in visible(job.params).items() if k not in ("terms", "plan")}
     return {"id": img.id, "url": f"/api/images/{img.id}", "job_id": job.id, "index": img.index, "seed": img.seed,
             "width": img.width, "height": img.height, "created_at": img.created_at, "model": job.model,
             "mode": job.mode, "prompt": spec.prompt, "params": params,

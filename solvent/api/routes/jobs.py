@@ -15,7 +15,7 @@ from starlette.background import BackgroundTask
 
 from ...errors import BadRequest, ValidationFailed
 from ...generation.images import b64
-from ...generation.spec import BLOB_FIELDS
+from ...generation.spec import visible
 from ...storage.db import newest_first
 from ...storage.models import FINAL_STATES, Job, JobState
 from ..admission import admit, quote
@@ -30,7 +30,7 @@ def job_out(services, job: Job, position: bool = True) -> JobOut:
     result = job.result or {}
     images = [ImageOut(**i, url=f"/api/images/{i['id']}") for i in result.get("images", [])]
     spec = job.spec
-    params = {k: v for k, v in job.params.items() if k not in BLOB_FIELDS}
+    params = visible(job.params)
     return JobOut(
         id=job.id, state=job.state, mode=job.mode, model=job.model, params=params, progress=job.progress,
         queue_position=services.queue.position(job) if position and job.state == JobState.queued else None,

@@ -1,0 +1,132 @@
+"""ControlNet units and their preprocessors (no torch: numpy, OpenCV and Pillow).
+
+A unit steers a generation with a control image: an edge map, a scribble, a silhouette, a depth or
+pose map made elsewhere. The preprocessor turns the uploaded picture into the map the ControlNet was
+trained on; the built-in ones need no downloaded weights:
+
+- `none`: the image is already a map (depth, pose, normal, a finished scribble) and is used as it is;
+- `canny`: OpenCV's Canny edges, thresholds `threshold_a`/`threshold_b` (A1111's defaults 100/200);
+- `scribble`: line art or a sketch (dark strokes on light paper) to white strokes on black;
+- `invert`: black ↔ white (a white-background drawing for models trained on black backgrounds);
+- `threshold`: a hard mask at `threshold_a` (0–255), white above.
+
+Preprocessors that need model weights (depth and pose estimators) are not built in: a unit naming one
+is refused with what to do instead (make the map elsewhere and send it with `none`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ValidationFailed
+
+MAX_UNITS = 4
+# control_mode as the native API names it → A1111's label (its "Control Mode" infotext and extension API).
+CONTROL_MODES = {"balanced": "Balanced", "prompt": "My prompt is more important",
+                 "controlnet": "ControlNet is more important"}
+# A1111 module names that mean one of ours.
+ALIASES = {"canny": "canny", "none": "none", "invert": "invert", "invert (from white bg & black line)": "invert",
+           "scribble_xdog": "scribble", "scribble_hed": "scribble", "scribble": "scribble", "threshold": "threshold",
+           "binary": "threshold", "lineart_standard (from white bg & black line)": "scribble"}
+NEEDS_WEIGHTS = ("depth", "openpose", "normal", "lineart_anime", "mlsd", "hed", "pidinet", "seg", "tile", "ip-adapter")
+
+
+@dataclass
+class ControlUnit:
+    """One ControlNet unit of a request: which ControlNet, its control image and how strongly it steers."""
+
+    model: str
+    image: Image.Image | None = None
+    preprocessor: str = "none"
+    weight: float = 1.0
+    guidance_start: float = 0.0
+    guidance_end: float = 1.0
+    control_mode: str = "balanced"
+    threshold_a: float | None = None
+    threshold_b: float | None = None
+
+    def public(self) -> dict:
+        return {"model": self.model, "preprocessor": self.preprocessor, "weight": self.weight,
+                "guidance_start": self.guidance_start, "guidance_end": self.guidance_end,
+                "control_mode": self.control_mode, "threshold_a": self.threshold_a, "threshold_b": self.threshold_b}
+
+
+def preprocessor_name(name: str | None, field: str = "preprocessor") -> str:
+    """Ours for any accepted spelling, or a `ValidationFailed` that says what is built in and what to do."""
+    key = (name or "none").strip().lower()
+    if key in ALIASES:
+        return ALIASES[key]
+    if any(key.startswith(p) for p in NEEDS_WEIGHTS):
+        raise ValidationFailed(
+            f"`{field}` {name!r} needs estimator weights that Solvent does not ship; make the map elsewhere and "
+            f"send it with preprocessor `none`, or use one of {', '.join(PREPROCESSORS)}.", field=field, value=name)
+    raise ValidationFailed(f"`{field}` must be one of {', '.join(PREPROCESSORS)} but is {name!r}.", field=field,
+                           value=name)
+
+
+def check_unit(unit: ControlUnit, index: int) -> ControlUnit:
+    """Validate the numbers of a unit (the model and image are checked where they are known)."""
+    where = f"controlnets[{index}]"
+    unit.preprocessor = preprocessor_name(unit.preprocessor, f"{where}.preprocessor")
+    for name, lo, hi in (("weight", 0.0, 2.0), ("guidance_start", 0.0, 1.0), ("guidance_end", 0.0, 1.0)):
+        v = getattr(unit, name)
+        if not isinstance(v, int | float) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ValidationFailed(f"`{where}.{name}` must be a number between {lo:g} and {hi:g} but is {v!r}.",
+                                   field=f"{where}.{name}", value=v)
+    if unit.guidance_start >= unit.guidance_end:
+        raise ValidationFailed(f"`{where}.guidance_start` must be less than `guidance_end` but is "
+                               f"{unit.guidance_start:g} ≥ {unit.guidance_end:g}.", field=f"{where}.guidance_start",
+                               value=unit.guidance_start)
+    if unit.control_mode == "prompt":
+        raise ValidationFailed(f"`{where}.control_mode` `prompt` (A1111's \"My prompt is more important\") is not "
+                               "supported yet; use `balanced` or `controlnet`.", field=f"{where}.control_mode",
+                               value=unit.control_mode)
+    if unit.control_mode not in CONTROL_MODES:
+        raise ValidationFailed(f"`{where}.control_mode` must be one of {', '.join(CONTROL_MODES)} but is "
+                               f"{unit.control_mode!r}.", field=f"{where}.control_mode", value=unit.control_mode)
+    return unit
+
+
+def _canny(img: Image.Image, low: float | None, high: float | None) -> Image.Image:
+    import cv2
+
+    lo, hi = int(100 if low is None else low), int(200 if high is None else high)
+    if not 0 <= lo <= hi <= 1000:
+        raise ValidationFailed(f"canny thresholds must satisfy 0 ≤ low ≤ high ≤ 1000 but are {lo} and {hi}.",
+                               field="threshold_a", value=lo)
+    edges = cv2.Canny(np.asarray(img.convert("L")), lo, hi)
+    return Image.fromarray(edges).convert("RGB")
+
+
+def _scribble(img: Image.Image, low: float | None, high: float | None) -> Image.Image:
+    gray = np.asarray(img.convert("L"), dtype=np.float32)
+    cut = 127 if low is None else float(low)
+    return Image.fromarray(np.where(gray < cut, 255, 0).astype(np.uint8)).convert("RGB")
+
+
+def _invert(img: Image.Image, low: float | None, high: float | None) -> Image.Image:
+    return Image.fromarray(255 - np.asarray(img.convert("RGB")))
+
+
+def _threshold(img: Image.Image, low: float | None, high: float | None) -> Image.Image:
+    cut = 127 if low is None else float(low)
+    if not 0 <= cut <= 255:
+        raise ValidationFailed(f"`threshold_a` must be between 0 and 255 but is {cut:g}.", field="threshold_a",
+                               value=cut)
+    gray = np.asarray(img.convert("L"), dtype=np.float32)
+    return Image.fromarray(np.where(gray > cut, 255, 0).astype(np.uint8)).convert("RGB")
+
+
+PREPROCESSORS = {"none": lambda img, a, b: img.convert("RGB"), "canny": _canny, "scribble": _scribble,
+                 "invert": _invert, "threshold": _threshold}
+
+
+def preprocess(img: Image.Image, name: str, width: int | None = None, height: int | None = None,
+               threshold_a: float | None = None, threshold_b: float | None = None) -> Image.Image:
+    """The control map of `img` by preprocessor `name`, resized (Lanczos) to width × height when given."""
+    if width and height and img.size != (width, height):
+        img = img.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+    return PREPROCESSORS[preprocessor_name(name)](img, threshold_a, threshold_b)
