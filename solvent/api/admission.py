@@ -17,6 +17,7 @@ from ..accounts import Principal
 from ..billing import Payer, PriceRequest
 from ..errors import InvalidImage, ModelNotFound, ValidationFailed
 from ..generation import JobSpec, LoraSpec
+from ..generation.control import ControlUnit, check_unit
 from ..generation.families import FAMILIES
 from ..generation.images import load_image, png_bytes
 from ..generation.prompts import chunk_prompt
@@ -55,21 +56,38 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
         resolve_sampler(body.sampler)
     if body.mask is not None and body.init_image is None:
         raise ValidationFailed("`mask` needs an `init_image` to paint into.", field="mask")
+    controls = _controls(body, record)
     mode = "txt2img" if body.init_image is None else ("inpaint" if body.mask is not None else "img2img")
     steps = body.steps or record.get("default_steps") or family.default_steps
     spec = JobSpec(prompt=body.prompt, negative_prompt=body.negative_prompt, model=body.model, width=width,
                    height=height, steps=body.steps, cfg_scale=body.cfg_scale, sampler=body.sampler, seed=body.seed,
                    batch_size=body.batch_size, strength=body.strength, output_format=body.output_format,
-                   loras=[LoraSpec(x.name, x.weight) for x in body.loras])
+                   loras=[LoraSpec(x.name, x.weight) for x in body.loras], controls=controls)
     if mode != "txt2img" and int(steps * body.strength) < 1:
         # diffusers would run no step at all (steps × strength rounds to 0): run exactly one.
         spec.strength = min(1.0, 1.0001 / steps)
     params = spec.to_params()
     priced = PriceRequest(model=body.model, cost_class=record.get("cost_class") or family.cost_class, width=width,
                           height=height, steps=steps, images=body.batch_size, mode=mode,
-                          strength=params["strength"])
+                          strength=params["strength"], control_units=len(controls))
     terms = {"license": record.get("license_name") or None, "license_url": record.get("license_url") or None}
     return mode, params, priced, terms
+
+
+def _controls(body: GenerationIn, record: dict) -> list[dict]:
+    """The ControlNet units as the job spec stores them, each checked and known to fit the model (the worker
+    that serves the model declared which ControlNets it can pair with it)."""
+    fits = record.get("controlnets") or []
+    out = []
+    for i, c in enumerate(body.controlnets):
+        unit = check_unit(ControlUnit(c.model, None, c.preprocessor, c.weight, c.guidance_start, c.guidance_end,
+                                      c.control_mode, c.threshold_a, c.threshold_b), i)
+        if c.model not in fits:
+            raise ModelNotFound(f"`controlnets[{i}].model` {c.model!r} is not a ControlNet the workers serving "
+                                f"{body.model!r} have for it; available: {', '.join(fits) or 'none'}.",
+                                field=f"controlnets[{i}].model", value=c.model)
+        out.append({**unit.public(), "image_blob": None})
+    return out
 
 
 def inputs(services: Services, body: GenerationIn) -> dict[str, bytes]:
@@ -89,6 +107,8 @@ def inputs(services: Services, body: GenerationIn) -> dict[str, bytes]:
                     f"`mask` must be the size of `init_image` ({init.size[0]}×{init.size[1]}) but is "
                     f"{mask.size[0]}×{mask.size[1]}.", field="mask", value=f"{mask.size[0]}x{mask.size[1]}")
             out["mask_blob"] = png_bytes(mask)
+    for i, c in enumerate(body.controlnets):
+        out[f"controls.{i}"] = png_bytes(load_image(c.image, f"controlnets[{i}].image", mode="RGB", **limits))
     return out
 
 
@@ -112,9 +132,16 @@ def admit(services: Services, principal: Principal, body: GenerationIn, idempote
 
     def on_insert(s, job: Job) -> None:
         admit_in(services, s, job, payer, priced, terms)
+        params = dict(job.params)
         for name, data in blobs.items():  # stored only once the job is admitted
             stored.append(services.images.put(data))
-            job.params = {**job.params, name: stored[-1]}
+            if name.startswith("controls."):
+                i = int(name.split(".", 1)[1])
+                params["controls"] = [dict(c, image_blob=stored[-1]) if k == i else c
+                                      for k, c in enumerate(params["controls"])]
+            else:
+                params[name] = stored[-1]
+        job.params = params
 
     try:
         return services.queue.enqueue(principal.org_id, body.model, params, mode=mode,

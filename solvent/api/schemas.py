@@ -31,6 +31,21 @@ class LoraIn(BaseModel):
     weight: float = Field(1.0, ge=-10, le=10)
 
 
+class ControlIn(BaseModel):
+    """One ControlNet unit: which ControlNet, its control image, how it is preprocessed and how strongly it steers."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=100, description="an installed ControlNet that fits the model")
+    image: str = Field(description="the control image: base64 or a data URL")
+    preprocessor: str = Field("none", max_length=64, description="none, canny, scribble, invert or threshold")
+    weight: float = Field(1.0, ge=0, le=2)
+    guidance_start: float = Field(0.0, ge=0, le=1)
+    guidance_end: float = Field(1.0, ge=0, le=1)
+    control_mode: Literal["balanced", "prompt", "controlnet"] = "balanced"
+    threshold_a: float | None = Field(None, ge=0, le=1000, description="canny low / threshold cut")
+    threshold_b: float | None = Field(None, ge=0, le=1000, description="canny high")
+
+
 class GenerationIn(BaseModel):
     """A generation request. Unset fields take the model's defaults."""
 
@@ -49,6 +64,7 @@ class GenerationIn(BaseModel):
     strength: float = Field(0.75, gt=0, le=1)
     mask: str | None = Field(None, description="base64 mask, white = repaint; needs init_image")
     loras: list[LoraIn] = Field(default_factory=list, max_length=8)
+    controlnets: list[ControlIn] = Field(default_factory=list, max_length=4)
     output_format: Literal["png", "webp", "jpeg"] = "png"
 
 
@@ -119,6 +135,7 @@ class ModelOut(BaseModel):
     default_cfg: float
     default_sampler: str
     loras: list[str] = Field(default_factory=list, description="LoRAs installed on its workers that fit it")
+    controlnets: list[str] = Field(default_factory=list, description="ControlNets installed on its workers that fit it")
     sizes: list[SizeOut] = Field(default_factory=list, description="size presets valid for it (aspect ratios)")
     min_side: int | None = None
     max_side: int | None = None

@@ -43,6 +43,7 @@ class PriceRequest:
     images: int = 1
     mode: str = "txt2img"
     strength: float = 1.0
+    control_units: int = 0  # ControlNet units: each runs a second network beside the UNet at every step
 
     @property
     def steps_run(self) -> int:
@@ -57,6 +58,9 @@ class Pricing:
 
     classes: dict[str, CostClass] = field(default_factory=lambda: dict(DEFAULT_CLASSES))
     min_mc: int = 10
+    # Each ControlNet unit adds this percentage of the image's price (a ControlNet is about a third of a
+    # UNet's work per step; the operator sets its own figure with `controlnet_pct` in SOLVENT_PRICING).
+    controlnet_pct: int = 30
 
     @classmethod
     def from_json(cls, text: str | None) -> Pricing:
@@ -70,7 +74,10 @@ class Pricing:
                 if cc.base_mc < 0 or cc.pixels <= 0 or cc.steps <= 0:
                     raise ValueError(f"class {name!r}: base_mc ≥ 0, pixels > 0 and steps > 0")
                 classes[name] = cc
-            return cls(classes, int(raw.get("min_mc", 10)))
+            pct = int(raw.get("controlnet_pct", 30))
+            if pct < 0:
+                raise ValueError("controlnet_pct ≥ 0")
+            return cls(classes, int(raw.get("min_mc", 10)), pct)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ValidationFailed(f"`SOLVENT_PRICING` is not a valid pricing object: {e}", field="pricing",
                                    value=text) from e
@@ -80,8 +87,8 @@ class Pricing:
         if c is None:
             raise ValidationFailed(f"no price for cost class {req.cost_class!r} (model {req.model!r}); known: "
                                    f"{', '.join(sorted(self.classes))}.", field="model", value=req.model)
-        num = c.base_mc * req.width * req.height * req.steps_run
-        den = c.pixels * c.steps
+        num = c.base_mc * req.width * req.height * req.steps_run * (100 + self.controlnet_pct * req.control_units)
+        den = c.pixels * c.steps * 100
         return max(self.min_mc, -(-num // den))  # ceiling division: integers only
 
     def price_mc(self, req: PriceRequest) -> int:

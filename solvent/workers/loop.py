@@ -47,10 +47,13 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
                "sha256": r.sha256}
               for r in records]
     installed = _loras(engine.settings.loras_dir)
-    for m, r in zip(models, records, strict=True):  # the LoRAs each model can take (the studio's picker)
+    controlnets = engine.store.list("controlnet")
+    for m, r in zip(models, records, strict=True):  # the LoRAs and ControlNets each model can take
         arch, width = get_family(r.family).architecture, engine.store.cross_attention_width(r)
         m["loras"] = [name for name, lora_arch, lora_width in installed
                       if lora_arch == arch and (None in (width, lora_width) or width == lora_width)]
+        m["controlnets"] = [c.id for c in controlnets if c.architecture == arch
+                            and (None in (width, c.cross_attention_dim) or width == c.cross_attention_dim)]
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,
             "instance_type": instance_type, "commitment": commitment, "usd_per_hour": usd_per_hour, "models": models,
             "loaded": engine.loaded_models()}
@@ -171,7 +174,9 @@ class WorkerLoop:
             init = Image.open(io.BytesIO(self.backend.input_image(job.id, spec.init_image_blob))).convert("RGB")
         if spec.mask_blob:
             mask = Image.open(io.BytesIO(self.backend.input_image(job.id, spec.mask_blob))).convert("L")
-        return spec.to_request(init, mask)
+        controls = [Image.open(io.BytesIO(self.backend.input_image(job.id, c["image_blob"]))).convert("RGB")
+                    for c in spec.controls]
+        return spec.to_request(init, mask, controls)
 
     def run_jobs(self, jobs: list[Leased]) -> None:
         """Run one job, or compatible jobs in one device call; each is completed, failed or cancelled on its own."""

@@ -35,6 +35,7 @@ def model_out(m: dict) -> ModelOut:
              "max_pixels": fam.max_pixels} if fam else {}
     return ModelOut(**{k: m[k] for k in ("id", "family", "native_resolution", "default_steps", "default_cfg",
                                          "default_sampler")}, loras=m.get("loras") or [],
+                    controlnets=m.get("controlnets") or [],
                     license=m.get("license_name"), **extra)
 
 
