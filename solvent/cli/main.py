@@ -120,13 +120,14 @@ def _store():
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    records = _store().list()
+    records = _store().list(None if args.kind == "all" else args.kind)
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return 0
-    print(f"{'ID':<28} {'FAMILY':<6} {'FORMAT':<12} {'SIZE':>10}  {'HASH':<10}  SOURCE")
+    print(f"{'ID':<28} {'KIND':<11} {'FAMILY':<6} {'FORMAT':<12} {'SIZE':>10}  {'HASH':<10}  SOURCE")
     for r in records:
-        print(f"{r.id:<28} {r.family:<6} {r.format:<12} {_human(r.size_bytes):>10}  {r.short_hash:<10}  {r.source}")
+        print(f"{r.id:<28} {r.kind:<11} {r.family:<6} {r.format:<12} {_human(r.size_bytes):>10}  {r.short_hash:<10}  "
+              f"{r.source}")
     return 0
 
 
@@ -215,11 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     msub.required = True
     ml = msub.add_parser("list", help="installed models")
     ml.add_argument("--json", action="store_true", help="print JSON")
+    ml.add_argument("--kind", choices=("checkpoint", "controlnet", "all"), default="all",
+                    help="only models of this kind (default: all: checkpoints and the ControlNets that steer them)")
     ml.set_defaults(func=cmd_models_list)
     ms = msub.add_parser("show", help="one model's record")
     ms.add_argument("id")
     ms.set_defaults(func=cmd_models_show)
-    ma = msub.add_parser("add", help="install a diffusers folder or a .safetensors checkpoint (offline)")
+    ma = msub.add_parser("add", help="install a diffusers folder or a .safetensors file (offline): a checkpoint or "
+                                     "a ControlNet, recognised from its tensors")
     ma.add_argument("path", help="diffusers folder or single-file checkpoint")
     ma.add_argument("--id", help="model id (default: from the file name)")
     ma.add_argument("--family", choices=["sd1", "sd2", "sdxl"], help="assert the family (it is detected anyway)")

@@ -71,6 +71,7 @@ class Txt2Img(BaseModel):
     width: int = Field(512, ge=8, le=4096)
     height: int = Field(512, ge=8, le=4096)
     override_settings: dict[str, Any] | None = None
+    alwayson_scripts: dict[str, Any] | None = None  # sd-webui-controlnet's units (`compat.controlnet`)
     send_images: bool = True
 
 
@@ -126,10 +127,14 @@ def _fields(services, principal, t: Txt2Img) -> dict:
     sampler = t.sampler_name or t.sampler_index
     if sampler:
         sampler = resolve_sampler(sampler, "sampler_name").name
+    from .controlnet import units
+
     prompt = t.prompt
-    return dict(model=_model_for(services, principal, t), prompt=prompt, negative_prompt=t.negative_prompt,
-                width=t.width, height=t.height, steps=t.steps, cfg_scale=t.cfg_scale, sampler=sampler, seed=t.seed,
-                batch_size=t.batch_size)
+    model = _model_for(services, principal, t)
+    out = dict(model=model, prompt=prompt, negative_prompt=t.negative_prompt, width=t.width, height=t.height,
+               steps=t.steps, cfg_scale=t.cfg_scale, sampler=sampler, seed=t.seed, batch_size=t.batch_size)
+    controls = units(t.alwayson_scripts, (served(services).get(model) or {}).get("controlnets") or [])
+    return {**out, "controlnets": controls} if controls else out
 
 
 async def _run(request: Request, services, principal, t: Txt2Img, fields: dict) -> dict:

@@ -1,0 +1,90 @@
+"""The sd-webui-controlnet extension's API, driven by webuiapi (the real client): units in
+`alwayson_scripts`, the model and module lists, and detect."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import requests
+import webuiapi
+
+from solvent.accounts import create_key, create_org
+from solvent.billing import set_plan
+from solvent.config import Settings
+from solvent.generation import parse_infotext
+from solvent.jobs.registry import create_worker
+from solvent.root import build_app, build_engine
+from solvent.workers import WorkerLoop, declaration
+from solvent.workers.local import LocalBackend
+from tests.engine.test_controlnet import _tiny_controlnet, silhouette
+from tests.harness import ThreadServer, sqlite_services
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cn-live")
+    services = sqlite_services(tmp)
+    set_plan(services.db, "payg", concurrent_jobs=8, rpm=1000, max_steps=150)
+    http = ThreadServer(build_app(services))
+    engine = build_engine(Settings(home=tmp / "engine"))
+    _tiny_controlnet().save_pretrained(tmp / "cn", safe_serialization=True)
+    engine.store.add(tmp / "cn", model_id="control-tiny-scribble")
+    w, _ = create_worker(services.db, name="w")
+    loop = WorkerLoop(engine, LocalBackend(services, w.id), declaration(engine), poll=0.05)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    org = create_org(services.db, "a", plan_id="payg")
+    services.billing.ledger.purchase(org.id, 10**7, "setup")
+    key = create_key(services.db, org.id, "k", ("generate", "read"))[1]
+    api = webuiapi.WebUIApi(host="127.0.0.1", port=http.port)
+    api.session.headers["Authorization"] = f"Bearer {key}"
+    yield api, http.base, key
+    loop.stop()
+    thread.join(timeout=30)
+    http.stop()
+
+
+def test_lists_and_detect(live):
+    api, _, _ = live
+    assert api.controlnet_model_list() == ["control-tiny-scribble"]
+    assert {"none", "canny", "scribble", "invert", "threshold"} <= set(api.controlnet_module_list())
+    edges = api.controlnet_detect([silhouette()], module="canny", threshold_a=50, threshold_b=100)
+    img = np.asarray(edges.image)
+    assert img.shape[:2] == (64, 64) and img.max() == 255 and img[0, 0].max() == 0
+
+
+def test_txt2img_with_a_unit_as_webuiapi_sends_it(live):
+    api, _, _ = live
+    unit = webuiapi.ControlNetUnit(image=silhouette(), module="invert", model="control-tiny-scribble [0123abcd]",
+                                   weight=0.6, guidance_end=0.8, control_mode=0)
+    out = api.txt2img(prompt="a red circle", steps=6, seed=3, width=64, height=64, sampler_name="Euler",
+                      cfg_scale=2, controlnet_units=[unit])
+    info = parse_infotext(out.info["infotexts"][0])
+    assert info["ControlNet 0"].startswith("Module: invert, Model: control-tiny-scribble [")
+    assert "Weight: 0.6" in info["ControlNet 0"] and "Guidance End: 0.8" in info["ControlNet 0"]
+    # webuiapi's `alwayson_scripts={}` default is one dict it writes the units into, so a later call without
+    # units still sends them unless it passes a fresh one.
+    plain = api.txt2img(prompt="a red circle", steps=6, seed=3, width=64, height=64, sampler_name="Euler", cfg_scale=2,
+                        alwayson_scripts={})
+    assert "ControlNet 0" not in plain.info["infotexts"][0]
+    assert np.abs(np.asarray(out.image).astype(int) - np.asarray(plain.image).astype(int)).max() > 10
+
+
+def test_bad_units_answer_in_a1111s_shape(live):
+    _, base, key = live
+    h = {"Authorization": f"Bearer {key}"}
+    body = {"prompt": "x", "steps": 4, "width": 64, "height": 64,
+            "alwayson_scripts": {"controlnet": {"args": [{"model": "missing", "image": "", "module": "none"}]}}}
+    r = requests.post(f"{base}/sdapi/v1/txt2img", json=body, headers=h, timeout=30)
+    assert r.status_code == 422 and "controlnet.args[0].image" in r.text and "detail" in r.json()
+    body["alwayson_scripts"]["controlnet"]["args"][0]["image"] = webuiapi.raw_b64_img(silhouette())
+    r = requests.post(f"{base}/sdapi/v1/txt2img", json=body, headers=h, timeout=30)
+    assert r.status_code == 404 and "missing" in r.text
+    r = requests.post(f"{base}/controlnet/detect", json={"controlnet_module": "openpose",
+                                                         "controlnet_input_images": [webuiapi.raw_b64_img(silhouette())]},
+                      headers=h, timeout=30)
+    assert r.status_code == 422 and "estimator weights" in r.text
+    disabled = {**body, "alwayson_scripts": {"controlnet": {"args": [{"enabled": False}]}}}
+    assert requests.post(f"{base}/sdapi/v1/txt2img", json=disabled, headers=h, timeout=60).status_code == 200
