@@ -57,12 +57,17 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
     if body.mask is not None and body.init_image is None:
         raise ValidationFailed("`mask` needs an `init_image` to paint into.", field="mask")
     controls = _controls(body, record)
+    layers = int(record.get("text_layers") or 12)
+    if body.clip_skip > layers:
+        raise ValidationFailed(f"`clip_skip` must be at most {layers} for {body.model!r} (its text encoder's layers) "
+                               f"but is {body.clip_skip}.", field="clip_skip", value=body.clip_skip)
     mode = "txt2img" if body.init_image is None else ("inpaint" if body.mask is not None else "img2img")
     steps = body.steps or record.get("default_steps") or family.default_steps
     spec = JobSpec(prompt=body.prompt, negative_prompt=body.negative_prompt, model=body.model, width=width,
                    height=height, steps=body.steps, cfg_scale=body.cfg_scale, sampler=body.sampler, seed=body.seed,
                    batch_size=body.batch_size, strength=body.strength, output_format=body.output_format,
-                   loras=[LoraSpec(x.name, x.weight) for x in body.loras], controls=controls)
+                   loras=[LoraSpec(x.name, x.weight) for x in body.loras], controls=controls,
+                   clip_skip=body.clip_skip)
     if mode != "txt2img" and int(steps * body.strength) < 1:
         # diffusers would run no step at all (steps × strength rounds to 0): run exactly one.
         spec.strength = min(1.0, 1.0001 / steps)

@@ -65,6 +65,7 @@ class GenerationIn(BaseModel):
     mask: str | None = Field(None, description="base64 mask, white = repaint; needs init_image")
     loras: list[LoraIn] = Field(default_factory=list, max_length=8)
     controlnets: list[ControlIn] = Field(default_factory=list, max_length=4)
+    clip_skip: int = Field(1, ge=1, le=12, description="A1111's Clip skip: 1 = the text encoder's last layer")
     output_format: Literal["png", "webp", "jpeg"] = "png"
 
 

@@ -208,9 +208,24 @@ class Engine:
                     field="loras",
                     value=weight,
                 )
+        layers = self.text_layers(record)
+        if not isinstance(req.clip_skip, int) or isinstance(req.clip_skip, bool) or not 1 <= req.clip_skip <= layers:
+            raise ValidationFailed(f"`clip_skip` must be an integer between 1 and {layers} (the text encoder's layers "
+                                   f"of {record.id!r}) but is {req.clip_skip!r}.", field="clip_skip",
+                                   value=req.clip_skip)
         controls = self._resolve_controls(req, record, family, width, height)
         return Resolved(req, record, family, width, height, steps, float(cfg), sampler, seed, loras, init, mask,
                         controls)
+
+    def text_layers(self, record: ModelRecord) -> int:
+        """How many layers the model's (first) text encoder has; 12 when its config cannot be read."""
+        import json
+
+        path = self.store.path_of(record) / "text_encoder" / "config.json"
+        try:
+            return int(json.loads(path.read_text())["num_hidden_layers"]) if path.is_file() else 12
+        except (OSError, ValueError, KeyError):
+            return 12
 
     def _resolve_controls(self, req: GenerationRequest, record: ModelRecord, family: Family, width: int,
                           height: int) -> list[tuple[ModelRecord, ControlUnit, Image.Image]]:
@@ -504,8 +519,8 @@ class Engine:
 
         # 5. Encode the prompts (weighted, chunked; a batch at its longest prompt's chunk count)
         n_chunks = max(lm.encoder.chunk_count(x.request.prompt, x.request.negative_prompt) for x in rs)
-        pairs = [lm.encoder.encode_pair(x.request.prompt, x.request.negative_prompt, self.device, n_chunks)
-                 for x in rs]
+        pairs = [lm.encoder.encode_pair(x.request.prompt, x.request.negative_prompt, self.device, n_chunks,
+                                        req.clip_skip) for x in rs]
         counts = [x.request.batch_size for x in rs]
 
         # 6. Denoise, reporting progress and honouring cancellation between steps
@@ -586,7 +601,8 @@ class Engine:
                 model_name=record.id,
                 strength=float(req.strength) if req.mode != "txt2img" else None,
                 loras=[(p.stem, w) for p, w in r.loras],
-                extra={**_control_text(r), "Version": "solvent", **_terms_text(req.terms)},
+                extra={**({"Clip skip": req.clip_skip} if req.clip_skip != 1 else {}), **_control_text(r),
+                       "Version": "solvent", **_terms_text(req.terms)},
             )
             for s in seeds
         ]
@@ -651,7 +667,7 @@ def batch_key(r: Resolved) -> tuple | None:
     """What requests must share to run in one device call; None for requests that never batch (image inputs)."""
     if r.request.mode != "txt2img" or r.controls:
         return None
-    return (r.record.id, r.width, r.height, r.steps, r.cfg_scale, r.sampler.name,
+    return (r.record.id, r.width, r.height, r.steps, r.cfg_scale, r.sampler.name, r.request.clip_skip,
             tuple(sorted((str(p), float(w)) for p, w in r.loras)))
 
 

@@ -28,6 +28,12 @@ def _reweight(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return z * (before / after).to(z.dtype) if after != 0 else z
 
 
+def _final_norm(text_encoder):
+    """The CLIP text model's final layer norm (transformers 5 holds it on the model, earlier ones on `text_model`)."""
+    norm = getattr(text_encoder, "final_layer_norm", None)
+    return norm if norm is not None else text_encoder.text_model.final_layer_norm
+
+
 @dataclass
 class Encoded:
     embeds: torch.Tensor  # [1, 77 * chunks, dim]
@@ -48,7 +54,9 @@ class PromptEncoder:
                             self.max_chunks, field)
 
     @torch.no_grad()
-    def encode(self, chunks: Chunks, n_chunks: int, device: torch.device) -> Encoded:
+    def encode(self, chunks: Chunks, n_chunks: int, device: torch.device, clip_skip: int = 1) -> Encoded:
+        """`clip_skip` as A1111 counts it: 1 = the last layer, 2 = the one before it (diffusers' `clip_skip` = this - 1;
+        SDXL always reads the penultimate layer and goes `clip_skip - 1` further back)."""
         ids = chunks.ids + [[]] * (n_chunks - len(chunks.ids))
         ws = chunks.weights + [[]] * (n_chunks - len(chunks.weights))
         outs, pooled = [], None
@@ -58,7 +66,7 @@ class PromptEncoder:
                 for tok, te in ((self.pipe.tokenizer, self.pipe.text_encoder), (self.pipe.tokenizer_2, self.pipe.text_encoder_2)):
                     padded, weights = _pad(tok, chunk, w)
                     out = te(torch.tensor([padded], device=device), output_hidden_states=True)
-                    z = out.hidden_states[-2]
+                    z = out.hidden_states[-(clip_skip + 1)]
                     if chunks.weighted:
                         z = _reweight(z, torch.tensor(weights, device=device))
                     parts.append(z)
@@ -67,7 +75,11 @@ class PromptEncoder:
                 outs.append(torch.cat(parts, dim=-1))
             else:
                 padded, weights = _pad(self.pipe.tokenizer, chunk, w)
-                z = self.pipe.text_encoder(torch.tensor([padded], device=device))[0]
+                if clip_skip == 1:
+                    z = self.pipe.text_encoder(torch.tensor([padded], device=device))[0]
+                else:  # an earlier layer, through the final layer norm (as A1111 and diffusers do)
+                    out = self.pipe.text_encoder(torch.tensor([padded], device=device), output_hidden_states=True)
+                    z = _final_norm(self.pipe.text_encoder)(out.hidden_states[-clip_skip])
                 if chunks.weighted:
                     z = _reweight(z, torch.tensor(weights, device=device))
                 outs.append(z)
@@ -78,10 +90,10 @@ class PromptEncoder:
         return max(len(self.chunks(prompt, "prompt").ids), len(self.chunks(negative, "negative_prompt").ids))
 
     def encode_pair(self, prompt: str, negative: str, device: torch.device,
-                    at_least: int = 0) -> tuple[Encoded, Encoded]:
+                    at_least: int = 0, clip_skip: int = 1) -> tuple[Encoded, Encoded]:
         pos, neg = self.chunks(prompt, "prompt"), self.chunks(negative, "negative_prompt")
         n = max(len(pos.ids), len(neg.ids), at_least)
-        p = self.encode(pos, n, device)
+        p = self.encode(pos, n, device, clip_skip)
         if self.xl and not negative and getattr(self.pipe.config, "force_zeros_for_empty_prompt", True):
             return p, Encoded(torch.zeros_like(p.embeds), torch.zeros_like(p.pooled))
-        return p, self.encode(neg, n, device)
+        return p, self.encode(neg, n, device, clip_skip)

@@ -52,6 +52,7 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
         arch, width = get_family(r.family).architecture, engine.store.cross_attention_width(r)
         m["loras"] = [name for name, lora_arch, lora_width in installed
                       if lora_arch == arch and (None in (width, lora_width) or width == lora_width)]
+        m["text_layers"] = engine.text_layers(r)  # the largest CLIP skip it takes
         m["controlnets"] = [c.id for c in controlnets if c.architecture == arch
                             and (None in (width, c.cross_attention_dim) or width == c.cross_attention_dim)]
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,

@@ -133,6 +133,12 @@ def _fields(services, principal, t: Txt2Img) -> dict:
     model = _model_for(services, principal, t)
     out = dict(model=model, prompt=prompt, negative_prompt=t.negative_prompt, width=t.width, height=t.height,
                steps=t.steps, cfg_scale=t.cfg_scale, sampler=sampler, seed=t.seed, batch_size=t.batch_size)
+    skip = (t.override_settings or {}).get("CLIP_stop_at_last_layers")
+    if skip is not None:
+        if not isinstance(skip, int) or isinstance(skip, bool) or not 1 <= skip <= 12:
+            raise ValidationFailed(f"`override_settings.CLIP_stop_at_last_layers` must be an integer from 1 to 12 but "
+                                   f"is {skip!r}.", field="CLIP_stop_at_last_layers", value=skip)
+        out["clip_skip"] = skip
     controls = units(t.alwayson_scripts, (served(services).get(model) or {}).get("controlnets") or [])
     return {**out, "controlnets": controls} if controls else out
 
@@ -161,7 +167,7 @@ async def _run(request: Request, services, principal, t: Txt2Img, fields: dict) 
             "sd_model_name": fields["model"], "sd_model_hash": None, "seed_resize_from_w": -1,
             "seed_resize_from_h": -1, "denoising_strength": fields.get("strength"), "extra_generation_params": {},
             "index_of_first_image": 0, "infotexts": infotexts, "styles": t.styles or [],
-            "job_timestamp": datetime.now(UTC).strftime("%Y%m%d%H%M%S"), "clip_skip": 1,
+            "job_timestamp": datetime.now(UTC).strftime("%Y%m%d%H%M%S"), "clip_skip": fields.get("clip_skip", 1),
             "is_using_inpainting_conditioning": False}
     return {"images": images if t.send_images else [], "parameters": params, "info": json.dumps(info)}
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -88,3 +89,16 @@ def test_bad_units_answer_in_a1111s_shape(live):
     assert r.status_code == 422 and "estimator weights" in r.text
     disabled = {**body, "alwayson_scripts": {"controlnet": {"args": [{"enabled": False}]}}}
     assert requests.post(f"{base}/sdapi/v1/txt2img", json=disabled, headers=h, timeout=60).status_code == 200
+
+
+def test_clip_skip_from_override_settings(live):
+    _, base, key = live
+    h = {"Authorization": f"Bearer {key}"}
+    body = {"prompt": "a red circle", "steps": 4, "width": 64, "height": 64, "seed": 1,
+            "override_settings": {"CLIP_stop_at_last_layers": 2}}
+    r = requests.post(f"{base}/sdapi/v1/txt2img", json=body, headers=h, timeout=60)
+    assert r.status_code == 200, r.text
+    assert "Clip skip: 2" in json.loads(r.json()["info"])["infotexts"][0]
+    body["override_settings"]["CLIP_stop_at_last_layers"] = 5  # solvent-tiny's text encoder has 2 layers
+    r = requests.post(f"{base}/sdapi/v1/txt2img", json=body, headers=h, timeout=60)
+    assert r.status_code == 422 and "at most 2" in r.text
