@@ -70,6 +70,9 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet (CUDA)")
     p.add_argument("--prompt", default="a small red circle at the top left on a blue background")
     p.add_argument("--jobs", type=int, default=1, help="also compare K jobs one by one against one batched call")
+    p.add_argument("--controlnet", action="store_true",
+                   help="also run one ControlNet unit (a random one shaped for the model) against the bare "
+                        "diffusers ControlNet pipeline")
     args = p.parse_args()
     quiet_libraries()
     torch.manual_seed(0)
@@ -115,6 +118,8 @@ def main() -> None:
     print(f"{'bare':10} {b / n:10.4f} {resolved.steps / b:10.2f} {b:10.4f}")
     print(f"{'solvent':10} {s / n:10.4f} {resolved.steps / s:10.2f} {s:10.4f}")
     print(f"ratio solvent/bare: {s / b:.3f}  (overhead {100 * (s / b - 1):+.1f}%)")
+    if args.controlnet:
+        controlnet_run(engine, model, resolved, args, timed)
     if args.jobs > 1:
         colours = ["red", "blue", "green", "yellow", "purple", "orange", "white", "black"]
         jobs = [GenerationRequest(prompt=f"a {colours[i % len(colours)]} circle on a grey background", model=model,
@@ -136,6 +141,51 @@ def main() -> None:
         a, t = statistics.median(alone), statistics.median(together)
         print(f"{args.jobs} jobs one by one: {a:.3f} s ({args.jobs / a:.2f} jobs/s); in one batched call: "
               f"{t:.3f} s ({args.jobs / t:.2f} jobs/s); speed-up {a / t:.2f}x")
+
+
+
+def controlnet_run(engine, model: str, resolved, args, timed) -> None:
+    """Solvent with one ControlNet unit vs the bare diffusers ControlNet pipeline (same weights, seed, map)."""
+    import diffusers
+    from diffusers import ControlNetModel
+    from PIL import Image, ImageDraw
+
+    from solvent.generation.control import ControlUnit
+
+    lm = engine.load(model)
+    vae_factor = 2 ** (len(lm.pipe.vae.config.block_out_channels) - 1)
+    channels = (16, 32, 96, 256)[: {8: 4, 4: 3, 2: 2}.get(vae_factor, 4)]
+    net = ControlNetModel.from_unet(lm.pipe.unet, conditioning_embedding_out_channels=channels)
+    folder = Path(tempfile.mkdtemp(prefix="solvent-bench-cn-"))
+    net.save_pretrained(folder / "cn", safe_serialization=True)
+    engine.store.add(folder / "cn", model_id="bench-controlnet")
+    control = Image.new("RGB", (resolved.width, resolved.height), "black")
+    ImageDraw.Draw(control).ellipse((resolved.width // 8, resolved.height // 8, resolved.width // 2,
+                                     resolved.height // 2), fill="white")
+    req = GenerationRequest(prompt=args.prompt, model=model, steps=args.steps, sampler=args.sampler, seed=1234,
+                            width=args.size, height=args.size, controls=[ControlUnit("bench-controlnet", control)])
+    xl = resolved.family.architecture == "sdxl"
+    cls = getattr(diffusers, "StableDiffusionXLControlNetPipeline" if xl else "StableDiffusionControlNetPipeline")
+    extra = {} if xl else {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+    bare = cls.from_pipe(lm.pipe, controlnet=engine._controlnet(lm, engine.store.get("bench-controlnet")), **extra)
+    bare.set_progress_bar_config(disable=True)
+
+    def solvent_call() -> None:
+        engine.generate(req)
+
+    def bare_call() -> None:
+        bare.scheduler = make_scheduler(resolve_sampler(resolved.sampler.name), lm.scheduler_config, resolved.seed)
+        bare(args.prompt, image=control, num_inference_steps=resolved.steps, guidance_scale=resolved.cfg_scale,
+             width=resolved.width, height=resolved.height, generator=[torch.Generator("cpu").manual_seed(1234)])
+
+    for fn in (solvent_call, bare_call):
+        timed(fn)
+    ours, theirs = [], []
+    for _ in range(args.runs):
+        ours.append(timed(solvent_call))
+        theirs.append(timed(bare_call))
+    s, b = statistics.median(ours), statistics.median(theirs)
+    print(f"ControlNet, 1 unit: bare {b:.4f} s, solvent {s:.4f} s, ratio solvent/bare: {s / b:.3f}")
 
 
 if __name__ == "__main__":
