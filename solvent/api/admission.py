@@ -57,6 +57,10 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
     if body.mask is not None and body.init_image is None:
         raise ValidationFailed("`mask` needs an `init_image` to paint into.", field="mask")
     controls = _controls(body, record)
+    if body.vae is not None and body.vae.lower() not in ("automatic", "none", "") and body.vae not in (
+            record.get("vaes") or []):
+        raise ModelNotFound(f"`vae` {body.vae!r} is not a VAE the workers serving {body.model!r} have for it; "
+                            f"available: {', '.join(record.get('vaes') or []) or 'none'}.", field="vae", value=body.vae)
     layers = int(record.get("text_layers") or 12)
     if body.clip_skip > layers:
         raise ValidationFailed(f"`clip_skip` must be at most {layers} for {body.model!r} (its text encoder's layers) "
@@ -67,7 +71,7 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
                    height=height, steps=body.steps, cfg_scale=body.cfg_scale, sampler=body.sampler, seed=body.seed,
                    batch_size=body.batch_size, strength=body.strength, output_format=body.output_format,
                    loras=[LoraSpec(x.name, x.weight) for x in body.loras], controls=controls,
-                   clip_skip=body.clip_skip)
+                   clip_skip=body.clip_skip, vae=body.vae)
     if mode != "txt2img" and int(steps * body.strength) < 1:
         # diffusers would run no step at all (steps × strength rounds to 0): run exactly one.
         spec.strength = min(1.0, 1.0001 / steps)

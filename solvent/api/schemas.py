@@ -66,6 +66,7 @@ class GenerationIn(BaseModel):
     loras: list[LoraIn] = Field(default_factory=list, max_length=8)
     controlnets: list[ControlIn] = Field(default_factory=list, max_length=4)
     clip_skip: int = Field(1, ge=1, le=12, description="A1111's Clip skip: 1 = the text encoder's last layer")
+    vae: str | None = Field(None, max_length=100, description="a VAE that fits the model; none = its default")
     output_format: Literal["png", "webp", "jpeg"] = "png"
 
 
@@ -137,6 +138,8 @@ class ModelOut(BaseModel):
     default_sampler: str
     loras: list[str] = Field(default_factory=list, description="LoRAs installed on its workers that fit it")
     controlnets: list[str] = Field(default_factory=list, description="ControlNets installed on its workers that fit it")
+    vaes: list[str] = Field(default_factory=list, description="VAEs installed on its workers that fit it")
+    default_vae: str | None = Field(None, description="the VAE its requests get (none: its own)")
     sizes: list[SizeOut] = Field(default_factory=list, description="size presets valid for it (aspect ratios)")
     min_side: int | None = None
     max_side: int | None = None

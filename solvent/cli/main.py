@@ -131,6 +131,12 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_default_vae(args: argparse.Namespace) -> int:
+    record = _store().set_default_vae(args.id, None if args.vae.lower() == "none" else args.vae)
+    print(f"{record.id}: requests that name no VAE get {record.default_vae or 'its own VAE'}")
+    return 0
+
+
 def cmd_models_show(args: argparse.Namespace) -> int:
     print(json.dumps(_store().get(args.id).to_dict(), indent=2))
     return 0
@@ -216,9 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     msub.required = True
     ml = msub.add_parser("list", help="installed models")
     ml.add_argument("--json", action="store_true", help="print JSON")
-    ml.add_argument("--kind", choices=("checkpoint", "controlnet", "all"), default="all",
-                    help="only models of this kind (default: all: checkpoints and the ControlNets that steer them)")
+    ml.add_argument("--kind", choices=("checkpoint", "controlnet", "vae", "all"), default="all",
+                    help="only models of this kind (default: all: checkpoints, ControlNets and VAEs)")
     ml.set_defaults(func=cmd_models_list)
+    mv = msub.add_parser("default-vae", help="set the VAE a model's requests get (or `none` for its own)")
+    mv.add_argument("id", help="the model")
+    mv.add_argument("vae", help="a VAE in the store, or none")
+    mv.set_defaults(func=cmd_models_default_vae)
     ms = msub.add_parser("show", help="one model's record")
     ms.add_argument("id")
     ms.set_defaults(func=cmd_models_show)

@@ -1,10 +1,14 @@
-"""Recognising and loading adapters the store holds beside checkpoints: ControlNets (for now).
+"""Recognising and loading what the store holds beside checkpoints: ControlNets and VAEs.
 
 A ControlNet comes as a diffusers folder (`config.json` with `_class_name: ControlNetModel`), as one
 `.safetensors` file in diffusers' key layout (`controlnet_cond_embedding.*`), or as the single file
 AUTOMATIC1111's extension uses (`control_model.input_hint_block.*`). Its architecture (SD or SDXL) and
 cross-attention width come from the tensors, so a request that pairs it with a model it does not fit
 is refused naming both.
+
+A VAE comes as a diffusers folder (`_class_name: AutoencoderKL`) or one `.safetensors` file in
+diffusers' or the original (`encoder.down.0.block…`) layout, as people download them beside their
+checkpoints; its latent channels must match the model's (4 for Stable Diffusion, 8 for solvent-tiny).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 from ..errors import IncompatibleAdapter, UnsupportedModel, ValidationFailed
 from .checkpoint import read_shapes
 
-KINDS = ("checkpoint", "controlnet")
+KINDS = ("checkpoint", "controlnet", "vae")
 _LDM = "control_model."
 
 
@@ -26,10 +30,13 @@ class AdapterInfo:
     architecture: str  # "sd" | "sdxl"
     cross_attention_dim: int
     layout: str  # "diffusers" (folder or file) | "ldm" (A1111's single file)
+    latent_channels: int | None = None  # VAEs
 
     @property
     def family(self) -> str:
         """The family it was most likely made for (informational; fitting is checked by width)."""
+        if self.kind == "vae":
+            return "tiny" if self.latent_channels == 8 else "sd1"
         if self.architecture == "sdxl":
             return "sdxl"
         return {768: "sd1", 1024: "sd2", 64: "tiny"}.get(self.cross_attention_dim, "sd1")
@@ -45,6 +52,8 @@ def inspect_adapter(src: Path) -> AdapterInfo | None:
             cfg = json.loads(cfg_path.read_text())
         except (OSError, json.JSONDecodeError):
             return None
+        if cfg.get("_class_name") == "AutoencoderKL" and not (src / "model_index.json").is_file():
+            return AdapterInfo("vae", "", 0, "diffusers", int(cfg.get("latent_channels", 4)))
         if cfg.get("_class_name") != "ControlNetModel":
             return None
         if not any(p.suffix == ".safetensors" for p in src.iterdir()):
@@ -59,6 +68,10 @@ def inspect_adapter(src: Path) -> AdapterInfo | None:
         width = next((v[1] for k, v in shapes.items() if k.endswith("attn2.to_k.weight")), None)
         arch = "sdxl" if "add_embedding.linear_1.weight" in shapes else "sd"
         return AdapterInfo("controlnet", arch, int(width or 0), "diffusers")
+    if "encoder.conv_in.weight" in shapes and "decoder.conv_out.weight" in shapes:
+        latent = int(shapes["encoder.conv_out.weight"][0]) // 2  # the encoder emits mean and log-variance
+        layout = "ldm" if "encoder.down.0.block.0.norm1.weight" in shapes else "diffusers"
+        return AdapterInfo("vae", "", 0, layout, latent)
     if any(k.startswith(_LDM + "input_hint_block.") for k in shapes):
         width = next((v[1] for k, v in shapes.items() if k.startswith(_LDM) and k.endswith("attn2.to_k.weight")), None)
         arch = "sdxl" if any(k.startswith(_LDM + "label_emb.") for k in shapes) else "sd"
@@ -101,6 +114,30 @@ def load_controlnet(path: Path, fmt: str, unet_config: dict):
                                f"{len(missing)} missing and {len(unexpected)} unexpected tensors (e.g. "
                                f"{(missing or unexpected)[0]!r}).", field="path", value=str(path))
     return net
+
+
+def load_vae(path: Path, vae_config: dict):
+    """An `AutoencoderKL` from a store record's files (fp32, CPU); a single file takes the model's VAE config."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    if path.is_dir():
+        return AutoencoderKL.from_pretrained(str(path), local_files_only=True, torch_dtype=torch.float32)
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    config = {k: v for k, v in vae_config.items() if not k.startswith("_")}
+    if "encoder.down.0.block.0.norm1.weight" in state:  # the original layout: convert as inside a checkpoint
+        from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+        state = convert_ldm_vae_checkpoint({f"first_stage_model.{k}": v for k, v in state.items()}, config)
+    vae = AutoencoderKL(**config)
+    missing, unexpected = vae.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValidationFailed(f"`vae` {str(path)!r} does not fit the model's VAE layout: {len(missing)} missing and "
+                               f"{len(unexpected)} unexpected tensors (e.g. {(missing or unexpected)[0]!r}).",
+                               field="vae", value=str(path))
+    return vae
 
 
 def _conditioning_channels(state: dict) -> tuple[int, ...]:

@@ -18,7 +18,15 @@ import torch
 from PIL import Image
 
 from ..config import Settings, get_settings
-from ..errors import Cancelled, EngineError, InvalidImage, ModelNotFound, OutOfMemory, ValidationFailed
+from ..errors import (
+    Cancelled,
+    EngineError,
+    IncompatibleAdapter,
+    InvalidImage,
+    ModelNotFound,
+    OutOfMemory,
+    ValidationFailed,
+)
 from ..generation.control import CONTROL_MODES, MAX_UNITS, ControlUnit, check_unit, preprocess
 from ..generation.families import FAMILIES, Family, shipped_config
 from ..generation.metadata import infotext
@@ -35,7 +43,7 @@ from ..generation.request import (
 from ..generation.samplers import Sampler, resolve_sampler
 from ..generation.tokens import clip_encode
 from . import device as dev
-from .adapters import check_fits, load_controlnet
+from .adapters import check_fits, load_controlnet, load_vae
 from .checkpoint import load_components
 from .lora import apply_loras, resolve_lora
 from .prompts import PromptEncoder
@@ -90,6 +98,7 @@ class Resolved:
     init_image: Image.Image | None = None
     mask: Image.Image | None = None
     controls: list[tuple[ModelRecord, ControlUnit, Image.Image]] = field(default_factory=list)  # record, unit, map
+    vae: ModelRecord | None = None  # a VAE from the store instead of the model's own
 
 
 def _keep_unmasked(images: list[Image.Image], rs: list[Resolved], counts: list[int]) -> list[Image.Image]:
@@ -215,7 +224,29 @@ class Engine:
                                    value=req.clip_skip)
         controls = self._resolve_controls(req, record, family, width, height)
         return Resolved(req, record, family, width, height, steps, float(cfg), sampler, seed, loras, init, mask,
-                        controls)
+                        controls, self._resolve_vae(req, record))
+
+    def _resolve_vae(self, req: GenerationRequest, record: ModelRecord) -> ModelRecord | None:
+        name = req.vae if req.vae is not None else record.default_vae
+        if name is None or str(name).lower() in ("", "automatic", "none"):
+            return None
+        try:
+            vae = self.store.get(name)
+        except ModelNotFound as e:
+            raise ModelNotFound(e.message.replace("`model`", "`vae`"), field="vae", value=name) from e
+        if vae.kind != "vae":
+            raise ValidationFailed(f"`vae` {vae.id!r} is a {vae.kind}, not a VAE.", field="vae", value=vae.id)
+        return vae
+
+    def latent_channels(self, record: ModelRecord) -> int:
+        """The model's VAE latent channels (which VAEs fit it): from its config, else Stable Diffusion's 4."""
+        import json
+
+        path = self.store.path_of(record) / "vae" / "config.json"
+        try:
+            return int(json.loads(path.read_text())["latent_channels"]) if path.is_file() else 4
+        except (OSError, ValueError, KeyError):
+            return 4
 
     def text_layers(self, record: ModelRecord) -> int:
         """How many layers the model's (first) text encoder has; 12 when its config cannot be read."""
@@ -394,6 +425,20 @@ class Engine:
             load_seconds=time.perf_counter() - t0,
         )
 
+    def _vae(self, lm: LoadedModel, record: ModelRecord):
+        """A VAE from the store for this model (cached beside it); its latent channels must be the model's."""
+        own = lm.pipe.vae.config
+        if record.latent_channels and record.latent_channels != own.latent_channels:
+            raise IncompatibleAdapter(f"`vae` {record.id!r} has {record.latent_channels} latent channels but `model` "
+                                      f"{lm.record.id!r} ({lm.record.family}) uses {own.latent_channels}; pick a VAE "
+                                      "made for it.", field="vae", value=record.id)
+        key = ("vae", record.id, record.sha256)
+        if key not in lm.variants:
+            vae = load_vae(self.store.path_of(record), dict(own))
+            upcast = FAMILIES[lm.record.family].architecture == "sdxl" and self.dtype == torch.float16
+            lm.variants[key] = vae.to(self.device, torch.float32 if upcast else self.dtype)
+        return lm.variants[key]
+
     def _controlnet(self, lm: LoadedModel, record: ModelRecord):
         key = ("controlnet", record.id, record.sha256)
         if key not in lm.variants:
@@ -565,8 +610,14 @@ class Engine:
                 call.update(mask_image=r.mask, width=r.width, height=r.height)
         if r.controls:
             call.update(_control_kwargs(r))
-        with torch.inference_mode():
-            images = pipe(**call).images
+        own_vae = pipe.vae
+        if r.vae is not None:
+            pipe.vae = self._vae(lm, r.vae)  # for this call only (the model's lock is held)
+        try:
+            with torch.inference_mode():
+                images = pipe(**call).images
+        finally:
+            pipe.vae = own_vae
         dev.synchronize(self.device)
         seconds = time.perf_counter() - t0
         if req.mode == "inpaint":
@@ -601,14 +652,15 @@ class Engine:
                 model_name=record.id,
                 strength=float(req.strength) if req.mode != "txt2img" else None,
                 loras=[(p.stem, w) for p, w in r.loras],
-                extra={**({"Clip skip": req.clip_skip} if req.clip_skip != 1 else {}), **_control_text(r),
+                extra={**({"Clip skip": req.clip_skip} if req.clip_skip != 1 else {}),
+                       **({"VAE hash": r.vae.short_hash, "VAE": r.vae.id} if r.vae else {}), **_control_text(r),
                        "Version": "solvent", **_terms_text(req.terms)},
             )
             for s in seeds
         ]
         params = req.public_params()
         params.update(model=record.id, width=r.width, height=r.height, steps=r.steps, cfg_scale=r.cfg_scale,
-                      sampler=r.sampler.name, seed=r.seed)
+                      sampler=r.sampler.name, seed=r.seed, vae=r.vae.id if r.vae else None)
         usage = Usage(
             device=str(self.device),
             dtype=dev.dtype_name(self.dtype),
@@ -668,6 +720,7 @@ def batch_key(r: Resolved) -> tuple | None:
     if r.request.mode != "txt2img" or r.controls:
         return None
     return (r.record.id, r.width, r.height, r.steps, r.cfg_scale, r.sampler.name, r.request.clip_skip,
+            r.vae.id if r.vae else None,
             tuple(sorted((str(p), float(w)) for p, w in r.loras)))
 
 

@@ -67,6 +67,8 @@ class ModelRecord:
     kind: str = "checkpoint"  # "checkpoint" (generates) | "controlnet" (steers a checkpoint of its family)
     architecture: str = ""  # adapters: "sd" | "sdxl"
     cross_attention_dim: int | None = None  # adapters: the text-conditioning width it was trained with
+    latent_channels: int | None = None  # VAEs: must equal the model's
+    default_vae: str | None = None  # checkpoints: the VAE its requests get unless they name one
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -251,7 +253,8 @@ class ModelStore:
             return self._install(src, model_id, adapter.family, "diffusers" if src.is_dir() else "single_file",
                                  adapter.kind, link=link, progress=progress, license_name=license_name,
                                  license_url=license_url, kind=adapter.kind, architecture=adapter.architecture,
-                                 cross_attention_dim=adapter.cross_attention_dim)
+                                 cross_attention_dim=adapter.cross_attention_dim,
+                                 latent_channels=adapter.latent_channels)
         if src.is_file():
             if is_pickle(src) and not allow_pickle:
                 raise UnsafeCheckpoint(PICKLE_REFUSAL.format(path=src), field="path", value=str(src))
@@ -328,6 +331,24 @@ class ModelStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        return record
+
+    def set_default_vae(self, model_id: str, vae_id: str | None) -> ModelRecord:
+        """Make `vae_id` (a VAE in the store, or None for the model's own) the VAE a model's requests get."""
+        record = self.get(model_id)
+        if self._builtin(model_id) is not None:
+            raise ValidationFailed(f"`model` {model_id!r} is built in; name a VAE per request instead.",
+                                   field="model", value=model_id)
+        if record.kind != "checkpoint":
+            raise ValidationFailed(f"`model` {model_id!r} is a {record.kind}, not a checkpoint.", field="model",
+                                   value=model_id)
+        if vae_id is not None and self.get(vae_id).kind != "vae":
+            raise ValidationFailed(f"`vae` {vae_id!r} is not a VAE.", field="vae", value=vae_id)
+        record.default_vae = vae_id
+        meta = self.root / model_id / "model.json"
+        tmp = meta.with_suffix(".json.tmp")
+        _write_json(tmp, record.to_dict())
+        os.replace(tmp, meta)
         return record
 
     def remove(self, model_id: str) -> ModelRecord:

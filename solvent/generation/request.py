@@ -55,6 +55,7 @@ class GenerationRequest:
     mask: Image.Image | None = None
     loras: list[LoraSpec] = field(default_factory=list)
     controls: list[ControlUnit] = field(default_factory=list)  # ControlNet units (`generation.control`)
+    vae: str | None = None  # a VAE in the store; None = the model's default (its own, or the one set for it)
     clip_skip: int = 1  # A1111's "Clip skip" / CLIP_stop_at_last_layers: 1 = the text encoder's last layer
     # Usage terms recorded in the image metadata (e.g. commercial_use, license), set by the service.
     terms: dict[str, Any] = field(default_factory=dict)

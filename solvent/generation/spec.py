@@ -16,7 +16,7 @@ from .request import GenerationRequest, LoraSpec
 
 BLOB_FIELDS = ("init_image_blob", "mask_blob")  # input images, stored apart; the spec keeps their keys
 # Fields that must be equal for jobs to share one device call (besides the model and text-to-image mode).
-BATCH_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler", "loras", "clip_skip")
+BATCH_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler", "loras", "clip_skip", "vae")
 
 
 @dataclass
@@ -37,6 +37,7 @@ class JobSpec:
     # ControlNet units: `ControlUnit.public()` fields plus `image_blob`, the stored control image's key.
     controls: list[dict[str, Any]] = field(default_factory=list)
     clip_skip: int = 1
+    vae: str | None = None
     init_image_blob: str | None = None
     mask_blob: str | None = None
     # Set at admission by billing: the price reserved (milli-credits), the plan, the usage terms.
@@ -90,7 +91,7 @@ class JobSpec:
             prompt=self.prompt, negative_prompt=self.negative_prompt, model=self.model or None, width=self.width,
             height=self.height, steps=self.steps, cfg_scale=self.cfg_scale, sampler=self.sampler, seed=self.seed,
             batch_size=self.images, init_image=init_image, strength=self.strength, mask=mask,
-            loras=list(self.loras), controls=controls, clip_skip=self.clip_skip or 1, terms=dict(self.terms))
+            loras=list(self.loras), controls=controls, clip_skip=self.clip_skip or 1, vae=self.vae, terms=dict(self.terms))
 
 
 def visible(params: dict[str, Any]) -> dict[str, Any]:

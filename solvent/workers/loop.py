@@ -47,12 +47,14 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
                "sha256": r.sha256}
               for r in records]
     installed = _loras(engine.settings.loras_dir)
-    controlnets = engine.store.list("controlnet")
+    controlnets, vaes = engine.store.list("controlnet"), engine.store.list("vae")
     for m, r in zip(models, records, strict=True):  # the LoRAs and ControlNets each model can take
         arch, width = get_family(r.family).architecture, engine.store.cross_attention_width(r)
         m["loras"] = [name for name, lora_arch, lora_width in installed
                       if lora_arch == arch and (None in (width, lora_width) or width == lora_width)]
         m["text_layers"] = engine.text_layers(r)  # the largest CLIP skip it takes
+        m["vaes"] = [v.id for v in vaes if v.latent_channels in (None, engine.latent_channels(r))]
+        m["default_vae"] = r.default_vae
         m["controlnets"] = [c.id for c in controlnets if c.architecture == arch
                             and (None in (width, c.cross_attention_dim) or width == c.cross_attention_dim)]
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,

@@ -139,6 +139,9 @@ def _fields(services, principal, t: Txt2Img) -> dict:
             raise ValidationFailed(f"`override_settings.CLIP_stop_at_last_layers` must be an integer from 1 to 12 but "
                                    f"is {skip!r}.", field="CLIP_stop_at_last_layers", value=skip)
         out["clip_skip"] = skip
+    vae = (t.override_settings or {}).get("sd_vae")
+    if isinstance(vae, str) and vae.lower() not in ("automatic", "none", ""):
+        out["vae"] = vae.rsplit(".", 1)[0] if vae.endswith((".safetensors", ".pt", ".ckpt")) else vae
     controls = units(t.alwayson_scripts, (served(services).get(model) or {}).get("controlnets") or [])
     return {**out, "controlnets": controls} if controls else out
 
@@ -268,6 +271,13 @@ def sd_models(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
     return [{"title": _title(m, r), "model_name": m, "hash": r.get("short_hash") or None,
              "sha256": r.get("sha256") or None, "filename": m, "config": None}
             for m, r in sorted(served(services).items())]
+
+
+@router.get("/sd-vae", summary="A1111: the VAEs the workers serve")
+def sd_vae(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
+    principal.require("read")
+    names = sorted({v for m in served(services).values() for v in m.get("vaes") or []})
+    return [{"model_name": n, "filename": n} for n in names]
 
 
 @router.get("/samplers", summary="A1111: samplers")

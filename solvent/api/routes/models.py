@@ -35,7 +35,8 @@ def model_out(m: dict) -> ModelOut:
              "max_pixels": fam.max_pixels} if fam else {}
     return ModelOut(**{k: m[k] for k in ("id", "family", "native_resolution", "default_steps", "default_cfg",
                                          "default_sampler")}, loras=m.get("loras") or [],
-                    controlnets=m.get("controlnets") or [],
+                    controlnets=m.get("controlnets") or [], vaes=m.get("vaes") or [],
+                    default_vae=m.get("default_vae"),
                     license=m.get("license_name"), **extra)
 
 

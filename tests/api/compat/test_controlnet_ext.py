@@ -20,6 +20,7 @@ from solvent.root import build_app, build_engine
 from solvent.workers import WorkerLoop, declaration
 from solvent.workers.local import LocalBackend
 from tests.engine.test_controlnet import _tiny_controlnet, silhouette
+from tests.engine.test_vae import _tweaked_vae
 from tests.harness import ThreadServer, sqlite_services
 
 
@@ -32,6 +33,8 @@ def live(tmp_path_factory):
     engine = build_engine(Settings(home=tmp / "engine"))
     _tiny_controlnet().save_pretrained(tmp / "cn", safe_serialization=True)
     engine.store.add(tmp / "cn", model_id="control-tiny-scribble")
+    _tweaked_vae().save_pretrained(tmp / "vae", safe_serialization=True)
+    engine.store.add(tmp / "vae", model_id="bright-vae")
     w, _ = create_worker(services.db, name="w")
     loop = WorkerLoop(engine, LocalBackend(services, w.id), declaration(engine), poll=0.05)
     thread = threading.Thread(target=loop.run, daemon=True)
@@ -102,3 +105,17 @@ def test_clip_skip_from_override_settings(live):
     body["override_settings"]["CLIP_stop_at_last_layers"] = 5  # solvent-tiny's text encoder has 2 layers
     r = requests.post(f"{base}/sdapi/v1/txt2img", json=body, headers=h, timeout=60)
     assert r.status_code == 422 and "at most 2" in r.text
+
+
+def test_vaes_listed_and_chosen_by_override_settings(live):
+    api, base, key = live
+    h = {"Authorization": f"Bearer {key}"}
+    assert requests.get(f"{base}/sdapi/v1/sd-vae", headers=h, timeout=30).json() == [
+        {"model_name": "bright-vae", "filename": "bright-vae"}]
+    body = {"prompt": "a red circle", "steps": 4, "width": 64, "height": 64, "seed": 1, "sampler_name": "Euler"}
+    plain = api.txt2img(**body, alwayson_scripts={})
+    bright = api.txt2img(**body, alwayson_scripts={}, override_settings={"sd_vae": "bright-vae.safetensors"})
+    assert "VAE: bright-vae" in bright.info["infotexts"][0]
+    assert np.asarray(bright.image).mean() > np.asarray(plain.image).mean() + 10
+    r = requests.post(f"{base}/api/jobs", headers=h, json={"prompt": "x", "vae": "missing"}, timeout=30)
+    assert r.status_code == 404 and r.json()["error"]["field"] == "vae"
