@@ -136,7 +136,7 @@ def build_store(settings: Settings):
     from . import tiny
     from .engine import ModelStore
 
-    return ModelStore(settings, builtins=[tiny.record])
+    return ModelStore(settings, builtins=[tiny.record, tiny.controlnet_record])
 
 
 def build_engine(settings: Settings | None = None):

@@ -164,7 +164,8 @@ class ModelStore:
     # -- reading ---------------------------------------------------------------------------
 
     def builtins(self) -> list[ModelRecord]:
-        return [make() for make in self._builtins]
+        """The shipped records (a factory may answer None: its files are not in this install)."""
+        return [r for make in self._builtins if (r := make()) is not None]
 
     def _builtin(self, model_id: str) -> ModelRecord | None:
         return next((r for r in self.builtins() if r.id == model_id), None)

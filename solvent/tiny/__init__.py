@@ -1,7 +1,9 @@
 """`solvent-tiny`: the embedded model that ships inside the package (diffusers format, < 25 MB).
 
-`record()` describes it to the model store (the composition root hands it over); `recipe/` holds how it
-is built, trained and evaluated (`python -m solvent.tiny.recipe.train`), which nothing at run time imports.
+`record()` describes it to the model store (the composition root hands it over), and `controlnet_record()`
+its ControlNet (`solvent-tiny-silhouette`: a drawn silhouette or scribble places the object); `recipe/`
+holds how both are built, trained and evaluated (`python -m solvent.tiny.recipe.train`,
+`python -m solvent.tiny.recipe.controlnet`), which nothing at run time imports.
 Its model card is `solvent/tiny/README.md`.
 """
 
@@ -13,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 MODEL_ID = "solvent-tiny"
+CONTROLNET_ID = "solvent-tiny-silhouette"
 
 
 def weights_dir() -> Path:
@@ -40,4 +43,30 @@ def record():
         size_bytes=sum(f["size"] for f in man.get("files", [])), sha256=man.get("sha256", ""),
         short_hash=man.get("sha256", "")[:10], origin="solvent package", license_name="Apache-2.0",
         license_url="https://www.apache.org/licenses/LICENSE-2.0",
+    )
+
+
+def controlnet_dir() -> Path:
+    return Path(str(resources.files("solvent.tiny") / "controlnet"))
+
+
+def controlnet_record():
+    """The store's record of the built-in ControlNet (a silhouette or scribble places the object), or None
+    when its weights are not in this install."""
+    from ..engine.store import ModelRecord
+    from ..generation.families import FAMILIES
+
+    folder = controlnet_dir()
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    if not weights.is_file():
+        return None
+    recipe = json.loads((folder / "recipe.json").read_text()) if (folder / "recipe.json").is_file() else {}
+    fam = FAMILIES["tiny"]
+    return ModelRecord(
+        id=CONTROLNET_ID, family="tiny", format="diffusers", source="builtin", path=str(folder),
+        native_resolution=fam.native, default_steps=fam.default_steps, default_cfg=fam.default_cfg,
+        default_sampler=fam.default_sampler, size_bytes=weights.stat().st_size, sha256=recipe.get("sha256", ""),
+        short_hash=recipe.get("sha256", "")[:10], origin="solvent package", license_name="Apache-2.0",
+        license_url="https://www.apache.org/licenses/LICENSE-2.0", kind="controlnet", architecture="sd",
+        cross_attention_dim=64,
     )
