@@ -417,3 +417,66 @@ async def stable_image(service: str, request: Request, services: ServicesDep, pr
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({"image": b64(data), "finish_reason": "SUCCESS", "seed": seed_used})
     return Response(data, media_type=f"image/{fmt}", headers={"finish-reason": "SUCCESS", "seed": str(seed_used)})
+
+
+CONTROL_PREPROCESSORS = {"sketch": "scribble", "structure": "canny"}  # what each service reads from the image
+
+
+@router.post("/v2beta/stable-image/control/{service}",
+             summary="Stability v2beta: control (sketch, structure) with a ControlNet")
+async def stable_image_control(service: str, request: Request, services: ServicesDep, principal: PrincipalDep):
+    if service not in CONTROL_PREPROCESSORS:
+        raise NotFound(f"unknown control service {service!r}; one of {', '.join(CONTROL_PREPROCESSORS)}",
+                       field="service", value=service)
+    items, files = await read_multipart(request, "this endpoint")
+    form = dict(items)
+    prompt = str(form.get("prompt", ""))
+    if not 1 <= len(prompt) <= 10000:
+        raise ValidationFailed("prompt: must be 1 to 10000 characters", field="prompt")
+    image = files.get("image")
+    if not image:
+        raise ValidationFailed("image: is required", field="image")
+    try:
+        strength = float(form.get("control_strength", 0.7))
+        seed = int(form.get("seed", 0))
+    except ValueError as e:
+        raise ValidationFailed(f"control_strength and seed must be numbers: {e}", field="control_strength") from e
+    if not 0 <= strength <= 1:
+        raise ValidationFailed(f"control_strength: must be between 0 and 1 but is {strength:g}",
+                               field="control_strength", value=strength)
+    if not 0 <= seed <= 4_294_967_294:
+        raise ValidationFailed("seed: must be between 0 and 4294967294", field="seed", value=seed)
+    fmt = str(form.get("output_format", "png"))
+    if fmt not in ("png", "jpeg", "webp"):
+        raise ValidationFailed(f"output_format: must be png, jpeg or webp but is {fmt!r}", field="output_format")
+    style = form.get("style_preset")
+    if style is not None and style not in STYLE_PRESETS:
+        raise ValidationFailed(f"style_preset: must be one of {', '.join(STYLE_PRESETS)}", field="style_preset")
+    models = services.settings.stability_v2_models
+    model = models.get(service) or models.get("core") or services.settings.default_model
+    record = _engine(services, model)
+    nets = record.get("controlnets") or []
+    if not nets:
+        raise NotFound(f"no ControlNet is installed for {model!r}, so control/{service} cannot run; add one that fits "
+                       "it with `solvent models add`.", field="service", value=service)
+    net = next((n for n in nets if service in n), nets[0])
+    iw, ih = await asyncio.to_thread(image_size, services, image, "image")
+    family = FAMILIES[record["family"]]
+    w, h = _aspect_size(family.native, _ratio(iw, ih))
+    full = prompt + (", " + STYLE_PRESETS[style] if style else "")
+    done = await generate(request, services, principal, GenerationIn(
+        model=model, prompt=full, negative_prompt=str(form.get("negative_prompt", ""))[:10000], width=w, height=h,
+        seed=seed or -1, controlnets=[{"model": net, "image": b64(image), "weight": strength, "preprocessor": CONTROL_PREPROCESSORS[service]}]))
+    data, seed_used, _ = done.images[0]
+    data = await asyncio.to_thread(reencode, data, fmt)
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"image": b64(data), "finish_reason": "SUCCESS", "seed": seed_used})
+    return Response(data, media_type=f"image/{fmt}", headers={"finish-reason": "SUCCESS", "seed": str(seed_used)})
+
+
+def _ratio(width: int, height: int) -> str:
+    """The input's aspect as `a:b` in small numbers (the output keeps it, at the family's native area)."""
+    from fractions import Fraction
+
+    f = Fraction(width, height).limit_denominator(8)
+    return f"{f.numerator}:{f.denominator}"

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import threading
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 import requests
 import webuiapi
+from PIL import Image, ImageDraw
 
 from solvent.accounts import create_key, create_org
 from solvent.billing import set_plan
@@ -119,3 +122,26 @@ def test_vaes_listed_and_chosen_by_override_settings(live):
     assert np.asarray(bright.image).mean() > np.asarray(plain.image).mean() + 10
     r = requests.post(f"{base}/api/jobs", headers=h, json={"prompt": "x", "vae": "missing"}, timeout=30)
     assert r.status_code == 404 and r.json()["error"]["field"] == "vae"
+
+
+def test_stability_control_sketch_and_structure(live):
+    _, base, key = live
+    h = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    sketch = Image.new("RGB", (128, 96), "white")
+    ImageDraw.Draw(sketch).ellipse((10, 10, 60, 60), outline="black", width=4)
+    buf = io.BytesIO()
+    sketch.save(buf, "PNG")
+    for service in ("sketch", "structure"):
+        r = requests.post(f"{base}/v2beta/stable-image/control/{service}", headers=h, timeout=60,
+                          files={"image": ("s.png", buf.getvalue(), "image/png")},
+                          data={"prompt": "a red circle", "control_strength": "0.6", "seed": "5"})
+        assert r.status_code == 200, r.text
+        out = Image.open(io.BytesIO(base64.b64decode(r.json()["image"])))
+        assert out.size == (72, 56) and r.json()["seed"] == 5 and r.json()["finish_reason"] == "SUCCESS"
+    r = requests.post(f"{base}/v2beta/stable-image/control/sketch", headers=h, timeout=60,
+                      files={"image": ("s.png", buf.getvalue(), "image/png")}, data={"prompt": "x",
+                                                                                     "control_strength": "3"})
+    assert r.status_code == 400 and r.json()["name"] and "control_strength" in r.json()["errors"][0]
+    r = requests.post(f"{base}/v2beta/stable-image/control/style", headers=h, timeout=60,
+                      files={"image": ("s.png", buf.getvalue(), "image/png")}, data={"prompt": "x"})
+    assert r.status_code == 404
