@@ -26,6 +26,11 @@ export function formHtml(balance) {
         <label for="seed" class="hint">Seed (random unless locked)</label>
         <input id="seed" type="number" min="0" max="4294967295" disabled>
         <fieldset class="panel" id="lora-set"><legend>LoRAs</legend><div id="lora-box"></div></fieldset>
+        <fieldset class="panel" id="control-set"><legend>Control (ControlNet)</legend><div id="control-box"></div></fieldset>
+        <div class="row">
+          <div><label for="vae">VAE</label><select id="vae"></select></div>
+          <div><label for="clip-skip">CLIP skip</label><input id="clip-skip" type="number" min="1" max="12" value="1"></div>
+        </div>
         <fieldset class="panel"><legend>Start from an image (img2img, inpainting)</legend>
           <div class="drop" id="drop"><label for="init-file">Drop an image here, or choose a file</label>
             <input id="init-file" type="file" accept="image/png,image/jpeg,image/webp"></div>
@@ -66,6 +71,10 @@ export function formHtml(balance) {
 
 // Size choices, and (unless `keep`) steps, CFG and sampler from the model's defaults.
 export function applyModel($, model, keep) {
+  const vae = $("vae");
+  vae.innerHTML = "";
+  vae.add(new Option(model.default_vae ? `the model's default (${model.default_vae})` : "the model's own", ""));
+  for (const v of model.vaes || []) vae.add(new Option(v, v));
   const sel = $("size");
   const prev = keep ? sel.value : null;
   sel.innerHTML = "";
@@ -79,7 +88,7 @@ export function applyModel($, model, keep) {
 }
 
 // The request the form describes (the starting image and mask from the painter, the LoRAs from the picker).
-export function readBody($, loras, painter) {
+export function readBody($, loras, painter, control) {
   const [w, h] = $("size").value.split("x").map(Number);
   const b = {
     prompt: $("prompt").value, negative_prompt: $("negative").value, model: $("model").value,
@@ -87,6 +96,11 @@ export function readBody($, loras, painter) {
     steps: Number($("steps").value) || undefined, cfg_scale: $("cfg").value === "" ? undefined : Number($("cfg").value),
     loras: loras.slice(),
   };
+  if ($("vae").value) b.vae = $("vae").value;
+  const skip = Number($("clip-skip").value);
+  if (skip > 1) b.clip_skip = skip;
+  const unit = control && control.unit();
+  if (unit) b.controlnets = [unit];
   if ($("seed-lock").checked && $("seed").value !== "") b.seed = Number($("seed").value);
   const init = painter.initData();
   if (init) {

@@ -16,6 +16,7 @@ export function quoter($, alive, body, hasInit) {
         delete b.mask;
         if (b.init_image) b.init_image = tinyPng;
         if (hasInit() && $("inpaint").checked) b.mask = tinyPng;
+        for (const u of b.controlnets || []) u.image = tinyPng;
         const q = await api("/api/quote", { method: "POST", body: b });
         if (mine !== seq || !alive()) return;
         const price = $("price");

@@ -3,6 +3,7 @@
 // The parts live in create/: form.js (markup, model defaults, the body), loras.js (the picker), mask.js
 // (starting image and mask), quote.js (the price), watch.js (the job's events).
 import { api, credits, esc } from "../api.js";
+import { controlPanel } from "../create/control.js";
 import { applyModel, applyReuse, formHtml, readBody } from "../create/form.js";
 import { loraPicker } from "../create/loras.js";
 import { maskPainter } from "../create/mask.js";
@@ -35,9 +36,10 @@ export async function createPage(main) {
   // 1. The parts of the form, each told to re-price the request when it changes.
   const loras = loraPicker($, modelOf, () => requote());
   const painter = maskPainter($, () => requote());
-  const body = () => readBody($, loras.chosen, painter);
+  const control = controlPanel($, modelOf, () => requote());
+  const body = () => readBody($, loras.chosen, painter, control);
   const requote = quoter($, alive, body, () => !!painter.initData());
-  const useModel = (keep) => { applyModel($, modelOf(), keep); loras.clear(); };
+  const useModel = (keep) => { applyModel($, modelOf(), keep); loras.clear(); control.render(); };
   form.addEventListener("input", requote);
   $("model").addEventListener("change", () => { useModel(false); requote(); });
   $("seed-lock").addEventListener("change", () => { $("seed").disabled = !$("seed-lock").checked; requote(); });
