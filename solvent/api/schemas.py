@@ -140,6 +140,7 @@ class ModelOut(BaseModel):
     controlnets: list[str] = Field(default_factory=list, description="ControlNets installed on its workers that fit it")
     vaes: list[str] = Field(default_factory=list, description="VAEs installed on its workers that fit it")
     default_vae: str | None = Field(None, description="the VAE its requests get (none: its own)")
+    embeddings: list[str] = Field(default_factory=list, description="embeddings a prompt may name for it")
     sizes: list[SizeOut] = Field(default_factory=list, description="size presets valid for it (aspect ratios)")
     min_side: int | None = None
     max_side: int | None = None

@@ -222,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     msub.required = True
     ml = msub.add_parser("list", help="installed models")
     ml.add_argument("--json", action="store_true", help="print JSON")
-    ml.add_argument("--kind", choices=("checkpoint", "controlnet", "vae", "all"), default="all",
-                    help="only models of this kind (default: all: checkpoints, ControlNets and VAEs)")
+    ml.add_argument("--kind", choices=("checkpoint", "controlnet", "vae", "embedding", "all"), default="all",
+                    help="only models of this kind (default: all: checkpoints, ControlNets, VAEs, embeddings)")
     ml.set_defaults(func=cmd_models_list)
     mv = msub.add_parser("default-vae", help="set the VAE a model's requests get (or `none` for its own)")
     mv.add_argument("id", help="the model")
@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("id")
     ms.set_defaults(func=cmd_models_show)
     ma = msub.add_parser("add", help="install a diffusers folder or a .safetensors file (offline): a checkpoint or "
-                                     "a ControlNet, recognised from its tensors")
+                                     "a ControlNet, a VAE or an embedding, recognised from its tensors")
     ma.add_argument("path", help="diffusers folder or single-file checkpoint")
     ma.add_argument("--id", help="model id (default: from the file name)")
     ma.add_argument("--family", choices=["sd1", "sd2", "sdxl"], help="assert the family (it is detected anyway)")

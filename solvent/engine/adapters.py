@@ -19,8 +19,9 @@ from pathlib import Path
 
 from ..errors import IncompatibleAdapter, UnsupportedModel, ValidationFailed
 from .checkpoint import read_shapes
+from .embeddings import embedding_shapes
 
-KINDS = ("checkpoint", "controlnet", "vae")
+KINDS = ("checkpoint", "controlnet", "vae", "embedding")
 _LDM = "control_model."
 
 
@@ -68,6 +69,9 @@ def inspect_adapter(src: Path) -> AdapterInfo | None:
         width = next((v[1] for k, v in shapes.items() if k.endswith("attn2.to_k.weight")), None)
         arch = "sdxl" if "add_embedding.linear_1.weight" in shapes else "sd"
         return AdapterInfo("controlnet", arch, int(width or 0), "diffusers")
+    emb = embedding_shapes(shapes)
+    if emb is not None:
+        return AdapterInfo("embedding", emb[0], emb[1], "diffusers")
     if "encoder.conv_in.weight" in shapes and "decoder.conv_out.weight" in shapes:
         latent = int(shapes["encoder.conv_out.weight"][0]) // 2  # the encoder emits mean and log-variance
         layout = "ldm" if "encoder.down.0.block.0.norm1.weight" in shapes else "diffusers"

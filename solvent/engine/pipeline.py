@@ -45,6 +45,7 @@ from ..generation.tokens import clip_encode
 from . import device as dev
 from .adapters import check_fits, load_controlnet, load_vae
 from .checkpoint import load_components
+from .embeddings import load_into, mentioned
 from .lora import apply_loras, resolve_lora
 from .prompts import PromptEncoder
 from .schedulers import make_scheduler
@@ -99,6 +100,7 @@ class Resolved:
     mask: Image.Image | None = None
     controls: list[tuple[ModelRecord, ControlUnit, Image.Image]] = field(default_factory=list)  # record, unit, map
     vae: ModelRecord | None = None  # a VAE from the store instead of the model's own
+    embeddings: list[ModelRecord] = field(default_factory=list)  # textual inversions the prompts name
 
 
 def _keep_unmasked(images: list[Image.Image], rs: list[Resolved], counts: list[int]) -> list[Image.Image]:
@@ -224,7 +226,22 @@ class Engine:
                                    value=req.clip_skip)
         controls = self._resolve_controls(req, record, family, width, height)
         return Resolved(req, record, family, width, height, steps, float(cfg), sampler, seed, loras, init, mask,
-                        controls, self._resolve_vae(req, record))
+                        controls, self._resolve_vae(req, record), self._resolve_embeddings(req, record, family))
+
+    def _resolve_embeddings(self, req: GenerationRequest, record: ModelRecord, family: Family) -> list[ModelRecord]:
+        """The store's embeddings that fit the model and that the prompt or negative prompt names."""
+        fits = self.embeddings_for(record)
+        if not fits:
+            return []
+        names = mentioned(f"{req.prompt}\n{req.negative_prompt}", [e.id for e in fits])
+        return [e for e in fits if e.id in names]
+
+    def embeddings_for(self, record: ModelRecord) -> list[ModelRecord]:
+        """Installed embeddings of the model's architecture and text width."""
+        arch = FAMILIES[record.family].architecture
+        width = self.store.cross_attention_width(record)
+        return [e for e in self.store.list("embedding")
+                if e.architecture == arch and (width is None or e.cross_attention_dim == width)]
 
     def _resolve_vae(self, req: GenerationRequest, record: ModelRecord) -> ModelRecord | None:
         name = req.vae if req.vae is not None else record.default_vae
@@ -550,8 +567,12 @@ class Engine:
         r = rs[0]  # every request shares its model, size, steps, CFG, sampler and LoRAs (batch_key)
         req = r.request
         arch = r.family.architecture
-        # 3. LoRA adapters (loaded once per model, activated per request)
+        # 3. LoRA adapters (loaded once per model, activated per request); embeddings the prompts name
         apply_loras(lm.pipe, lm.loras, r.loras, arch)
+        for e in r.embeddings:
+            if ("embedding", e.id) not in lm.variants:
+                load_into(lm.pipe, e.id, self.store.path_of(e))
+                lm.variants[("embedding", e.id)] = True
 
         # 4. Pipeline for the mode, with a fresh scheduler (schedulers keep per-call state)
         pipe = (self._control_variant(lm, req.mode, [c[0] for c in r.controls]) if r.controls
@@ -654,6 +675,8 @@ class Engine:
                 loras=[(p.stem, w) for p, w in r.loras],
                 extra={**({"Clip skip": req.clip_skip} if req.clip_skip != 1 else {}),
                        **({"VAE hash": r.vae.short_hash, "VAE": r.vae.id} if r.vae else {}), **_control_text(r),
+                       **({"TI hashes": ", ".join(f"{e.id}: {e.short_hash}" for e in r.embeddings)}
+                          if r.embeddings else {}),
                        "Version": "solvent", **_terms_text(req.terms)},
             )
             for s in seeds

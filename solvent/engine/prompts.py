@@ -50,8 +50,13 @@ class PromptEncoder:
 
     def chunks(self, text: str, field: str) -> Chunks:
         tok = self.pipe.tokenizer
-        return chunk_prompt(lambda t: tok(t, add_special_tokens=False, truncation=False).input_ids, text,
-                            self.max_chunks, field)
+        # An embedding of several vectors is named once and expands to `name name_1 …` (diffusers' convention).
+        convert = getattr(self.pipe, "maybe_convert_prompt", None) if len(tok.added_tokens_encoder) > 2 else None
+
+        def encode(t: str) -> list[int]:
+            return tok(convert(t, tok) if convert else t, add_special_tokens=False, truncation=False).input_ids
+
+        return chunk_prompt(encode, text, self.max_chunks, field)
 
     @torch.no_grad()
     def encode(self, chunks: Chunks, n_chunks: int, device: torch.device, clip_skip: int = 1) -> Encoded:

@@ -55,6 +55,7 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
         m["text_layers"] = engine.text_layers(r)  # the largest CLIP skip it takes
         m["vaes"] = [v.id for v in vaes if v.latent_channels in (None, engine.latent_channels(r))]
         m["default_vae"] = r.default_vae
+        m["embeddings"] = [e.id for e in engine.embeddings_for(r)]
         m["controlnets"] = [c.id for c in controlnets if c.architecture == arch
                             and (None in (width, c.cross_attention_dim) or width == c.cross_attention_dim)]
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,

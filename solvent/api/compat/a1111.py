@@ -273,6 +273,14 @@ def sd_models(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
             for m, r in sorted(served(services).items())]
 
 
+@router.get("/embeddings", summary="A1111: the textual-inversion embeddings the workers serve")
+def embeddings(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("read")
+    names = sorted({e for m in served(services).values() for e in m.get("embeddings") or []})
+    return {"loaded": {n: {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": None,
+                           "vectors": None} for n in names}, "skipped": {}}
+
+
 @router.get("/sd-vae", summary="A1111: the VAEs the workers serve")
 def sd_vae(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
     principal.require("read")

@@ -36,7 +36,7 @@ def model_out(m: dict) -> ModelOut:
     return ModelOut(**{k: m[k] for k in ("id", "family", "native_resolution", "default_steps", "default_cfg",
                                          "default_sampler")}, loras=m.get("loras") or [],
                     controlnets=m.get("controlnets") or [], vaes=m.get("vaes") or [],
-                    default_vae=m.get("default_vae"),
+                    default_vae=m.get("default_vae"), embeddings=m.get("embeddings") or [],
                     license=m.get("license_name"), **extra)
 
 
