@@ -86,7 +86,8 @@ def engine(settings):
 
 
 # Which tests `scripts/test --fast` leaves out (by file, so a new test in one of them is marked too).
-SLOW_FILES = {"test_train.py", "test_model.py", "test_fuzz.py", "test_faults.py", "test_serve.py"}
+SLOW_FILES = {"test_train.py", "test_model.py", "test_controlnet_model.py", "test_fuzz.py", "test_faults.py",
+              "test_serve.py"}
 BROWSER_FILES = {"test_studio.py"}
 
 

@@ -35,7 +35,7 @@ def test_a_controlnet_job_end_to_end(db, tmp_path, cn_engine, remote):
     try:
         api.start_worker(remote=remote)
         models = api.client.get("/api/models", headers=api.h()).json()
-        assert models[0]["controlnets"] == ["tiny-scribble"]
+        assert models[0]["controlnets"] == ["solvent-tiny-silhouette", "tiny-scribble"]
         unit = {"model": "tiny-scribble", "image": b64png(silhouette()), "preprocessor": "invert", "weight": 0.7}
         body = {"prompt": "a red circle", "steps": 20, "seed": 4}
         plain = api.client.post("/api/quote", headers=api.h(), json=body).json()["price_mc"]

@@ -49,7 +49,8 @@ def test_the_store_recognises_a_controlnet_folder_and_file(engine, controlnet, t
     single = engine.store.add(tmp_path / "cn.safetensors", model_id="tiny-scribble-file")
     assert (single.kind, single.format, single.cross_attention_dim) == ("controlnet", "single_file", 64)
     assert [r.id for r in engine.store.list()] == ["solvent-tiny"]  # checkpoints only
-    assert {r.id for r in engine.store.list("controlnet")} == {"tiny-scribble", "tiny-scribble-file"}
+    assert {r.id for r in engine.store.list("controlnet")} == {"solvent-tiny-silhouette", "tiny-scribble",
+                                                               "tiny-scribble-file"}  # the built-in one too
 
 
 def test_output_equals_the_bare_diffusers_controlnet_pipeline(engine, controlnet):

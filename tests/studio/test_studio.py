@@ -465,3 +465,30 @@ def test_the_contrast_check_catches_low_contrast(browser):
         assert low_contrast(page) == ['p#a "light grey": 2.32:1', 'span#b "dark on dark": 1.00:1']
     finally:
         page.close()
+
+
+def test_a_drawn_silhouette_steers_the_image(page, server, tmp_path):
+    """The Create page's ControlNet panel: the built-in ControlNet, a control image previewed by the server,
+    and a job that carries the unit (and says so in its infotext)."""
+    from PIL import Image, ImageDraw
+
+    drawn = Image.new("RGB", (64, 64), "black")
+    ImageDraw.Draw(drawn).ellipse((6, 6, 28, 28), fill="white")
+    drawn.save(tmp_path / "silhouette.png")
+    sign_in(page, server)
+    page.select_option("#control-model", "solvent-tiny-silhouette")
+    page.set_input_files("#control-file", str(tmp_path / "silhouette.png"))
+    page.wait_for_function("() => { const i = document.getElementById('control-preview'); "
+                           "return !i.hidden && i.src.startsWith('data:image/png;base64,'); }")
+    page.select_option("#control-pre", "invert")
+    page.fill("#prompt", "a red circle on a blue background")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_selector("#results figure img")
+    assert unlabelled(page) == []
+    image_id = page.locator("#results figure a").first.get_attribute("href").rsplit("/", 1)[1]
+    import httpx
+
+    info = httpx.get(f"{server['base']}/api/images/{image_id}/info",
+                     headers={"Authorization": f"Bearer {server['key']}"}, timeout=30).json()
+    assert info["params"]["controls"][0]["model"] == "solvent-tiny-silhouette"
+    assert info["params"]["controls"][0]["preprocessor"] == "invert"

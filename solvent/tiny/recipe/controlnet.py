@@ -136,9 +136,10 @@ def _cell(position: str) -> tuple[int, int]:
     return round(fx * 4) - 1, round(fy * 4) - 1
 
 
-def evaluate(engine, model_id: str, n: int = 100, seed: int = EVAL_SEED, steps: int | None = None) -> dict:
+def evaluate(engine, model_id: str | None, n: int = 100, seed: int = EVAL_SEED, steps: int | None = None) -> dict:
     """Held-out scenes drawn by the silhouette: how often the checker reads the object within one grid cell
-    of it, with the right shape and colour (and the background)."""
+    of it (`position`; exactly in it: `position_exact`), with the right shape and colour (and background).
+    `model_id` None runs the same prompts without the ControlNet: the baseline chance gives."""
     from ...generation import GenerationRequest
     from ...generation.control import ControlUnit
     from .checker import inspect
@@ -150,10 +151,10 @@ def evaluate(engine, model_id: str, n: int = 100, seed: int = EVAL_SEED, steps: 
         s = random_scene(rng, max_objects=1, allow_held_out=True)
         if held_out(s.main, s.background):
             scenes.append(s)
-    hits = {"position": 0, "shape": 0, "colour": 0, "background": 0}
+    hits = {"position": 0, "position_exact": 0, "shape": 0, "colour": 0, "background": 0}
     for i, s in enumerate(scenes):
-        req = GenerationRequest(prompt=unplaced_caption(s, random.Random(i)), seed=i, steps=steps,
-                                controls=[ControlUnit(model_id, control_image(s))])
+        units = [ControlUnit(model_id, control_image(s))] if model_id else []
+        req = GenerationRequest(prompt=unplaced_caption(s, random.Random(i)), seed=i, steps=steps, controls=units)
         seen = inspect(engine.generate(req).images[0])
         o = s.main
         hits["colour"] += seen.colour == o.colour
@@ -162,6 +163,7 @@ def evaluate(engine, model_id: str, n: int = 100, seed: int = EVAL_SEED, steps: 
         if seen.position is not None:
             a, b = _cell(seen.position), _cell(o.position)
             hits["position"] += max(abs(a[0] - b[0]), abs(a[1] - b[1])) <= 1
+            hits["position_exact"] += a == b
     return {k: v / n for k, v in hits.items()} | {"n": n}
 
 
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     e = sub.add_parser("evaluate", help="score it on held-out scenes")
     e.add_argument("--n", type=int, default=100)
     e.add_argument("--model", type=Path, default=controlnet_dir())
+    e.add_argument("--baseline", action="store_true", help="the same prompts without the ControlNet")
     args = p.parse_args(argv)
     if args.command == "train":
         print(json.dumps(train(args.steps, args.batch, args.out), indent=2))
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
 
     engine = build_engine(Settings(home=Path(tempfile.mkdtemp(prefix="solvent-cn-eval-"))))
     engine.store.add(args.model, model_id="tiny-silhouette", link=True)
-    print(json.dumps(evaluate(engine, "tiny-silhouette", args.n), indent=2))
+    print(json.dumps(evaluate(engine, None if args.baseline else "tiny-silhouette", args.n), indent=2))
 
 
 if __name__ == "__main__":

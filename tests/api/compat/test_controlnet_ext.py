@@ -55,7 +55,7 @@ def live(tmp_path_factory):
 
 def test_lists_and_detect(live):
     api, _, _ = live
-    assert api.controlnet_model_list() == ["control-tiny-scribble"]
+    assert api.controlnet_model_list() == ["control-tiny-scribble", "solvent-tiny-silhouette"]
     assert {"none", "canny", "scribble", "invert", "threshold"} <= set(api.controlnet_module_list())
     edges = api.controlnet_detect([silhouette()], module="canny", threshold_a=50, threshold_b=100)
     img = np.asarray(edges.image)
