@@ -57,6 +57,12 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
     if body.mask is not None and body.init_image is None:
         raise ValidationFailed("`mask` needs an `init_image` to paint into.", field="mask")
     controls = _controls(body, record)
+    fits = record.get("loras")
+    for i, lora in enumerate(body.loras):
+        if fits is not None and lora.name not in fits:  # (older workers did not declare their LoRAs)
+            raise ModelNotFound(f"`loras[{i}].name` {lora.name!r} is not a LoRA the workers serving {body.model!r} "
+                                f"have for it; available: {', '.join(fits) or 'none'}.", field=f"loras[{i}].name",
+                                value=lora.name)
     if body.vae is not None and body.vae.lower() not in ("automatic", "none", "") and body.vae not in (
             record.get("vaes") or []):
         raise ModelNotFound(f"`vae` {body.vae!r} is not a VAE the workers serving {body.model!r} have for it; "

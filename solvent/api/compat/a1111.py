@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,16 +124,28 @@ def _checkpoint(models: dict, name: str) -> str:
                            field="sd_model_checkpoint", value=name)
 
 
+_LORA_TAG = re.compile(r"<lora:([^:<>]{1,200})(?::([-+]?\d*\.?\d+))?(?::[^<>]*)?>")
+
+
+def _prompt_loras(prompt: str) -> tuple[str, list[dict]]:
+    """A1111's `<lora:name:weight>` tags taken out of the prompt as LoRAs (weight 1 when it is left out)."""
+    loras = [{"name": m.group(1).strip(), "weight": float(m.group(2)) if m.group(2) else 1.0}
+             for m in _LORA_TAG.finditer(prompt)]
+    return (_LORA_TAG.sub("", prompt).strip() if loras else prompt), loras
+
+
 def _fields(services, principal, t: Txt2Img) -> dict:
     sampler = t.sampler_name or t.sampler_index
     if sampler:
         sampler = resolve_sampler(sampler, "sampler_name").name
     from .controlnet import units
 
-    prompt = t.prompt
+    prompt, loras = _prompt_loras(t.prompt)
     model = _model_for(services, principal, t)
     out = dict(model=model, prompt=prompt, negative_prompt=t.negative_prompt, width=t.width, height=t.height,
                steps=t.steps, cfg_scale=t.cfg_scale, sampler=sampler, seed=t.seed, batch_size=t.batch_size)
+    if loras:
+        out["loras"] = loras
     skip = (t.override_settings or {}).get("CLIP_stop_at_last_layers")
     if skip is not None:
         if not isinstance(skip, int) or isinstance(skip, bool) or not 1 <= skip <= 12:
@@ -279,6 +292,13 @@ def embeddings(services: ServicesDep, principal: PrincipalDep) -> dict:
     names = sorted({e for m in served(services).values() for e in m.get("embeddings") or []})
     return {"loaded": {n: {"step": None, "sd_checkpoint": None, "sd_checkpoint_name": None, "shape": None,
                            "vectors": None} for n in names}, "skipped": {}}
+
+
+@router.get("/loras", summary="A1111: the LoRAs the workers serve (a prompt names them as <lora:name:weight>)")
+def loras(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
+    principal.require("read")
+    names = sorted({n for m in served(services).values() for n in m.get("loras") or []})
+    return [{"name": n, "alias": n, "path": f"{n}.safetensors", "metadata": {}} for n in names]
 
 
 @router.get("/sd-vae", summary="A1111: the VAEs the workers serve")

@@ -25,6 +25,7 @@ from solvent.workers.local import LocalBackend
 from tests.engine.test_controlnet import _tiny_controlnet, silhouette
 from tests.engine.test_vae import _tweaked_vae
 from tests.harness import ThreadServer, sqlite_services
+from tests.lora_files import write_kohya
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,9 @@ def live(tmp_path_factory):
     engine.store.add(tmp / "cn", model_id="control-tiny-scribble")
     _tweaked_vae().save_pretrained(tmp / "vae", safe_serialization=True)
     engine.store.add(tmp / "vae", model_id="bright-vae")
+    lm = engine.load("solvent-tiny")
+    engine.settings.loras_dir.mkdir(parents=True, exist_ok=True)
+    write_kohya(lm.pipe.unet, lm.pipe.text_encoder, engine.settings.loras_dir / "sparkle.safetensors")
     w, _ = create_worker(services.db, name="w")
     loop = WorkerLoop(engine, LocalBackend(services, w.id), declaration(engine), poll=0.05)
     thread = threading.Thread(target=loop.run, daemon=True)
@@ -145,3 +149,16 @@ def test_stability_control_sketch_and_structure(live):
     r = requests.post(f"{base}/v2beta/stable-image/control/style", headers=h, timeout=60,
                       files={"image": ("s.png", buf.getvalue(), "image/png")}, data={"prompt": "x"})
     assert r.status_code == 404
+
+
+def test_lora_tags_in_an_a1111_prompt_and_the_lora_listing(live):
+    _, base, key = live
+    h = {"Authorization": f"Bearer {key}"}
+    assert [x["name"] for x in requests.get(f"{base}/sdapi/v1/loras", headers=h, timeout=30).json()] == ["sparkle"]
+    body = {"prompt": "a red circle <lora:sparkle:0.7>", "steps": 4, "width": 64, "height": 64, "seed": 2}
+    r = requests.post(f"{base}/sdapi/v1/txt2img", json=body, headers=h, timeout=60)
+    text = json.loads(r.json()["info"])["infotexts"][0]
+    assert r.status_code == 200 and 'Lora weights: "sparkle: 0.7"' in text and "<lora" not in text.split("\n")[0]
+    body["prompt"] = "a red circle <lora:missing:0.7>"
+    r = requests.post(f"{base}/sdapi/v1/txt2img", json=body, headers=h, timeout=60)
+    assert r.status_code == 404 and "'missing'" in r.text and "loras[0].name" in r.text
