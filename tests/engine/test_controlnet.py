@@ -138,3 +138,40 @@ def test_a_single_file_controlnet_draws_what_its_folder_draws(engine, controlnet
     a, b = (engine.generate(GenerationRequest(prompt="x", seed=5, steps=3, controls=[ControlUnit(m, silhouette())]))
             for m in (record.id, "one-file"))
     assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+
+
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_sd_and_sdxl_checkpoints_take_a_controlnet_like_the_bare_pipeline(engine, tmp_path, family):
+    """A single-file checkpoint of each family with a ControlNet of its own shape: Solvent's image equals
+    diffusers' ControlNet pipeline built from the same components, with the same seed."""
+    import diffusers
+    from diffusers import ControlNetModel, EulerDiscreteScheduler
+
+    from solvent.generation.families import shipped_config
+    from tests.tiny_models import write_checkpoint
+
+    size = {"sd1": 64, "sdxl": 256}[family]  # SDXL's smallest side
+    comps = write_checkpoint(family, tmp_path / "m.safetensors")
+    engine.store.add(tmp_path / "m.safetensors", model_id="m", prediction_type="epsilon")
+    torch.manual_seed(5)
+    # the test VAEs downsample 2× (two blocks), so the control-image encoder takes one stride-2 step
+    net = ControlNetModel.from_unet(comps["unet"], conditioning_embedding_out_channels=(16, 32))
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.05)
+    net.save_pretrained(tmp_path / "cn", safe_serialization=True)
+    record = engine.store.add(tmp_path / "cn", model_id="cn")
+    assert record.architecture == ("sdxl" if family == "sdxl" else "sd")
+    control = silhouette(size)
+    ours = engine.generate(GenerationRequest(prompt="a red circle", model="m", steps=3, seed=7, width=size, height=size,
+                                             sampler="euler", cfg_scale=5.0, controls=[ControlUnit("cn", control)]))
+    sched = EulerDiscreteScheduler.from_config(shipped_config(family, "scheduler"), prediction_type="epsilon")
+    name = "StableDiffusionXLControlNetPipeline" if family == "sdxl" else "StableDiffusionControlNetPipeline"
+    extra = {} if family == "sdxl" else {"safety_checker": None, "feature_extractor": None,
+                                         "requires_safety_checker": False}
+    pipe = getattr(diffusers, name)(**comps, controlnet=net, scheduler=sched, **extra)
+    pipe.set_progress_bar_config(disable=True)
+    ref = pipe("a red circle", image=control, num_inference_steps=3, guidance_scale=5.0, width=size, height=size,
+               generator=[torch.Generator().manual_seed(7)]).images[0]
+    assert np.abs(np.asarray(ours.images[0]).astype(int) - np.asarray(ref).astype(int)).max() <= 1
