@@ -102,13 +102,7 @@ def main() -> None:
         synchronize(engine.device)
         return time.perf_counter() - t0
 
-    for fn in (solvent_call, bare_call):  # warm-up (and compile) both paths
-        timed(fn)
-    solvent, bare = [], []
-    for _ in range(args.runs):  # interleaved so drift affects both alike
-        solvent.append(timed(solvent_call))
-        bare.append(timed(bare_call))
-    s, b = statistics.median(solvent), statistics.median(bare)
+    s, b = medians(timed, solvent_call, bare_call, args.runs)
     n = args.batch
     print(f"device {engine.device} {str(engine.dtype).removeprefix('torch.')}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, compile {args.compile}")
@@ -142,6 +136,17 @@ def main() -> None:
         print(f"{args.jobs} jobs one by one: {a:.3f} s ({args.jobs / a:.2f} jobs/s); in one batched call: "
               f"{t:.3f} s ({args.jobs / t:.2f} jobs/s); speed-up {a / t:.2f}x")
 
+
+
+def medians(timed, first, second, runs: int) -> tuple[float, float]:
+    """Median seconds of two calls, each warmed up (and compiled) once, then interleaved so drift hits both."""
+    for fn in (first, second):
+        timed(fn)
+    a, b = [], []
+    for _ in range(runs):
+        a.append(timed(first))
+        b.append(timed(second))
+    return statistics.median(a), statistics.median(b)
 
 
 def controlnet_run(engine, model: str, resolved, args, timed) -> None:
@@ -178,13 +183,7 @@ def controlnet_run(engine, model: str, resolved, args, timed) -> None:
         bare(args.prompt, image=control, num_inference_steps=resolved.steps, guidance_scale=resolved.cfg_scale,
              width=resolved.width, height=resolved.height, generator=[torch.Generator("cpu").manual_seed(1234)])
 
-    for fn in (solvent_call, bare_call):
-        timed(fn)
-    ours, theirs = [], []
-    for _ in range(args.runs):
-        ours.append(timed(solvent_call))
-        theirs.append(timed(bare_call))
-    s, b = statistics.median(ours), statistics.median(theirs)
+    s, b = medians(timed, solvent_call, bare_call, args.runs)
     print(f"ControlNet, 1 unit: bare {b:.4f} s, solvent {s:.4f} s, ratio solvent/bare: {s / b:.3f}")
 
 

@@ -108,8 +108,7 @@ def load_controlnet(path: Path, fmt: str, unet_config: dict):
     if any(k.startswith(_LDM) for k in state):
         from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
 
-        ldm = {k: v for k, v in state.items()}
-        state = convert_controlnet_checkpoint(ldm, dict(config, upcast_attention=False))
+        state = convert_controlnet_checkpoint(state, dict(config, upcast_attention=False))
     config["conditioning_embedding_out_channels"] = _conditioning_channels(state)
     net = ControlNetModel(**config)
     missing, unexpected = net.load_state_dict(state, strict=False)

@@ -219,7 +219,7 @@ class Engine:
                     field="loras",
                     value=weight,
                 )
-        layers = self.text_layers(record)
+        layers = self.store.text_layers(record)
         if not isinstance(req.clip_skip, int) or isinstance(req.clip_skip, bool) or not 1 <= req.clip_skip <= layers:
             raise ValidationFailed(f"`clip_skip` must be an integer between 1 and {layers} (the text encoder's layers "
                                    f"of {record.id!r}) but is {req.clip_skip!r}.", field="clip_skip",
@@ -254,26 +254,6 @@ class Engine:
         if vae.kind != "vae":
             raise ValidationFailed(f"`vae` {vae.id!r} is a {vae.kind}, not a VAE.", field="vae", value=vae.id)
         return vae
-
-    def latent_channels(self, record: ModelRecord) -> int:
-        """The model's VAE latent channels (which VAEs fit it): from its config, else Stable Diffusion's 4."""
-        import json
-
-        path = self.store.path_of(record) / "vae" / "config.json"
-        try:
-            return int(json.loads(path.read_text())["latent_channels"]) if path.is_file() else 4
-        except (OSError, ValueError, KeyError):
-            return 4
-
-    def text_layers(self, record: ModelRecord) -> int:
-        """How many layers the model's (first) text encoder has; 12 when its config cannot be read."""
-        import json
-
-        path = self.store.path_of(record) / "text_encoder" / "config.json"
-        try:
-            return int(json.loads(path.read_text())["num_hidden_layers"]) if path.is_file() else 12
-        except (OSError, ValueError, KeyError):
-            return 12
 
     def _resolve_controls(self, req: GenerationRequest, record: ModelRecord, family: Family, width: int,
                           height: int) -> list[tuple[ModelRecord, ControlUnit, Image.Image]]:

@@ -160,6 +160,8 @@ class ModelStore:
         self.settings = settings
         self.root = settings.models_dir
         self._builtins = tuple(builtins)  # record factories of models that ship in a package (always listed)
+        self._configs: dict[tuple, int | None] = {}
+        self._parsed: dict[Path, tuple[int, ModelRecord]] = {}  # model.json → (mtime_ns, record)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -185,8 +187,13 @@ class ModelStore:
         out = self.builtins()
         if self.root.is_dir():
             for meta in sorted(self.root.glob("*/model.json")):
-                try:
-                    out.append(ModelRecord.from_dict(json.loads(meta.read_text())))
+                try:  # parsed again only when the file changed (every request lists embeddings)
+                    mtime = meta.stat().st_mtime_ns
+                    cached = self._parsed.get(meta)
+                    if cached is None or cached[0] != mtime:
+                        cached = (mtime, ModelRecord.from_dict(json.loads(meta.read_text())))
+                        self._parsed[meta] = cached
+                    out.append(dataclasses.replace(cached[1]))
                 except (OSError, json.JSONDecodeError, TypeError):
                     continue  # a damaged record is skipped, never fatal for the others
         return out
@@ -207,8 +214,36 @@ class ModelStore:
         p = Path(record.path)
         return p if p.is_absolute() else self.root / record.id / p
 
+    def _config_value(self, record: ModelRecord, component: str, key: str, default: int) -> int:
+        """One number from a diffusers folder's component config (cached per model version: requests ask for it
+        at every resolve); `default` for single files and unreadable configs."""
+        cache_key = (record.id, record.sha256, component, key)
+        if cache_key not in self._configs:
+            path = self.path_of(record) / component / "config.json"
+            try:
+                value = int(json.loads(path.read_text())[key]) if path.is_file() else default
+            except (OSError, ValueError, KeyError, TypeError):
+                value = default
+            self._configs[cache_key] = value
+        return self._configs[cache_key]
+
+    def latent_channels(self, record: ModelRecord) -> int:
+        """The model's VAE latent channels (which VAEs fit it); Stable Diffusion's 4 when not in a config."""
+        return self._config_value(record, "vae", "latent_channels", 4)
+
+    def text_layers(self, record: ModelRecord) -> int:
+        """How many layers the model's (first) text encoder has (the largest CLIP skip); 12 when unknown."""
+        return self._config_value(record, "text_encoder", "num_hidden_layers", 12)
+
     def cross_attention_width(self, record: ModelRecord) -> int | None:
-        """The UNet's cross-attention width (which LoRAs fit), from its config or tensor header; None if unknown."""
+        """The UNet's cross-attention width (which LoRAs, ControlNets and embeddings fit), from its config or
+        tensor header; None if unknown. Cached per model version (resolve asks for it on every request)."""
+        key = (record.id, record.sha256, "unet", "cross_attention_dim")
+        if key not in self._configs:
+            self._configs[key] = self._read_width(record)
+        return self._configs[key]
+
+    def _read_width(self, record: ModelRecord) -> int | None:
         path = self.path_of(record)
         try:
             if record.format == "diffusers":

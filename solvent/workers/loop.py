@@ -52,8 +52,8 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
         arch, width = get_family(r.family).architecture, engine.store.cross_attention_width(r)
         m["loras"] = [name for name, lora_arch, lora_width in installed
                       if lora_arch == arch and (None in (width, lora_width) or width == lora_width)]
-        m["text_layers"] = engine.text_layers(r)  # the largest CLIP skip it takes
-        m["vaes"] = [v.id for v in vaes if v.latent_channels in (None, engine.latent_channels(r))]
+        m["text_layers"] = engine.store.text_layers(r)  # the largest CLIP skip it takes
+        m["vaes"] = [v.id for v in vaes if v.latent_channels in (None, engine.store.latent_channels(r))]
         m["default_vae"] = r.default_vae
         m["embeddings"] = [e.id for e in engine.embeddings_for(r)]
         m["controlnets"] = [c.id for c in controlnets if c.architecture == arch

@@ -49,8 +49,11 @@ def live(tmp_path_factory):
     org = create_org(services.db, "a", plan_id="payg")
     services.billing.ledger.purchase(org.id, 10**7, "setup")
     key = create_key(services.db, org.id, "k", ("generate", "read"))[1]
+    narrow = {"read": create_key(services.db, org.id, "ro", ("read",))[1],
+              "generate": create_key(services.db, org.id, "go", ("generate",))[1]}
     api = webuiapi.WebUIApi(host="127.0.0.1", port=http.port)
     api.session.headers["Authorization"] = f"Bearer {key}"
+    api.narrow_keys = narrow  # keys with one scope each, for the scope checks
     yield api, http.base, key
     loop.stop()
     thread.join(timeout=30)
@@ -162,3 +165,17 @@ def test_lora_tags_in_an_a1111_prompt_and_the_lora_listing(live):
     body["prompt"] = "a red circle <lora:missing:0.7>"
     r = requests.post(f"{base}/sdapi/v1/txt2img", json=body, headers=h, timeout=60)
     assert r.status_code == 404 and "'missing'" in r.text and "loras[0].name" in r.text
+
+
+def test_each_route_needs_its_scope(live):
+    api, base, _ = live
+    img = webuiapi.raw_b64_img(silhouette())
+    read_only = {"Authorization": f"Bearer {api.narrow_keys['read']}"}
+    for path, body in (("/controlnet/detect", {"controlnet_module": "invert", "controlnet_input_images": [img]}),
+                       ("/api/control/preview", {"image": img})):
+        r = requests.post(f"{base}{path}", json=body, headers=read_only, timeout=30)
+        assert r.status_code == 403 and "generate" in r.text, (path, r.text)
+    r = requests.get(f"{base}/controlnet/model_list", headers={"Authorization": f"Bearer {api.narrow_keys['generate']}"},
+                     timeout=30)
+    assert r.status_code == 403 and "read" in r.text
+    assert requests.get(f"{base}/controlnet/model_list", timeout=30).status_code == 401
