@@ -10,6 +10,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,16 @@ from ..errors import (
     OutOfMemory,
     ValidationFailed,
 )
-from ..generation.control import CONTROL_MODES, MAX_UNITS, ControlUnit, check_unit, preprocess
+from ..generation.control import (
+    CONTROL_MODES,
+    MAX_REFERENCES,
+    MAX_UNITS,
+    ControlUnit,
+    ImagePrompt,
+    check_image_prompt,
+    check_unit,
+    preprocess,
+)
 from ..generation.families import FAMILIES, Family, shipped_config
 from ..generation.metadata import infotext
 from ..generation.prompts import chunk_prompt
@@ -43,7 +53,16 @@ from ..generation.request import (
 from ..generation.samplers import Sampler, resolve_sampler
 from ..generation.tokens import clip_encode
 from . import device as dev
-from .adapters import check_fits, load_controlnet, load_vae
+from . import steering
+from .adapters import (
+    STEERING,
+    check_fits,
+    load_controlnet,
+    load_image_encoder,
+    load_t2i_adapter,
+    load_vae,
+    read_ip_adapter,
+)
 from .checkpoint import load_components
 from .embeddings import load_into, mentioned
 from .lora import apply_loras, resolve_lora
@@ -101,6 +120,16 @@ class Resolved:
     controls: list[tuple[ModelRecord, ControlUnit, Image.Image]] = field(default_factory=list)  # record, unit, map
     vae: ModelRecord | None = None  # a VAE from the store instead of the model's own
     embeddings: list[ModelRecord] = field(default_factory=list)  # textual inversions the prompts name
+    ip_adapters: list[tuple[ModelRecord, ImagePrompt]] = field(default_factory=list)
+    image_encoder: ModelRecord | None = None  # the one encoder every IP-Adapter of the request reads
+
+    @property
+    def controlnets(self) -> list[tuple[ModelRecord, ControlUnit, Image.Image]]:
+        return [c for c in self.controls if c[0].kind == "controlnet"]
+
+    @property
+    def t2i_adapters(self) -> list[tuple[ModelRecord, ControlUnit, Image.Image]]:
+        return [c for c in self.controls if c[0].kind == "t2i_adapter"]
 
 
 def _keep_unmasked(images: list[Image.Image], rs: list[Resolved], counts: list[int]) -> list[Image.Image]:
@@ -225,8 +254,64 @@ class Engine:
                                    f"of {record.id!r}) but is {req.clip_skip!r}.", field="clip_skip",
                                    value=req.clip_skip)
         controls = self._resolve_controls(req, record, family, width, height)
+        ips, encoder = self._resolve_ip_adapters(req, record)
         return Resolved(req, record, family, width, height, steps, float(cfg), sampler, seed, loras, init, mask,
-                        controls, self._resolve_vae(req, record), self._resolve_embeddings(req, record, family))
+                        controls, self._resolve_vae(req, record), self._resolve_embeddings(req, record, family),
+                        ips, encoder)
+
+    def _resolve_ip_adapters(self, req: GenerationRequest, record: ModelRecord):
+        """Each image prompt's IP-Adapter (it must fit the model's width and layers) and the one image encoder
+        they all read (diffusers' pipelines hold one)."""
+        if not req.ip_adapters:
+            return [], None
+        total = sum(len(u.scales) for u in req.ip_adapters)
+        if total > MAX_REFERENCES:
+            raise ValidationFailed(f"`ip_adapters` may hold at most {MAX_REFERENCES} reference images in all but "
+                                   f"holds {total}.", field="ip_adapters", value=total)
+        width, layers = self.store.cross_attention_width(record), self.store.cross_attention_layers(record)
+        out, encoders = [], {}
+        for i, unit in enumerate(req.ip_adapters):
+            where = f"ip_adapters[{i}]"
+            check_image_prompt(unit, i)
+            rec = self._named(unit.model, f"{where}.model", ("ip_adapter",), "an IP-Adapter")
+            got = rec.details.get("layers")
+            if (width and rec.cross_attention_dim != width) or (layers and got and got != layers):
+                raise IncompatibleAdapter(
+                    f"`{where}.model` {rec.id!r} is an IP-Adapter for models with {rec.cross_attention_dim}-wide text "
+                    f"conditioning and {got} cross-attention layers, but `model` {record.id!r} is {record.family} "
+                    f"({width}-wide, {layers} layers); pick an IP-Adapter made for it.", field=f"{where}.model",
+                    value=rec.id)
+            try:
+                enc = self.store.image_encoder_for(rec)
+            except ModelNotFound as e:
+                raise ModelNotFound(e.message, field=f"{where}.model", value=rec.id) from e
+            encoders[enc.id] = enc
+            if len(unit.images) != len(unit.scales):
+                raise ValidationFailed(f"`{where}.images` holds {len(unit.images)} images for {len(unit.scales)} "
+                                       "scales.", field=f"{where}.images")
+            for j, img in enumerate(unit.images):
+                if img is None:
+                    raise ValidationFailed(f"`{where}.images[{j}]` is required: a reference image.",
+                                           field=f"{where}.images[{j}]")
+                if img.size[0] * img.size[1] > self.settings.max_input_pixels:
+                    raise InvalidImage(f"`{where}.images[{j}]` has more than {self.settings.max_input_pixels} "
+                                       "pixels.", field=f"{where}.images[{j}]", value=img.size)
+            out.append((rec, unit))
+        if len(encoders) > 1:
+            raise ValidationFailed(f"the IP-Adapters of one request must read the same image encoder, but these read "
+                                   f"{', '.join(sorted(encoders))}; use adapters trained with one encoder.",
+                                   field="ip_adapters")
+        return out, next(iter(encoders.values()))
+
+    def _named(self, name: str, where: str, kinds: tuple[str, ...], label: str) -> ModelRecord:
+        """The store record `name` of one of `kinds`, or an error naming the field."""
+        try:
+            rec = self.store.get(name)
+        except ModelNotFound as e:
+            raise ModelNotFound(e.message.replace("`model`", f"`{where}`"), field=where, value=name) from e
+        if rec.kind not in kinds:
+            raise ValidationFailed(f"`{where}` {rec.id!r} is a {rec.kind}, not {label}.", field=where, value=rec.id)
+        return rec
 
     def _resolve_embeddings(self, req: GenerationRequest, record: ModelRecord, family: Family) -> list[ModelRecord]:
         """The store's embeddings that fit the model and that the prompt or negative prompt names."""
@@ -266,16 +351,13 @@ class Engine:
         for i, unit in enumerate(req.controls):
             check_unit(unit, i)
             where = f"controlnets[{i}]"
-            try:
-                cn = self.store.get(unit.model)
-            except ModelNotFound as e:
-                raise ModelNotFound(e.message.replace("`model`", f"`{where}.model`"), field=f"{where}.model",
-                                    value=unit.model) from e
-            if cn.kind != "controlnet":
-                raise ValidationFailed(f"`{where}.model` {cn.id!r} is a {cn.kind}, not a ControlNet.",
-                                       field=f"{where}.model", value=cn.id)
-            check_fits(cn.id, cn.architecture, cn.cross_attention_dim, record.id, record.family,
-                       family.architecture, width_of_model, f"{where}.model")
+            cn = self._named(unit.model, f"{where}.model", STEERING, "a ControlNet or T2I-Adapter")
+            # A T2I-Adapter's features must match the UNet's down blocks: SDXL's (and solvent-tiny's) first
+            # block has no attention and downsamples, so they take SDXL-style (`full_adapter_xl`) adapters.
+            arch = ("sdxl" if family.architecture == "sdxl" or record.family == "tiny" else "sd") \
+                if cn.kind == "t2i_adapter" else family.architecture
+            check_fits(cn.id, cn.architecture, cn.cross_attention_dim, record.id, record.family, arch,
+                       width_of_model, f"{where}.model", cn.kind)
             if unit.image is None:
                 raise ValidationFailed(f"`{where}.image` is required: the control image.", field=f"{where}.image")
             if unit.image.size[0] * unit.image.size[1] > self.settings.max_input_pixels:
@@ -283,9 +365,9 @@ class Engine:
                                    field=f"{where}.image", value=unit.image.size)
             out.append((cn, unit, preprocess(unit.image, unit.preprocessor, width, height, unit.threshold_a,
                                              unit.threshold_b)))
-        if len({u.control_mode == "controlnet" for _, u, _ in out}) > 1:
-            raise ValidationFailed("every unit of a request must agree on `control_mode` `controlnet` (diffusers "
-                                   "applies it to the whole call).", field="controlnets")
+        if len({u.control_mode == "controlnet" for c, u, _ in out if c.kind == "controlnet"}) > 1:
+            raise ValidationFailed("every ControlNet unit of a request must agree on `control_mode` `controlnet` "
+                                   "(diffusers' guess mode applies to the whole call).", field="controlnets")
         return out
 
     def _resolve_images(self, req: GenerationRequest, width: int, height: int):
@@ -555,7 +637,7 @@ class Engine:
                 lm.variants[("embedding", e.id)] = True
 
         # 4. Pipeline for the mode, with a fresh scheduler (schedulers keep per-call state)
-        pipe = (self._control_variant(lm, req.mode, [c[0] for c in r.controls]) if r.controls
+        pipe = (self._control_variant(lm, req.mode, [c[0] for c in r.controlnets]) if r.controlnets
                 else self._variant(lm, req.mode))
         pipe.scheduler = make_scheduler(r.sampler, lm.scheduler_config, r.seed)
 
@@ -609,16 +691,18 @@ class Engine:
             call.update(image=r.init_image, strength=float(req.strength))
             if req.mode == "inpaint":
                 call.update(mask_image=r.mask, width=r.width, height=r.height)
-        if r.controls:
+        if r.controlnets:
             call.update(_control_kwargs(r))
-        own_vae = pipe.vae
+        own = {"vae": pipe.vae, "image_encoder": getattr(pipe, "image_encoder", None),
+               "feature_extractor": getattr(pipe, "feature_extractor", None)}
         if r.vae is not None:
             pipe.vae = self._vae(lm, r.vae)  # for this call only (the model's lock is held)
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self._steered(lm, pipe, r, call):
                 images = pipe(**call).images
         finally:
-            pipe.vae = own_vae
+            for name, value in own.items():
+                setattr(pipe, name, value)
         dev.synchronize(self.device)
         seconds = time.perf_counter() - t0
         if req.mode == "inpaint":
@@ -633,6 +717,44 @@ class Engine:
             out.append(self._result(x, images[first:first + n], part_ms(part) / 1000, steps_run, load_seconds, part))
             first += n
         return out
+
+    @contextmanager
+    def _steered(self, lm: LoadedModel, pipe, r: Resolved, call: dict):
+        """T2I-Adapter features, prompt-weighted ControlNets and IP-Adapters attached for this call only."""
+        with ExitStack() as stack:
+            units = []
+            for rec, unit, control_map in r.t2i_adapters:
+                net = self._t2i(lm, rec)
+                x = steering.adapter_input(control_map, net.config.in_channels, self.device, net.dtype)
+                units.append(([f * float(unit.weight) for f in net(x)], unit))
+            stack.enter_context(steering.t2i_features(lm.pipe.unet, pipe, units))
+            if any(u.control_mode == "prompt" for _, u, _ in r.controlnets):
+                stack.enter_context(steering.prompt_weighted(
+                    [(self._controlnet(lm, rec), u.control_mode == "prompt") for rec, u, _ in r.controlnets]))
+            if r.ip_adapters:
+                key = tuple(rec.id for rec, unit in r.ip_adapters for _ in unit.scales)
+                scales = [float(unit.weight) * float(s) for _, unit in r.ip_adapters for s in unit.scales]
+                records = {rec.id: rec for rec, _ in r.ip_adapters}
+                ips = lm.variants.setdefault("ip_adapters", steering.IPAdapters(lm.pipe.unet))
+                stack.enter_context(ips.attached(
+                    key,
+                    lambda: {i: read_ip_adapter(self.store.path_of(records[i])) for i in records}, scales))
+                pipe.image_encoder, pipe.feature_extractor = self._image_encoder(lm, r.image_encoder)
+                call["ip_adapter_image"] = [img for _, unit in r.ip_adapters for img in unit.images]
+            yield
+
+    def _t2i(self, lm: LoadedModel, record: ModelRecord):
+        key = ("t2i_adapter", record.id, record.sha256)
+        if key not in lm.variants:
+            lm.variants[key] = load_t2i_adapter(self.store.path_of(record)).to(self.device, self.dtype)
+        return lm.variants[key]
+
+    def _image_encoder(self, lm: LoadedModel, record: ModelRecord):
+        key = ("image_encoder", record.id, record.sha256)
+        if key not in lm.variants:
+            model, processor = load_image_encoder(self.store.path_of(record))
+            lm.variants[key] = (model.to(self.device, self.dtype), processor)
+        return lm.variants[key]
 
     def _result(self, r: Resolved, images: list[Image.Image], seconds: float, steps_run: int, load_seconds: float,
                 batch: dict | None) -> GenerationResult:
@@ -697,10 +819,10 @@ class Engine:
 
 def _control_kwargs(r: Resolved) -> dict[str, Any]:
     """The ControlNet arguments of a diffusers call: maps, weights, guidance window (one value, or a list per unit)."""
-    one = len(r.controls) == 1
+    one = len(r.controlnets) == 1
     pick = (lambda xs: xs[0]) if one else list
-    maps = [m for _, _, m in r.controls]
-    units = [u for _, u, _ in r.controls]
+    maps = [m for _, _, m in r.controlnets]
+    units = [u for _, u, _ in r.controlnets]
     key = "image" if r.request.mode == "txt2img" else "control_image"
     return {key: pick(maps), "controlnet_conditioning_scale": pick([float(u.weight) for u in units]),
             "control_guidance_start": pick([float(u.guidance_start) for u in units]),
@@ -709,18 +831,23 @@ def _control_kwargs(r: Resolved) -> dict[str, Any]:
 
 
 def _control_text(r: Resolved) -> dict[str, str]:
-    """A1111's `ControlNet N: "Module: …, Model: …"` infotext fields (its extension's layout)."""
+    """A1111's `ControlNet N: "Module: …, Model: …"` infotext fields (its extension's layout): every ControlNet
+    and T2I-Adapter unit, then each IP-Adapter (module `ip-adapter`, as the extension names its units)."""
     out = {}
     for i, (cn, u, _) in enumerate(r.controls):
         out[f"ControlNet {i}"] = (f"Module: {u.preprocessor}, Model: {cn.id} [{cn.short_hash[:8]}], Weight: {u.weight:g}, "
                                   f"Resize Mode: Crop and Resize, Guidance Start: {u.guidance_start:g}, "
                                   f"Guidance End: {u.guidance_end:g}, Control Mode: {CONTROL_MODES[u.control_mode]}")
+    for k, (rec, unit) in enumerate(r.ip_adapters, start=len(r.controls)):
+        scales = ", ".join(f"{s:g}" for s in unit.scales)
+        out[f"ControlNet {k}"] = (f"Module: ip-adapter, Model: {rec.id} [{rec.short_hash[:8]}], Weight: {unit.weight:g}, "
+                                  f"Reference scales: {scales}, Image encoder: {r.image_encoder.id}")
     return out
 
 
 def batch_key(r: Resolved) -> tuple | None:
     """What requests must share to run in one device call; None for requests that never batch (image inputs)."""
-    if r.request.mode != "txt2img" or r.controls:
+    if r.request.mode != "txt2img" or r.controls or r.ip_adapters:
         return None
     return (r.record.id, r.width, r.height, r.steps, r.cfg_scale, r.sampler.name, r.request.clip_skip,
             r.vae.id if r.vae else None,

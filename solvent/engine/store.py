@@ -33,7 +33,7 @@ from ..errors import (
     ValidationFailed,
 )
 from ..generation.families import get_family
-from .adapters import inspect_adapter
+from .adapters import encoder_fits, inspect_adapter, pickled_adapter
 from .checkpoint import PICKLE_REFUSAL, SAFE_SUFFIXES, UNET, inspect_checkpoint, is_pickle, read_shapes
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -64,11 +64,15 @@ class ModelRecord:
     license_name: str = ""
     license_url: str = ""
     allow_pickle: bool = False
-    kind: str = "checkpoint"  # "checkpoint" (generates) | "controlnet" (steers a checkpoint of its family)
+    # "checkpoint" (generates) | "controlnet" | "t2i_adapter" | "ip_adapter" | "image_encoder" | "vae" |
+    # "embedding" (each steers or changes a checkpoint of its family)
+    kind: str = "checkpoint"
     architecture: str = ""  # adapters: "sd" | "sdxl"
     cross_attention_dim: int | None = None  # adapters: the text-conditioning width it was trained with
     latent_channels: int | None = None  # VAEs: must equal the model's
     default_vae: str | None = None  # checkpoints: the VAE its requests get unless they name one
+    details: dict[str, Any] = field(default_factory=dict)  # kind-specific facts (`adapters.AdapterInfo.details`)
+    image_encoder: str | None = None  # IP-Adapters: the image encoder in the store it reads
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -243,6 +247,38 @@ class ModelStore:
             self._configs[key] = self._read_width(record)
         return self._configs[key]
 
+    def cross_attention_layers(self, record: ModelRecord) -> int | None:
+        """How many cross-attention layers the UNet has (an IP-Adapter must have one pair of projections per
+        layer), counted in its tensor header; None if unknown. Cached per model version."""
+        key = (record.id, record.sha256, "unet", "cross_attention_layers")
+        if key not in self._configs:
+            path = self.path_of(record)
+            try:
+                if record.format == "diffusers":
+                    files = sorted((path / "unet").glob("*.safetensors"))
+                    shapes = {k: v for f in files for k, v in read_shapes(f).items()}
+                elif is_pickle(path):
+                    shapes = {}
+                else:
+                    shapes = {k: v for k, v in read_shapes(path).items() if k.startswith(UNET)}
+                self._configs[key] = sum(1 for k in shapes if k.endswith("attn2.to_k.weight")) or None
+            except (OSError, SolventError):
+                self._configs[key] = None
+        return self._configs[key]
+
+    def image_encoder_for(self, adapter: ModelRecord) -> ModelRecord:
+        """The image encoder an IP-Adapter reads: the one it was added with, else the first that fits."""
+        if adapter.image_encoder:
+            try:
+                return self.get(adapter.image_encoder)
+            except ModelNotFound:
+                pass
+        fits = [e for e in self.list("image_encoder") if encoder_fits(adapter.details, e.details)]
+        if not fits:
+            raise ModelNotFound(_missing_encoder(adapter.id, adapter.details), field="image_encoder",
+                                value=adapter.image_encoder)
+        return fits[0]
+
     def _read_width(self, record: ModelRecord) -> int | None:
         path = self.path_of(record)
         try:
@@ -278,19 +314,38 @@ class ModelStore:
         prediction_type: str | None = None,
         license_name: str = "",
         license_url: str = "",
+        image_encoder: str | None = None,
         progress: Progress | None = None,
     ) -> ModelRecord:
-        """Install a diffusers folder or a single-file checkpoint (copied, or referenced with `link`)."""
+        """Install a diffusers folder, a single-file checkpoint or an adapter (copied, or referenced with `link`).
+
+        A pickled adapter or embedding (`.bin`, `.pt`) is refused unless `allow_pickle`; with it, its tensors
+        are read once (torch's `weights_only` loader, which runs no code objects) and stored as `.safetensors`,
+        so serving never unpickles anything.
+        """
         src = Path(source).expanduser().resolve()
         if not src.exists():
             raise ValidationFailed(f"`path` {str(source)!r} does not exist.", field="path", value=str(source))
+        if src.is_file() and is_pickle(src):
+            if not allow_pickle:
+                raise UnsafeCheckpoint(PICKLE_REFUSAL.format(path=src), field="path", value=str(src))
+            tensors = pickled_adapter(src)
+            if tensors is not None:
+                return self._add_converted(src, tensors, model_id, license_name, license_url, image_encoder,
+                                           progress)
         adapter = inspect_adapter(src) if not is_pickle(src) else None
         if adapter is not None:
+            encoder = self._pair_encoder(src, adapter, image_encoder) if adapter.kind == "ip_adapter" else None
             return self._install(src, model_id, adapter.family, "diffusers" if src.is_dir() else "single_file",
-                                 adapter.kind, link=link, progress=progress, license_name=license_name,
+                                 adapter.kind, link=link,
+                                 progress=progress, license_name=license_name,
                                  license_url=license_url, kind=adapter.kind, architecture=adapter.architecture,
                                  cross_attention_dim=adapter.cross_attention_dim,
-                                 latent_channels=adapter.latent_channels)
+                                 latent_channels=adapter.latent_channels, details=dict(adapter.details or {}),
+                                 image_encoder=encoder)
+        if image_encoder is not None:
+            raise ValidationFailed(f"`image_encoder` is only for IP-Adapters, and {str(src)!r} is not one.",
+                                   field="image_encoder", value=image_encoder)
         if src.is_file():
             if is_pickle(src) and not allow_pickle:
                 raise UnsafeCheckpoint(PICKLE_REFUSAL.format(path=src), field="path", value=str(src))
@@ -320,6 +375,45 @@ class ModelStore:
         return self._install(src, model_id, detected, fmt, kind, link=link, progress=progress,
                              license_name=license_name, license_url=license_url, prediction_type=pred,
                              inpainting=inpainting, allow_pickle=allow_pickle and is_pickle(src))
+
+    def _add_converted(self, src: Path, tensors: dict, model_id: str | None, license_name: str, license_url: str,
+                       image_encoder: str | None, progress: Progress | None) -> ModelRecord:
+        """Install a pickled adapter's tensors as one `.safetensors` file, recognised like any other."""
+        from safetensors.torch import save_file
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        work = self.root / f".tmp-{uuid.uuid4().hex}"
+        work.mkdir()
+        try:
+            out = work / f"{src.stem}.safetensors"
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(out))
+            if inspect_adapter(out) is None:
+                raise UnsupportedModel(f"`path` {str(src)!r} holds tensors of no kind Solvent knows (not a "
+                                       "checkpoint, adapter or embedding).", field="path", value=str(src))
+            record = self.add(out, model_id=model_id or _slug(src.stem), license_name=license_name,
+                              license_url=license_url, image_encoder=image_encoder, progress=progress)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        record.origin = str(src)
+        _write_json(self.root / record.id / "model.json", record.to_dict())
+        return record
+
+    def _pair_encoder(self, src: Path, adapter, name: str | None) -> str:
+        """The image encoder an IP-Adapter will read: `name`, or the first installed one of its width."""
+        if name is not None:
+            enc = self.get(name)
+            if enc.kind != "image_encoder":
+                raise ValidationFailed(f"`image_encoder` {name!r} is a {enc.kind}, not a CLIP image encoder.",
+                                       field="image_encoder", value=name)
+            if not encoder_fits(adapter.details, enc.details):
+                raise ValidationFailed(
+                    f"`image_encoder` {name!r} gives {_gives(enc.details, adapter.details)} but the IP-Adapter "
+                    f"{str(src)!r} reads {_reads(adapter.details)}.", field="image_encoder", value=name)
+            return enc.id
+        fits = [e for e in self.list("image_encoder") if encoder_fits(adapter.details, e.details)]
+        if not fits:
+            raise ModelNotFound(_missing_encoder(str(src), adapter.details), field="image_encoder")
+        return fits[0].id
 
     def _install(self, src: Path, model_id: str | None, family: str, fmt: str, source: str, *, link: bool,
                  progress: Progress | None, **fields: Any) -> ModelRecord:
@@ -427,6 +521,23 @@ class ModelStore:
             return record
         finally:
             shutil.rmtree(dl, ignore_errors=True)
+
+
+def _reads(d: dict) -> str:
+    what = "a projected image embedding" if d.get("reads") == "embeds" else "penultimate hidden states"
+    return f"{what} {d.get('image_dim')} wide"
+
+
+def _gives(enc: dict, adapter: dict) -> str:
+    if adapter.get("reads") == "embeds":
+        return f"a projected image embedding {enc.get('projection_dim')} wide"
+    return f"hidden states {enc.get('hidden_size')} wide"
+
+
+def _missing_encoder(what: str, d: dict) -> str:
+    return (f"IP-Adapter {what!r} ({d.get('variant')}) needs a CLIP image encoder giving {_reads(d)}, and none is "
+            "installed: add its encoder first (`solvent models add FOLDER`, e.g. the `image_encoder` folder published "
+            "beside the adapter), then the adapter, or name one with --image-encoder.")
 
 
 def _online(host: str = "huggingface.co", timeout: float = 3.0) -> bool:

@@ -24,6 +24,7 @@ from PIL import Image
 from ..errors import ValidationFailed
 
 MAX_UNITS = 4
+MAX_REFERENCES = 4  # IP-Adapter reference images per request, over all its image prompts
 # control_mode as the native API names it → A1111's label (its "Control Mode" infotext and extension API).
 CONTROL_MODES = {"balanced": "Balanced", "prompt": "My prompt is more important",
                  "controlnet": "ControlNet is more important"}
@@ -54,6 +55,35 @@ class ControlUnit:
                 "control_mode": self.control_mode, "threshold_a": self.threshold_a, "threshold_b": self.threshold_b}
 
 
+@dataclass
+class ImagePrompt:
+    """One IP-Adapter unit: reference images that steer the look (style, subject, face) of a generation.
+
+    Each reference adds its own image attention to the model's, scaled by `weight × scale` (so two references
+    at scale 0.5 blend evenly, and one reference alone is exactly the IP-Adapter its authors published)."""
+
+    model: str
+    images: list[Image.Image | None]
+    scales: list[float]
+    weight: float = 1.0
+
+    def public(self) -> dict:
+        return {"model": self.model, "weight": self.weight, "scales": list(self.scales)}
+
+
+def check_image_prompt(unit: ImagePrompt, index: int) -> ImagePrompt:
+    """Validate an image prompt's numbers (the model and images are checked where they are known)."""
+    where = f"ip_adapters[{index}]"
+    if not unit.scales or len(unit.scales) > MAX_REFERENCES:
+        raise ValidationFailed(f"`{where}.images` must hold 1 to {MAX_REFERENCES} reference images but holds "
+                               f"{len(unit.scales)}.", field=f"{where}.images", value=len(unit.scales))
+    for name, v in [("weight", unit.weight), *((f"images[{j}].scale", s) for j, s in enumerate(unit.scales))]:
+        if not isinstance(v, int | float) or isinstance(v, bool) or not 0 <= v <= 2:
+            raise ValidationFailed(f"`{where}.{name}` must be a number between 0 and 2 but is {v!r}.",
+                                   field=f"{where}.{name}", value=v)
+    return unit
+
+
 def preprocessor_name(name: str | None, field: str = "preprocessor") -> str:
     """Ours for any accepted spelling, or a `ValidationFailed` that says what is built in and what to do."""
     key = (name or "none").strip().lower()
@@ -80,10 +110,6 @@ def check_unit(unit: ControlUnit, index: int) -> ControlUnit:
         raise ValidationFailed(f"`{where}.guidance_start` must be less than `guidance_end` but is "
                                f"{unit.guidance_start:g} ≥ {unit.guidance_end:g}.", field=f"{where}.guidance_start",
                                value=unit.guidance_start)
-    if unit.control_mode == "prompt":
-        raise ValidationFailed(f"`{where}.control_mode` `prompt` (A1111's \"My prompt is more important\") is not "
-                               "supported yet; use `balanced` or `controlnet`.", field=f"{where}.control_mode",
-                               value=unit.control_mode)
     if unit.control_mode not in CONTROL_MODES:
         raise ValidationFailed(f"`{where}.control_mode` must be one of {', '.join(CONTROL_MODES)} but is "
                                f"{unit.control_mode!r}.", field=f"{where}.control_mode", value=unit.control_mode)

@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from .control import ControlUnit
+from .control import ControlUnit, ImagePrompt
 
 MAX_SEED = 2**32 - 1  # seeds are unsigned 32-bit (A1111's and Stability's range); -1 asks for a random one
 
@@ -54,7 +54,10 @@ class GenerationRequest:
     strength: float = 0.75
     mask: Image.Image | None = None
     loras: list[LoraSpec] = field(default_factory=list)
-    controls: list[ControlUnit] = field(default_factory=list)  # ControlNet units (`generation.control`)
+    controls: list[ControlUnit] = field(default_factory=list)  # ControlNet / T2I-Adapter units
+    ip_adapters: list[ImagePrompt] = field(default_factory=list)  # IP-Adapter image prompts
+    refiner: str | None = None  # SDXL: a refiner model that takes over the last denoising steps
+    refiner_switch: float = 0.8  # the fraction of the steps the base model runs before the refiner
     vae: str | None = None  # a VAE in the store; None = the model's default (its own, or the one set for it)
     clip_skip: int = 1  # A1111's "Clip skip" / CLIP_stop_at_last_layers: 1 = the text encoder's last layer
     # Usage terms recorded in the image metadata (e.g. commercial_use, license), set by the service.
@@ -75,7 +78,7 @@ class GenerationRequest:
             value = getattr(self, f.name)
             if f.name == "loras":
                 value = [{"name": lora.name, "weight": lora.weight} for lora in value]
-            elif f.name == "controls":
+            elif f.name in ("controls", "ip_adapters"):
                 value = [unit.public() for unit in value]
             out[f.name] = value
         out["mode"] = self.mode

@@ -96,7 +96,7 @@ def test_infotext_records_every_unit(engine, controlnet):
     (ControlUnit("tiny-scribble", silhouette(), weight=3), "controlnets[0].weight", "between 0 and 2"),
     (ControlUnit("tiny-scribble", silhouette(), guidance_start=0.8, guidance_end=0.5),
      "controlnets[0].guidance_start", "less than"),
-    (ControlUnit("tiny-scribble", silhouette(), control_mode="prompt"), "controlnets[0].control_mode", "not supported"),
+    (ControlUnit("tiny-scribble", silhouette(), control_mode="loud"), "controlnets[0].control_mode", "must be one of"),
 ])
 def test_bad_units_name_the_field(engine, controlnet, unit, field, words):
     with pytest.raises((ValidationFailed, ModelNotFound)) as e:

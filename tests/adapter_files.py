@@ -1,0 +1,102 @@
+"""Tiny IP-Adapters, CLIP image encoders and T2I-Adapters written in the key layouts people download:
+IP-Adapter files as its authors publish them (`image_proj.*`, `ip_adapter.N.to_k_ip.weight` with N = 1, 3, 5…
+over the UNet's attention processors), image encoders as transformers folders or single files, T2I-Adapters
+as diffusers folders. Random weights, seeded; nothing is downloaded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+
+def write_image_encoder(path: Path, hidden: int = 32, projection: int = 16, image_size: int = 32,
+                        single_file: bool = False):
+    """A tiny `CLIPVisionModelWithProjection` saved as a folder (config.json + model.safetensors) or one file."""
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    torch.manual_seed(21)
+    cfg = CLIPVisionConfig(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
+                           num_attention_heads=max(1, hidden // 64) if hidden >= 64 else 2, image_size=image_size,
+                           patch_size=8, projection_dim=projection, hidden_act="gelu")
+    model = CLIPVisionModelWithProjection(cfg).eval()
+    if single_file:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    else:
+        model.save_pretrained(str(path), safe_serialization=True)
+    return model
+
+
+def _cross_layers(unet) -> list[int]:
+    """The inner width of each cross-attention layer, in the order of `unet.attn_processors`."""
+    out = []
+    for name in unet.attn_processors:
+        if name.endswith("attn2.processor"):
+            out.append(unet.get_submodule(name[: -len(".processor")]).to_k.out_features)
+    return out
+
+
+def ip_adapter_state(unet, variant: str = "plain", image_dim: int = 16, seed: int = 0, scale: float = 0.3) -> dict:
+    """An IP-Adapter state dict in its authors' layout, for `unet`: `plain` reads a `image_dim`-wide projected
+    embedding, `plus` (a 4-layer resampler) and `full` read `image_dim`-wide hidden states."""
+    g = torch.Generator().manual_seed(seed)
+    cross = unet.config.cross_attention_dim
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g) * scale
+
+    sd: dict[str, torch.Tensor] = {}
+    if variant == "plain":
+        sd.update({"image_proj.proj.weight": r(4 * cross, image_dim), "image_proj.proj.bias": r(4 * cross),
+                   "image_proj.norm.weight": 1 + r(cross), "image_proj.norm.bias": r(cross)})
+    elif variant == "full":
+        sd.update({"image_proj.proj.0.weight": r(image_dim, image_dim), "image_proj.proj.0.bias": r(image_dim),
+                   "image_proj.proj.2.weight": r(cross, image_dim), "image_proj.proj.2.bias": r(cross),
+                   "image_proj.proj.3.weight": 1 + r(cross), "image_proj.proj.3.bias": r(cross)})
+    elif variant == "plus":
+        dim, queries = 64, 4
+        sd.update({"image_proj.latents": r(1, queries, dim), "image_proj.proj_in.weight": r(dim, image_dim),
+                   "image_proj.proj_in.bias": r(dim), "image_proj.proj_out.weight": r(cross, dim),
+                   "image_proj.proj_out.bias": r(cross), "image_proj.norm_out.weight": 1 + r(cross),
+                   "image_proj.norm_out.bias": r(cross)})
+        for i in range(4):
+            p = f"image_proj.layers.{i}."
+            sd.update({p + "0.norm1.weight": 1 + r(dim), p + "0.norm1.bias": r(dim), p + "0.norm2.weight": 1 + r(dim),
+                       p + "0.norm2.bias": r(dim), p + "0.to_q.weight": r(dim, dim), p + "0.to_kv.weight": r(2 * dim, dim),
+                       p + "0.to_out.weight": r(dim, dim), p + "1.0.weight": 1 + r(dim), p + "1.0.bias": r(dim),
+                       p + "1.1.weight": r(4 * dim, dim), p + "1.3.weight": r(dim, 4 * dim)})
+    elif variant == "faceid":
+        sd.update({"image_proj.proj.0.weight": r(1024, 512), "image_proj.proj.0.bias": r(1024),
+                   "image_proj.proj.2.weight": r(4 * cross, 1024), "image_proj.norm.weight": 1 + r(cross)})
+    for n, width in enumerate(_cross_layers(unet)):
+        sd[f"ip_adapter.{2 * n + 1}.to_k_ip.weight"] = r(width, cross)
+        sd[f"ip_adapter.{2 * n + 1}.to_v_ip.weight"] = r(width, cross)
+    return {k: v.contiguous() for k, v in sd.items()}
+
+
+def write_ip_adapter(path: Path, unet, variant: str = "plain", image_dim: int = 16, seed: int = 0) -> dict:
+    sd = ip_adapter_state(unet, variant, image_dim, seed)
+    if path.suffix == ".bin":  # the pickled layout: {"image_proj": {...}, "ip_adapter": {...}}
+        nested: dict[str, dict] = {"image_proj": {}, "ip_adapter": {}}
+        for k, v in sd.items():
+            head, _, rest = k.partition(".")
+            nested[head][rest] = v
+        torch.save(nested, str(path))
+    else:
+        save_file(sd, str(path))
+    return sd
+
+
+def tiny_t2i_adapter(channels: list[int], factor: int, xl: bool, in_channels: int = 3, seed: int = 4):
+    """A T2I-Adapter with features of `channels`, the control image unshuffled by `factor` (random weights,
+    scaled up so that they speak)."""
+    from diffusers import T2IAdapter
+
+    torch.manual_seed(seed)
+    net = T2IAdapter(in_channels=in_channels, channels=channels, num_res_blocks=1, downscale_factor=factor,
+                     adapter_type="full_adapter_xl" if xl else "full_adapter")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(3.0)
+    return net
