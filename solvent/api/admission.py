@@ -17,7 +17,7 @@ from ..accounts import Principal
 from ..billing import Payer, PriceRequest
 from ..errors import InvalidImage, ModelNotFound, ValidationFailed
 from ..generation import JobSpec, LoraSpec
-from ..generation.control import ControlUnit, check_unit
+from ..generation.control import MAX_REFERENCES, ControlUnit, ImagePrompt, check_image_prompt, check_unit
 from ..generation.families import FAMILIES
 from ..generation.images import load_image, png_bytes
 from ..generation.prompts import chunk_prompt
@@ -57,6 +57,8 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
     if body.mask is not None and body.init_image is None:
         raise ValidationFailed("`mask` needs an `init_image` to paint into.", field="mask")
     controls = _controls(body, record)
+    prompts = _image_prompts(body, record)
+    refiner = _refiner(body, record)
     fits = record.get("loras")
     for i, lora in enumerate(body.loras):
         if fits is not None and lora.name not in fits:  # (older workers did not declare their LoRAs)
@@ -77,14 +79,17 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
                    height=height, steps=body.steps, cfg_scale=body.cfg_scale, sampler=body.sampler, seed=body.seed,
                    batch_size=body.batch_size, strength=body.strength, output_format=body.output_format,
                    loras=[LoraSpec(x.name, x.weight) for x in body.loras], controls=controls,
-                   clip_skip=body.clip_skip, vae=body.vae)
+                   ip_adapters=prompts, clip_skip=body.clip_skip, vae=body.vae, refiner=refiner,
+                   refiner_switch=body.refiner_switch)
     if mode != "txt2img" and int(steps * body.strength) < 1:
         # diffusers would run no step at all (steps × strength rounds to 0): run exactly one.
         spec.strength = min(1.0, 1.0001 / steps)
     params = spec.to_params()
+    t2i = sum(1 for c in controls if c["model"] in (record.get("t2i_adapters") or []))
     priced = PriceRequest(model=body.model, cost_class=record.get("cost_class") or family.cost_class, width=width,
                           height=height, steps=steps, images=body.batch_size, mode=mode,
-                          strength=params["strength"], control_units=len(controls))
+                          strength=params["strength"], control_units=len(controls) - t2i, t2i_units=t2i,
+                          references=sum(len(u["scales"]) for u in prompts))
     terms = {"license": record.get("license_name") or None, "license_url": record.get("license_url") or None}
     return mode, params, priced, terms
 
@@ -103,6 +108,36 @@ def _controls(body: GenerationIn, record: dict) -> list[dict]:
                                 field=f"controlnets[{i}].model", value=c.model)
         out.append({**unit.public(), "image_blob": None})
     return out
+
+
+def _image_prompts(body: GenerationIn, record: dict) -> list[dict]:
+    """The IP-Adapter image prompts as the job spec stores them, each checked and known to fit the model."""
+    fits = record.get("ip_adapters") or []
+    total = sum(len(p.images) for p in body.ip_adapters)
+    if total > MAX_REFERENCES:
+        raise ValidationFailed(f"`ip_adapters` may hold at most {MAX_REFERENCES} reference images in all but holds "
+                               f"{total}.", field="ip_adapters", value=total)
+    out = []
+    for i, p in enumerate(body.ip_adapters):
+        scales = [x.scale for x in p.images]
+        unit = check_image_prompt(ImagePrompt(p.model, [None] * len(scales), scales, p.weight), i)
+        if p.model not in fits:
+            raise ModelNotFound(f"`ip_adapters[{i}].model` {p.model!r} is not an IP-Adapter the workers serving "
+                                f"{body.model!r} have for it (with its image encoder); available: "
+                                f"{', '.join(fits) or 'none'}.", field=f"ip_adapters[{i}].model", value=p.model)
+        out.append({**unit.public(), "image_blobs": []})
+    return out
+
+
+def _refiner(body: GenerationIn, record: dict) -> str | None:
+    if body.refiner is None or body.refiner.lower() in ("", "none"):
+        return None
+    fits = record.get("refiners") or []
+    if body.refiner not in fits:
+        raise ModelNotFound(f"`refiner` {body.refiner!r} is not a refiner the workers serving {body.model!r} can hand "
+                            f"over to; available: {', '.join(fits) or 'none'} (refiners are for SDXL models).",
+                            field="refiner", value=body.refiner)
+    return body.refiner
 
 
 def inputs(services: Services, body: GenerationIn) -> dict[str, bytes]:
@@ -124,6 +159,10 @@ def inputs(services: Services, body: GenerationIn) -> dict[str, bytes]:
             out["mask_blob"] = png_bytes(mask)
     for i, c in enumerate(body.controlnets):
         out[f"controls.{i}"] = png_bytes(load_image(c.image, f"controlnets[{i}].image", mode="RGB", **limits))
+    for i, p in enumerate(body.ip_adapters):
+        for j, x in enumerate(p.images):
+            out[f"ip.{i}.{j}"] = png_bytes(load_image(x.image, f"ip_adapters[{i}].images[{j}]", mode="RGB",
+                                                      **limits))
     return out
 
 
@@ -154,6 +193,10 @@ def admit(services: Services, principal: Principal, body: GenerationIn, idempote
                 i = int(name.split(".", 1)[1])
                 params["controls"] = [dict(c, image_blob=stored[-1]) if k == i else c
                                       for k, c in enumerate(params["controls"])]
+            elif name.startswith("ip."):
+                i = int(name.split(".")[1])
+                params["ip_adapters"] = [dict(u, image_blobs=[*u["image_blobs"], stored[-1]]) if k == i else u
+                                         for k, u in enumerate(params["ip_adapters"])]
             else:
                 params[name] = stored[-1]
         job.params = params

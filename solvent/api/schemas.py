@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, BaseModel, ConfigDict, Field
 
 MAX_SEED = 2**32 - 1
 
@@ -46,6 +46,29 @@ class ControlIn(BaseModel):
     threshold_b: float | None = Field(None, ge=0, le=1000, description="canny high")
 
 
+def _reference(value: Any) -> Any:
+    """A bare base64 string is a reference at scale 1."""
+    return {"image": value} if isinstance(value, str) else value
+
+
+class ReferenceIn(BaseModel):
+    """One reference image of an image prompt, with its own scale."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: str = Field(description="the reference image: base64 or a data URL")
+    scale: float = Field(1.0, ge=0, le=2, description="this reference's share (times the prompt's weight)")
+
+
+class ImagePromptIn(BaseModel):
+    """An IP-Adapter image prompt: reference images that steer the look (style, subject, face)."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(min_length=1, max_length=100, description="an installed IP-Adapter that fits the model")
+    images: list[Annotated[ReferenceIn, BeforeValidator(_reference)]] = Field(
+        min_length=1, max_length=4, description="base64 images, or {image, scale} objects")
+    weight: float = Field(1.0, ge=0, le=2, description="how strongly the references steer (IP-Adapter scale)")
+
+
 class GenerationIn(BaseModel):
     """A generation request. Unset fields take the model's defaults."""
 
@@ -64,7 +87,12 @@ class GenerationIn(BaseModel):
     strength: float = Field(0.75, gt=0, le=1)
     mask: str | None = Field(None, description="base64 mask, white = repaint; needs init_image")
     loras: list[LoraIn] = Field(default_factory=list, max_length=8)
-    controlnets: list[ControlIn] = Field(default_factory=list, max_length=4)
+    controlnets: list[ControlIn] = Field(default_factory=list, max_length=4,
+                                         description="ControlNet and T2I-Adapter units")
+    ip_adapters: list[ImagePromptIn] = Field(default_factory=list, max_length=4,
+                                             description="IP-Adapter image prompts (at most 4 references in all)")
+    refiner: str | None = Field(None, max_length=100, description="SDXL: a refiner for the last steps")
+    refiner_switch: float = Field(0.8, gt=0, lt=1, description="the fraction of steps the base model runs")
     clip_skip: int = Field(1, ge=1, le=12, description="A1111's Clip skip: 1 = the text encoder's last layer")
     vae: str | None = Field(None, max_length=100, description="a VAE that fits the model; none = its default")
     output_format: Literal["png", "webp", "jpeg"] = "png"
@@ -137,7 +165,13 @@ class ModelOut(BaseModel):
     default_cfg: float
     default_sampler: str
     loras: list[str] = Field(default_factory=list, description="LoRAs installed on its workers that fit it")
-    controlnets: list[str] = Field(default_factory=list, description="ControlNets installed on its workers that fit it")
+    controlnets: list[str] = Field(default_factory=list,
+                                   description="ControlNets and T2I-Adapters installed on its workers that fit it")
+    t2i_adapters: list[str] = Field(default_factory=list, description="the T2I-Adapters among `controlnets`")
+    ip_adapters: list[str] = Field(default_factory=list,
+                                   description="IP-Adapters (with their image encoders) installed on its workers "
+                                               "that fit it")
+    refiners: list[str] = Field(default_factory=list, description="SDXL refiners its workers can hand over to")
     vaes: list[str] = Field(default_factory=list, description="VAEs installed on its workers that fit it")
     default_vae: str | None = Field(None, description="the VAE its requests get (none: its own)")
     embeddings: list[str] = Field(default_factory=list, description="embeddings a prompt may name for it")

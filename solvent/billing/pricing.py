@@ -44,6 +44,8 @@ class PriceRequest:
     mode: str = "txt2img"
     strength: float = 1.0
     control_units: int = 0  # ControlNet units: each runs a second network beside the UNet at every step
+    t2i_units: int = 0  # T2I-Adapter units: a small network run once per image
+    references: int = 0  # IP-Adapter reference images: each adds image attention to every cross-attention layer
 
     @property
     def steps_run(self) -> int:
@@ -61,6 +63,10 @@ class Pricing:
     # Each ControlNet unit adds this percentage of the image's price (a ControlNet is about a third of a
     # UNet's work per step; the operator sets its own figure with `controlnet_pct` in SOLVENT_PRICING).
     controlnet_pct: int = 30
+    # Each T2I-Adapter unit (run once, not per step) and each IP-Adapter reference image (extra keys and values
+    # in every cross-attention layer at every step) add these percentages (`t2i_pct`, `ip_adapter_pct`).
+    t2i_pct: int = 5
+    ip_adapter_pct: int = 10
 
     @classmethod
     def from_json(cls, text: str | None) -> Pricing:
@@ -74,10 +80,12 @@ class Pricing:
                 if cc.base_mc < 0 or cc.pixels <= 0 or cc.steps <= 0:
                     raise ValueError(f"class {name!r}: base_mc ≥ 0, pixels > 0 and steps > 0")
                 classes[name] = cc
-            pct = int(raw.get("controlnet_pct", 30))
-            if pct < 0:
-                raise ValueError("controlnet_pct ≥ 0")
-            return cls(classes, int(raw.get("min_mc", 10)), pct)
+            pcts = {k: int(raw.get(k, default)) for k, default in (("controlnet_pct", 30), ("t2i_pct", 5),
+                                                                     ("ip_adapter_pct", 10))}
+            for k, v in pcts.items():
+                if v < 0:
+                    raise ValueError(f"{k} ≥ 0")
+            return cls(classes, int(raw.get("min_mc", 10)), **pcts)
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ValidationFailed(f"`SOLVENT_PRICING` is not a valid pricing object: {e}", field="pricing",
                                    value=text) from e
@@ -87,7 +95,9 @@ class Pricing:
         if c is None:
             raise ValidationFailed(f"no price for cost class {req.cost_class!r} (model {req.model!r}); known: "
                                    f"{', '.join(sorted(self.classes))}.", field="model", value=req.model)
-        num = c.base_mc * req.width * req.height * req.steps_run * (100 + self.controlnet_pct * req.control_units)
+        extra = (self.controlnet_pct * req.control_units + self.t2i_pct * req.t2i_units
+                 + self.ip_adapter_pct * req.references)
+        num = c.base_mc * req.width * req.height * req.steps_run * (100 + extra)
         den = c.pixels * c.steps * 100
         return max(self.min_mc, -(-num // den))  # ceiling division: integers only
 

@@ -321,6 +321,36 @@ class Engine:
         names = mentioned(f"{req.prompt}\n{req.negative_prompt}", [e.id for e in fits])
         return [e for e in fits if e.id in names]
 
+    def fits(self, record: ModelRecord) -> dict[str, list[str]]:
+        """What in the store a checkpoint can take, by kind: the lists a worker declares for it (and the rules
+        `resolve` enforces): ControlNets and T2I-Adapters (`controlnets`, both named in control units; the
+        adapters also in `t2i_adapters`), `ip_adapters` (those whose image encoder is installed), `vaes`,
+        `embeddings`."""
+        family = FAMILIES[record.family]
+        width, layers = self.store.cross_attention_width(record), self.store.cross_attention_layers(record)
+        t2i_arch = "sdxl" if family.architecture == "sdxl" or record.family == "tiny" else "sd"
+        latent = self.store.latent_channels(record)
+        every = self.store.list(None)
+
+        def ip_ok(r: ModelRecord) -> bool:
+            try:
+                self.store.image_encoder_for(r)
+            except ModelNotFound:
+                return False
+            return (width is None or r.cross_attention_dim == width) and (
+                layers is None or r.details.get("layers") in (None, layers))
+
+        out = {
+            "controlnets": [r.id for r in every if r.kind == "controlnet" and r.architecture == family.architecture
+                            and (None in (width, r.cross_attention_dim) or width == r.cross_attention_dim)],
+            "t2i_adapters": [r.id for r in every if r.kind == "t2i_adapter" and r.architecture == t2i_arch],
+            "ip_adapters": [r.id for r in every if r.kind == "ip_adapter" and ip_ok(r)],
+            "vaes": [r.id for r in every if r.kind == "vae" and r.latent_channels in (None, latent)],
+            "embeddings": [e.id for e in self.embeddings_for(record)],
+        }
+        out["controlnets"] += out["t2i_adapters"]
+        return out
+
     def embeddings_for(self, record: ModelRecord) -> list[ModelRecord]:
         """Installed embeddings of the model's architecture and text width."""
         arch = FAMILIES[record.family].architecture
@@ -847,7 +877,7 @@ def _control_text(r: Resolved) -> dict[str, str]:
 
 def batch_key(r: Resolved) -> tuple | None:
     """What requests must share to run in one device call; None for requests that never batch (image inputs)."""
-    if r.request.mode != "txt2img" or r.controls or r.ip_adapters:
+    if r.request.mode != "txt2img" or r.controls or r.ip_adapters or r.request.refiner:
         return None
     return (r.record.id, r.width, r.height, r.steps, r.cfg_scale, r.sampler.name, r.request.clip_skip,
             r.vae.id if r.vae else None,

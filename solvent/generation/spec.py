@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .control import ControlUnit
+from .control import ControlUnit, ImagePrompt
 from .request import GenerationRequest, LoraSpec
 
 BLOB_FIELDS = ("init_image_blob", "mask_blob")  # input images, stored apart; the spec keeps their keys
@@ -36,8 +36,12 @@ class JobSpec:
     output_format: str = "png"
     # ControlNet units: `ControlUnit.public()` fields plus `image_blob`, the stored control image's key.
     controls: list[dict[str, Any]] = field(default_factory=list)
+    # IP-Adapter image prompts: `ImagePrompt.public()` fields plus `image_blobs`, the stored references' keys.
+    ip_adapters: list[dict[str, Any]] = field(default_factory=list)
     clip_skip: int = 1
     vae: str | None = None
+    refiner: str | None = None
+    refiner_switch: float = 0.8
     init_image_blob: str | None = None
     mask_blob: str | None = None
     # Set at admission by billing: the price reserved (milli-credits), the plan, the usage terms.
@@ -70,28 +74,37 @@ class JobSpec:
 
     def blob_keys(self) -> list[str]:
         """Every stored input image of the job (init image, mask, control images)."""
-        keys = [self.init_image_blob, self.mask_blob, *(c.get("image_blob") for c in self.controls)]
+        keys = [self.init_image_blob, self.mask_blob, *(c.get("image_blob") for c in self.controls),
+                *(b for u in self.ip_adapters for b in u.get("image_blobs") or [])]
         return [k for k in keys if k]
 
     def public(self) -> dict[str, Any]:
         """The parameters a job's owner sees (no storage keys, no billing internals)."""
         return {k: v for k, v in visible(self.to_params()).items() if k not in ("terms", "plan")}
 
-    def batch_key(self) -> tuple:
+    def batch_key(self) -> tuple | None:
+        """What jobs must share to run in one device call; None for a job that runs alone (control units, image
+        prompts and a refiner each need their own call)."""
+        if self.controls or self.ip_adapters or self.refiner:
+            return None
         params = self.to_params()
         return tuple(repr(params[k]) for k in BATCH_FIELDS)
 
-    def to_request(self, init_image=None, mask=None, control_images=None) -> GenerationRequest:
-        """The engine's request (input images decoded by the caller from `init_image_blob` / `mask_blob` and
-        each control unit's `image_blob`, in order)."""
+    def to_request(self, init_image=None, mask=None, control_images=None, references=None) -> GenerationRequest:
+        """The engine's request (input images decoded by the caller from `init_image_blob` / `mask_blob`, each
+        control unit's `image_blob` and each image prompt's `image_blobs`, in order)."""
         images = list(control_images or [None] * len(self.controls))
         controls = [ControlUnit(image=img, **{k: v for k, v in c.items() if k != "image_blob"})
                     for c, img in zip(self.controls, images, strict=True)]
+        refs = list(references or [[None] * len(u.get("scales") or []) for u in self.ip_adapters])
+        prompts = [ImagePrompt(u["model"], list(imgs), [float(x) for x in u.get("scales") or []],
+                               float(u.get("weight", 1.0))) for u, imgs in zip(self.ip_adapters, refs, strict=True)]
         return GenerationRequest(
             prompt=self.prompt, negative_prompt=self.negative_prompt, model=self.model or None, width=self.width,
             height=self.height, steps=self.steps, cfg_scale=self.cfg_scale, sampler=self.sampler, seed=self.seed,
             batch_size=self.images, init_image=init_image, strength=self.strength, mask=mask,
-            loras=list(self.loras), controls=controls, clip_skip=self.clip_skip or 1, vae=self.vae, terms=dict(self.terms))
+            loras=list(self.loras), controls=controls, ip_adapters=prompts, clip_skip=self.clip_skip or 1, vae=self.vae,
+            refiner=self.refiner, refiner_switch=self.refiner_switch, terms=dict(self.terms))
 
 
 def visible(params: dict[str, Any]) -> dict[str, Any]:
@@ -99,4 +112,6 @@ def visible(params: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in params.items() if k not in BLOB_FIELDS}
     if out.get("controls"):
         out["controls"] = [{k: v for k, v in c.items() if k != "image_blob"} for c in out["controls"]]
+    if out.get("ip_adapters"):
+        out["ip_adapters"] = [{k: v for k, v in u.items() if k != "image_blobs"} for u in out["ip_adapters"]]
     return out

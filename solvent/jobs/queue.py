@@ -213,9 +213,9 @@ class JobQueue:
         They share its model and the `BATCH_FIELDS` of its params, are text-to-image and are taken oldest
         first. Each is claimed as `lease` claims one (a lost race only means a smaller batch).
         """
-        if limit < 1 or first.mode != "txt2img":
-            return []
         want = first.spec.batch_key()
+        if limit < 1 or first.mode != "txt2img" or want is None:
+            return []
         out: list[Job] = []
         with self.db.session() as s:
             q = (select(Job).where(Job.state == JobState.queued, Job.model == first.model, Job.mode == "txt2img")

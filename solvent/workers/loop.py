@@ -47,17 +47,13 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
                "sha256": r.sha256}
               for r in records]
     installed = _loras(engine.settings.loras_dir)
-    controlnets, vaes = engine.store.list("controlnet"), engine.store.list("vae")
-    for m, r in zip(models, records, strict=True):  # the LoRAs and ControlNets each model can take
+    for m, r in zip(models, records, strict=True):  # the LoRAs and adapters each model can take
         arch, width = get_family(r.family).architecture, engine.store.cross_attention_width(r)
         m["loras"] = [name for name, lora_arch, lora_width in installed
                       if lora_arch == arch and (None in (width, lora_width) or width == lora_width)]
         m["text_layers"] = engine.store.text_layers(r)  # the largest CLIP skip it takes
-        m["vaes"] = [v.id for v in vaes if v.latent_channels in (None, engine.store.latent_channels(r))]
         m["default_vae"] = r.default_vae
-        m["embeddings"] = [e.id for e in engine.embeddings_for(r)]
-        m["controlnets"] = [c.id for c in controlnets if c.architecture == arch
-                            and (None in (width, c.cross_attention_dim) or width == c.cross_attention_dim)]
+        m.update(engine.fits(r))  # controlnets (with t2i_adapters), ip_adapters, vaes, embeddings
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,
             "instance_type": instance_type, "commitment": commitment, "usd_per_hour": usd_per_hour, "models": models,
             "loaded": engine.loaded_models()}
@@ -173,14 +169,15 @@ class WorkerLoop:
 
         spec = JobSpec.from_params(job.params)
         spec.model = job.model
-        init = mask = None
-        if spec.init_image_blob:
-            init = Image.open(io.BytesIO(self.backend.input_image(job.id, spec.init_image_blob))).convert("RGB")
-        if spec.mask_blob:
-            mask = Image.open(io.BytesIO(self.backend.input_image(job.id, spec.mask_blob))).convert("L")
-        controls = [Image.open(io.BytesIO(self.backend.input_image(job.id, c["image_blob"]))).convert("RGB")
-                    for c in spec.controls]
-        return spec.to_request(init, mask, controls)
+
+        def image(blob: str, mode: str = "RGB") -> Image.Image:
+            return Image.open(io.BytesIO(self.backend.input_image(job.id, blob))).convert(mode)
+
+        init = image(spec.init_image_blob) if spec.init_image_blob else None
+        mask = image(spec.mask_blob, "L") if spec.mask_blob else None
+        controls = [image(c["image_blob"]) for c in spec.controls]
+        references = [[image(b) for b in u.get("image_blobs") or []] for u in spec.ip_adapters]
+        return spec.to_request(init, mask, controls, references)
 
     def run_jobs(self, jobs: list[Leased]) -> None:
         """Run one job, or compatible jobs in one device call; each is completed, failed or cancelled on its own."""

@@ -35,7 +35,8 @@ def model_out(m: dict) -> ModelOut:
              "max_pixels": fam.max_pixels} if fam else {}
     return ModelOut(**{k: m[k] for k in ("id", "family", "native_resolution", "default_steps", "default_cfg",
                                          "default_sampler")}, loras=m.get("loras") or [],
-                    controlnets=m.get("controlnets") or [], vaes=m.get("vaes") or [],
+                    controlnets=m.get("controlnets") or [], t2i_adapters=m.get("t2i_adapters") or [],
+                    ip_adapters=m.get("ip_adapters") or [], refiners=m.get("refiners") or [], vaes=m.get("vaes") or [],
                     default_vae=m.get("default_vae"), embeddings=m.get("embeddings") or [],
                     license=m.get("license_name"), **extra)
 
