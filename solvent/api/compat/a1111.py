@@ -73,6 +73,8 @@ class Txt2Img(BaseModel):
     height: int = Field(512, ge=8, le=4096)
     override_settings: dict[str, Any] | None = None
     alwayson_scripts: dict[str, Any] | None = None  # sd-webui-controlnet's units (`compat.controlnet`)
+    refiner_checkpoint: str | None = None  # A1111 1.6+: an SDXL refiner for the last steps
+    refiner_switch_at: float = Field(0.8, gt=0, lt=1)
     send_images: bool = True
 
 
@@ -155,8 +157,17 @@ def _fields(services, principal, t: Txt2Img) -> dict:
     vae = (t.override_settings or {}).get("sd_vae")
     if isinstance(vae, str) and vae.lower() not in ("automatic", "none", ""):
         out["vae"] = vae.rsplit(".", 1)[0] if vae.endswith((".safetensors", ".pt", ".ckpt")) else vae
-    controls = units(t.alwayson_scripts, (served(services).get(model) or {}).get("controlnets") or [])
-    return {**out, "controlnets": controls} if controls else out
+    record = served(services).get(model) or {}
+    if t.refiner_checkpoint and t.refiner_checkpoint.lower() not in ("none", ""):
+        name = t.refiner_checkpoint.split(" [", 1)[0].strip()
+        out.update(refiner=name.rsplit(".", 1)[0] if name.endswith((".safetensors", ".ckpt")) else name,
+                   refiner_switch=t.refiner_switch_at)
+    controls, prompts = units(t.alwayson_scripts, record.get("controlnets") or [], record.get("ip_adapters") or [])
+    if controls:
+        out["controlnets"] = controls
+    if prompts:
+        out["ip_adapters"] = prompts
+    return out
 
 
 async def _run(request: Request, services, principal, t: Txt2Img, fields: dict) -> dict:

@@ -49,16 +49,22 @@ def _image(unit: dict, i: int) -> str:
     return img
 
 
-def units(alwayson: dict[str, Any] | None, fits: list[str]) -> list[dict]:
-    """The enabled units of a txt2img/img2img request's `alwayson_scripts.controlnet.args`, as native units."""
+def _match(name: str, fits: list[str]) -> str | None:
+    return next((m for m in fits if m == name or m == name.lower() or m == name.lower().replace("_", "-")), None)
+
+
+def units(alwayson: dict[str, Any] | None, fits: list[str], ip_fits: list[str] = ()) -> tuple[list[dict], list[dict]]:
+    """The enabled units of a txt2img/img2img request's `alwayson_scripts.controlnet.args`, as native control
+    units and image prompts (a unit whose module is `ip-adapter…` or whose model is an IP-Adapter: its image is
+    the reference, its weight the adapter's)."""
     script = (alwayson or {}).get("controlnet") or (alwayson or {}).get("ControlNet")
     if not script:
-        return []
+        return [], []
     args = script.get("args") if isinstance(script, dict) else None
     if not isinstance(args, list):
         raise ValidationFailed("`alwayson_scripts.controlnet.args` must be a list of units.",
                                field="controlnet.args")
-    out = []
+    out, prompts = [], []
     for i, unit in enumerate(args):
         if not isinstance(unit, dict):
             raise ValidationFailed(f"`alwayson_scripts.controlnet.args[{i}]` must be an object.",
@@ -66,8 +72,13 @@ def units(alwayson: dict[str, Any] | None, fits: list[str]) -> list[dict]:
         if unit.get("enabled", True) is False:
             continue
         name = str(unit.get("model") or "").split(" [", 1)[0].strip()
-        model = next((m for m in fits if m == name or m == name.lower() or m == name.lower().replace("_", "-")),
-                     name)
+        module = str(unit.get("module") or "")
+        ip = _match(name, list(ip_fits))
+        if ip is not None or module.lower().startswith("ip-adapter"):
+            prompts.append({"model": ip or name, "images": [_image(unit, i)],
+                            "weight": _number(unit, "weight", 1.0)})
+            continue
+        model = _match(name, fits) or name
         mode = unit.get("control_mode", 0)
         mode = _MODES.get(mode.lower() if isinstance(mode, str) else mode)
         if mode is None:
@@ -79,11 +90,13 @@ def units(alwayson: dict[str, Any] | None, fits: list[str]) -> list[dict]:
                     "guidance_end": _number(unit, "guidance_end", 1.0), "control_mode": mode,
                     "threshold_a": _number(unit, "threshold_a", None),
                     "threshold_b": _number(unit, "threshold_b", None)})
-    return out
+    return out, prompts
 
 
 def served_controlnets(services) -> list[str]:
-    return sorted({c for m in served(services).values() for c in m.get("controlnets") or []})
+    """ControlNets, T2I-Adapters and IP-Adapters (the extension lists all three as its models)."""
+    return sorted({c for m in served(services).values() for c in [*(m.get("controlnets") or []),
+                                                                  *(m.get("ip_adapters") or [])]})
 
 
 @router.get("/model_list", summary="sd-webui-controlnet: the ControlNets the workers serve")
@@ -95,9 +108,10 @@ def model_list(services: ServicesDep, principal: PrincipalDep) -> dict:
 @router.get("/module_list", summary="sd-webui-controlnet: the preprocessors (built in, no weights)")
 def module_list(principal: PrincipalDep, alias_names: bool = False) -> dict:
     detail = {name: {"model_free": name == "none", "sliders": []} for name in PREPROCESSORS}
+    detail["ip-adapter_clip"] = {"model_free": False, "sliders": []}  # the reference goes to the IP-Adapter's encoder
     detail["canny"]["sliders"] = [{"name": "Low Threshold", "value": 100, "min": 1, "max": 255},
                                   {"name": "High Threshold", "value": 200, "min": 1, "max": 255}]
-    return {"module_list": list(PREPROCESSORS), "module_detail": detail}
+    return {"module_list": [*PREPROCESSORS, "ip-adapter_clip"], "module_detail": detail}
 
 
 @router.post("/detect", summary="sd-webui-controlnet: run a preprocessor on images")

@@ -420,13 +420,14 @@ async def stable_image(service: str, request: Request, services: ServicesDep, pr
 
 
 CONTROL_PREPROCESSORS = {"sketch": "scribble", "structure": "canny"}  # what each service reads from the image
+CONTROL_SERVICES = (*CONTROL_PREPROCESSORS, "style")  # style: the image is an IP-Adapter reference
 
 
 @router.post("/v2beta/stable-image/control/{service}",
-             summary="Stability v2beta: control (sketch, structure) with a ControlNet")
+             summary="Stability v2beta: control (sketch, structure: a ControlNet; style: an IP-Adapter)")
 async def stable_image_control(service: str, request: Request, services: ServicesDep, principal: PrincipalDep):
-    if service not in CONTROL_PREPROCESSORS:
-        raise NotFound(f"unknown control service {service!r}; one of {', '.join(CONTROL_PREPROCESSORS)}",
+    if service not in CONTROL_SERVICES:
+        raise NotFound(f"unknown control service {service!r}; one of {', '.join(CONTROL_SERVICES)}",
                        field="service", value=service)
     items, files = await read_multipart(request, "this endpoint")
     form = dict(items)
@@ -436,14 +437,14 @@ async def stable_image_control(service: str, request: Request, services: Service
     image = files.get("image")
     if not image:
         raise ValidationFailed("image: is required", field="image")
+    knob = "fidelity" if service == "style" else "control_strength"  # style's "how closely the style follows"
     try:
-        strength = float(form.get("control_strength", 0.7))
+        strength = float(form.get(knob, 0.5 if service == "style" else 0.7))
         seed = int(form.get("seed", 0))
     except ValueError as e:
-        raise ValidationFailed(f"control_strength and seed must be numbers: {e}", field="control_strength") from e
+        raise ValidationFailed(f"{knob} and seed must be numbers: {e}", field=knob) from e
     if not 0 <= strength <= 1:
-        raise ValidationFailed(f"control_strength: must be between 0 and 1 but is {strength:g}",
-                               field="control_strength", value=strength)
+        raise ValidationFailed(f"{knob}: must be between 0 and 1 but is {strength:g}", field=knob, value=strength)
     if not 0 <= seed <= 4_294_967_294:
         raise ValidationFailed("seed: must be between 0 and 4294967294", field="seed", value=seed)
     fmt = str(form.get("output_format", "png"))
@@ -452,21 +453,39 @@ async def stable_image_control(service: str, request: Request, services: Service
     style = form.get("style_preset")
     if style is not None and style not in STYLE_PRESETS:
         raise ValidationFailed(f"style_preset: must be one of {', '.join(STYLE_PRESETS)}", field="style_preset")
+    ratio = str(form.get("aspect_ratio", "1:1"))
+    if service == "style" and ratio not in ASPECT_RATIOS:
+        raise ValidationFailed(f"aspect_ratio: must be one of {', '.join(ASPECT_RATIOS)} but is {ratio!r}",
+                               field="aspect_ratio", value=ratio)
     models = services.settings.stability_v2_models
     model = models.get(service) or models.get("core") or services.settings.default_model
     record = _engine(services, model)
-    nets = record.get("controlnets") or []
-    if not nets:
-        raise NotFound(f"no ControlNet is installed for {model!r}, so control/{service} cannot run; add one that fits "
-                       "it with `solvent models add`.", field="service", value=service)
-    net = next((n for n in nets if service in n), nets[0])
-    iw, ih = await asyncio.to_thread(image_size, services, image, "image")
     family = FAMILIES[record["family"]]
-    w, h = _aspect_size(family.native, _ratio(iw, ih))
+    extra: dict[str, Any]
+    if service == "style":
+        adapters = record.get("ip_adapters") or []
+        if not adapters:
+            raise NotFound(f"no IP-Adapter (with its image encoder) is installed for {model!r}, so control/style "
+                           "cannot run; add one that fits it with `solvent models add`.", field="service",
+                           value=service)
+        await asyncio.to_thread(image_size, services, image, "image")  # decodable, under the limits
+        w, h = _aspect_size(family.native, ratio)
+        extra = {"ip_adapters": [{"model": adapters[0], "images": [b64(image)], "weight": strength}]}
+    else:
+        nets = [n for n in record.get("controlnets") or [] if n not in (record.get("t2i_adapters") or [])] or \
+            record.get("controlnets") or []
+        if not nets:
+            raise NotFound(f"no ControlNet is installed for {model!r}, so control/{service} cannot run; add one that "
+                           "fits it with `solvent models add`.", field="service", value=service)
+        net = next((n for n in nets if service in n), nets[0])
+        iw, ih = await asyncio.to_thread(image_size, services, image, "image")
+        w, h = _aspect_size(family.native, _ratio(iw, ih))
+        extra = {"controlnets": [{"model": net, "image": b64(image), "weight": strength,
+                                  "preprocessor": CONTROL_PREPROCESSORS[service]}]}
     full = prompt + (", " + STYLE_PRESETS[style] if style else "")
     done = await generate(request, services, principal, GenerationIn(
         model=model, prompt=full, negative_prompt=str(form.get("negative_prompt", ""))[:10000], width=w, height=h,
-        seed=seed or -1, controlnets=[{"model": net, "image": b64(image), "weight": strength, "preprocessor": CONTROL_PREPROCESSORS[service]}]))
+        seed=seed or -1, **extra))
     data, seed_used, _ = done.images[0]
     data = await asyncio.to_thread(reencode, data, fmt)
     if "application/json" in request.headers.get("accept", ""):

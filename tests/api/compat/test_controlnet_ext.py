@@ -37,6 +37,13 @@ def live(tmp_path_factory):
     engine = build_engine(Settings(home=tmp / "engine"))
     _tiny_controlnet().save_pretrained(tmp / "cn", safe_serialization=True)
     engine.store.add(tmp / "cn", model_id="control-tiny-scribble")
+    from tests.adapter_files import write_image_encoder, write_ip_adapter
+    from tests.engine.test_adapters import _unet
+
+    write_image_encoder(tmp / "image_encoder")
+    engine.store.add(tmp / "image_encoder", model_id="clip-vit-tiny")
+    write_ip_adapter(tmp / "ip-adapter_tiny.safetensors", _unet())
+    engine.store.add(tmp / "ip-adapter_tiny.safetensors", model_id="ip-adapter_tiny")
     _tweaked_vae().save_pretrained(tmp / "vae", safe_serialization=True)
     engine.store.add(tmp / "vae", model_id="bright-vae")
     lm = engine.load("solvent-tiny")
@@ -62,8 +69,9 @@ def live(tmp_path_factory):
 
 def test_lists_and_detect(live):
     api, _, _ = live
-    assert api.controlnet_model_list() == ["control-tiny-scribble", "solvent-tiny-silhouette"]
-    assert {"none", "canny", "scribble", "invert", "threshold"} <= set(api.controlnet_module_list())
+    assert api.controlnet_model_list() == ["control-tiny-scribble", "ip-adapter_tiny", "solvent-tiny-silhouette"]
+    assert {"none", "canny", "scribble", "invert", "threshold", "ip-adapter_clip"} <= set(
+        api.controlnet_module_list())
     edges = api.controlnet_detect([silhouette()], module="canny", threshold_a=50, threshold_b=100)
     img = np.asarray(edges.image)
     assert img.shape[:2] == (64, 64) and img.max() == 255 and img[0, 0].max() == 0
@@ -149,9 +157,33 @@ def test_stability_control_sketch_and_structure(live):
                       files={"image": ("s.png", buf.getvalue(), "image/png")}, data={"prompt": "x",
                                                                                      "control_strength": "3"})
     assert r.status_code == 400 and r.json()["name"] and "control_strength" in r.json()["errors"][0]
+
+    style = Image.new("RGB", (80, 80), "orange")
+    buf = io.BytesIO()
+    style.save(buf, "PNG")
     r = requests.post(f"{base}/v2beta/stable-image/control/style", headers=h, timeout=60,
-                      files={"image": ("s.png", buf.getvalue(), "image/png")}, data={"prompt": "x"})
-    assert r.status_code == 404
+                      files={"image": ("s.png", buf.getvalue(), "image/png")},
+                      data={"prompt": "a red circle", "fidelity": "0.9", "aspect_ratio": "3:2", "seed": "5"})
+    assert r.status_code == 200, r.text
+    out = Image.open(io.BytesIO(base64.b64decode(r.json()["image"])))
+    assert out.size == (80, 56) and r.json()["seed"] == 5  # 3:2 at the tiny model's area, to 8 px
+    r = requests.post(f"{base}/v2beta/stable-image/control/style", headers=h, timeout=60,
+                      files={"image": ("s.png", buf.getvalue(), "image/png")}, data={"prompt": "x", "fidelity": "2"})
+    assert r.status_code == 400 and "fidelity" in r.json()["errors"][0]
+
+
+def test_an_ip_adapter_unit_as_webuiapi_sends_it(live):
+    api, _, _ = live
+    ref = Image.new("RGB", (64, 64), "blue")
+    unit = webuiapi.ControlNetUnit(image=ref, module="ip-adapter_clip_sd15", model="ip-adapter_tiny [deadbeef]",
+                                   weight=0.9)
+    body = dict(prompt="a red circle", steps=6, seed=3, width=64, height=64, sampler_name="Euler", cfg_scale=2)
+    out = api.txt2img(**body, controlnet_units=[unit])
+    info = parse_infotext(out.info["infotexts"][0])
+    assert info["ControlNet 0"].startswith("Module: ip-adapter, Model: ip-adapter_tiny [")
+    assert "Weight: 0.9" in info["ControlNet 0"]
+    plain = api.txt2img(**body, alwayson_scripts={})
+    assert np.abs(np.asarray(out.image).astype(int) - np.asarray(plain.image).astype(int)).max() > 10
 
 
 def test_lora_tags_in_an_a1111_prompt_and_the_lora_listing(live):
