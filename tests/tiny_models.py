@@ -88,3 +88,19 @@ def write_checkpoint(family: str, path: Path, comps: dict | None = None) -> dict
     comps = comps or build(family)
     save_file(to_ldm(family, comps), str(path))
     return comps
+
+
+def build_refiner() -> dict:
+    """Components of a tiny SDXL refiner: the OpenCLIP encoder alone, time ids with the aesthetic score."""
+    te2 = _clip("sdxl", "text_encoder_2", 64, 2, CLIPTextModelWithProjection, projection_dim=32)
+    unet = _unet("sdxl", 64, transformer_layers_per_block=[1, 2], addition_time_embed_dim=8,
+                 projection_class_embeddings_input_dim=32 + 5 * 8)
+    return {"unet": unet, "vae": _vae("sdxl"), "text_encoder_2": te2, "tokenizer_2": tokenizer(True)}
+
+
+def refiner_to_ldm(comps: dict) -> dict:
+    sd = {}
+    sd.update(unet_to_ldm(comps["unet"].state_dict(), dict(comps["unet"].config)))
+    sd.update(vae_to_ldm(comps["vae"].state_dict(), dict(comps["vae"].config)))
+    sd.update(openclip_to_ldm(comps["text_encoder_2"].state_dict(), "conditioner.embedders.0.model."))
+    return {k: v.contiguous() for k, v in sd.items()}

@@ -24,6 +24,7 @@ SD1_CLIP = "cond_stage_model.transformer.text_model."
 SD2_OPENCLIP = "cond_stage_model.model."
 XL_CLIP = "conditioner.embedders.0.transformer.text_model."
 XL_OPENCLIP = "conditioner.embedders.1.model."
+REFINER_OPENCLIP = "conditioner.embedders.0.model."  # SDXL's refiner has the OpenCLIP encoder only
 
 PICKLE_REFUSAL = (
     "{path} is a pickle checkpoint. Loading a pickle runs arbitrary code hidden in the file, so Solvent "
@@ -39,6 +40,7 @@ class CheckpointInfo:
     family: str
     shapes: dict[str, tuple[int, ...]]
     inpainting: bool
+    refiner: bool = False  # an SDXL refiner: image-to-image only, for the last steps of an SDXL generation
 
 
 def is_pickle(path: Path) -> bool:
@@ -108,10 +110,8 @@ def detect_family(shapes: dict[str, tuple[int, ...]], path: str = "") -> str:
         )
     if f"{XL_OPENCLIP}token_embedding.weight" in shapes and f"{XL_CLIP}embeddings.token_embedding.weight" in shapes:
         return "sdxl"
-    if any(k.startswith("conditioner.embedders.0.model.") for k in shapes):
-        raise UnsupportedModel(
-            f"`path` {path!r} is an SDXL refiner; only base models are supported.", field="path", value=path
-        )
+    if f"{REFINER_OPENCLIP}token_embedding.weight" in shapes:
+        return "sdxl"  # the refiner (`is_refiner`)
     if f"{SD2_OPENCLIP}token_embedding.weight" in shapes:
         return "sd2"
     if f"{SD1_CLIP}embeddings.token_embedding.weight" in shapes:
@@ -124,11 +124,15 @@ def detect_family(shapes: dict[str, tuple[int, ...]], path: str = "") -> str:
     )
 
 
+def is_refiner(shapes: dict[str, tuple[int, ...]]) -> bool:
+    return f"{REFINER_OPENCLIP}token_embedding.weight" in shapes
+
+
 def inspect_checkpoint(path: Path, allow_pickle: bool = False) -> CheckpointInfo:
     shapes = read_shapes(path, allow_pickle)
     family = detect_family(shapes, str(path))
     inpainting = shapes[f"{UNET}input_blocks.0.0.weight"][1] == 9
-    return CheckpointInfo(family=family, shapes=shapes, inpainting=inpainting)
+    return CheckpointInfo(family=family, shapes=shapes, inpainting=inpainting, refiner=is_refiner(shapes))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,9 +194,10 @@ def unet_config(info: CheckpointInfo, native: int) -> dict[str, Any]:
     if fam == "sdxl":
         cfg["transformer_layers_per_block"] = tlayers
         proj_dim = s[f"{UNET}label_emb.0.0.weight"][1]
-        pooled = s[f"{XL_OPENCLIP}text_projection"][1]
+        refiner = is_refiner(s)  # its time ids: sizes and crop (4) and the aesthetic score (1); the base's: 6
+        pooled = s[f"{REFINER_OPENCLIP if refiner else XL_OPENCLIP}text_projection"][1]
         cfg["projection_class_embeddings_input_dim"] = proj_dim
-        cfg["addition_time_embed_dim"] = (proj_dim - pooled) // 6
+        cfg["addition_time_embed_dim"] = (proj_dim - pooled) // (5 if refiner else 6)
     return cfg
 
 
@@ -338,6 +343,11 @@ def load_components(path: Path, family: str, native: int, allow_pickle: bool = F
         te = CLIPTextModel(CLIPTextConfig(**cfg))
         _load_strict(te, convert_open_clip_checkpoint(te, trimmed, prefix=SD2_OPENCLIP), "text encoder", path)
         components.update(text_encoder=te, tokenizer=tokenizer(openclip=True))
+    elif is_refiner(info.shapes):
+        cfg2 = openclip_config(info, REFINER_OPENCLIP, "text_encoder_2", drop_last=False)
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**cfg2))
+        _load_strict(te2, convert_open_clip_checkpoint(te2, state, prefix=REFINER_OPENCLIP), "text encoder", path)
+        components.update(text_encoder=None, tokenizer=None, text_encoder_2=te2, tokenizer_2=tokenizer(True))
     else:
         te = CLIPTextModel(CLIPTextConfig(**clip_config(info, XL_CLIP, "text_encoder")))
         _load_strict(te, convert_ldm_clip_checkpoint(state), "text encoder", path)

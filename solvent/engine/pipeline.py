@@ -122,6 +122,7 @@ class Resolved:
     embeddings: list[ModelRecord] = field(default_factory=list)  # textual inversions the prompts name
     ip_adapters: list[tuple[ModelRecord, ImagePrompt]] = field(default_factory=list)
     image_encoder: ModelRecord | None = None  # the one encoder every IP-Adapter of the request reads
+    refiner: ModelRecord | None = None  # SDXL: the model that runs the steps after `request.refiner_switch`
 
     @property
     def controlnets(self) -> list[tuple[ModelRecord, ControlUnit, Image.Image]]:
@@ -198,8 +199,10 @@ class Engine:
         """Fill defaults and validate every field; raises a typed error naming the field."""
         record = self.store.get(req.model or self.store.default_id())
         if record.kind != "checkpoint":
+            where = {"refiner": "`refiner`", "ip_adapter": "`ip_adapters`", "vae": "`vae`",
+                     "embedding": "the prompt"}.get(record.kind, "`controlnets`")
             raise ValidationFailed(f"`model` {record.id!r} is a {record.kind}, not a model that makes images; name "
-                                   f"it in `controlnets` with a model of its family instead.", field="model",
+                                   f"it in {where} with a model of its family instead.", field="model",
                                    value=record.id)
         family = FAMILIES[record.family]
         width = family.native if req.width is None else req.width
@@ -257,7 +260,32 @@ class Engine:
         ips, encoder = self._resolve_ip_adapters(req, record)
         return Resolved(req, record, family, width, height, steps, float(cfg), sampler, seed, loras, init, mask,
                         controls, self._resolve_vae(req, record), self._resolve_embeddings(req, record, family),
-                        ips, encoder)
+                        ips, encoder, self._resolve_refiner(req, record, family, controls))
+
+    def _resolve_refiner(self, req: GenerationRequest, record: ModelRecord, family: Family,
+                         controls: list) -> ModelRecord | None:
+        if req.refiner is None or str(req.refiner).lower() in ("", "none"):
+            return None
+        refiner = self._named(req.refiner, "refiner", ("refiner",), "an SDXL refiner")
+        if family.architecture != "sdxl":
+            raise IncompatibleAdapter(f"`refiner` {refiner.id!r} refines SDXL images, but `model` {record.id!r} is "
+                                      f"{record.family}.", field="refiner", value=refiner.id)
+        if req.mode == "inpaint":
+            raise ValidationFailed("`refiner` follows text-to-image and image-to-image generations; for inpainting, "
+                                   "leave it out.", field="refiner", value=refiner.id)
+        if any(c.kind == "controlnet" for c, _, _ in controls):
+            raise ValidationFailed("`refiner` cannot follow ControlNet units: diffusers' SDXL ControlNet pipelines do "
+                                   "not hand their latents over mid-way; leave one of them out.", field="refiner",
+                                   value=refiner.id)
+        if self.store.latent_channels(refiner) != self.store.latent_channels(record):
+            raise IncompatibleAdapter(f"`refiner` {refiner.id!r} reads {self.store.latent_channels(refiner)} latent "
+                                      f"channels but `model` {record.id!r} makes {self.store.latent_channels(record)}.",
+                                      field="refiner", value=refiner.id)
+        switch = req.refiner_switch
+        if not isinstance(switch, int | float) or isinstance(switch, bool) or not 0 < switch < 1:
+            raise ValidationFailed(f"`refiner_switch` must be a number between 0 and 1 (exclusive) but is {switch!r}.",
+                                   field="refiner_switch", value=switch)
+        return refiner
 
     def _resolve_ip_adapters(self, req: GenerationRequest, record: ModelRecord):
         """Each image prompt's IP-Adapter (it must fit the model's width and layers) and the one image encoder
@@ -325,7 +353,7 @@ class Engine:
         """What in the store a checkpoint can take, by kind: the lists a worker declares for it (and the rules
         `resolve` enforces): ControlNets and T2I-Adapters (`controlnets`, both named in control units; the
         adapters also in `t2i_adapters`), `ip_adapters` (those whose image encoder is installed), `vaes`,
-        `embeddings`."""
+        `embeddings`, `refiners` (SDXL)."""
         family = FAMILIES[record.family]
         width, layers = self.store.cross_attention_width(record), self.store.cross_attention_layers(record)
         t2i_arch = "sdxl" if family.architecture == "sdxl" or record.family == "tiny" else "sd"
@@ -349,6 +377,8 @@ class Engine:
             "embeddings": [e.id for e in self.embeddings_for(record)],
         }
         out["controlnets"] += out["t2i_adapters"]
+        out["refiners"] = [r.id for r in every if r.kind == "refiner" and family.architecture == "sdxl"
+                           and self.store.latent_channels(r) == latent]
         return out
 
     def embeddings_for(self, record: ModelRecord) -> list[ModelRecord]:
@@ -483,9 +513,14 @@ class Engine:
 
         t0 = time.perf_counter()
         family = FAMILIES[record.family]
+        refiner = record.kind == "refiner"
         cls = StableDiffusionXLPipeline if family.architecture == "sdxl" else StableDiffusionPipeline
+        if refiner:
+            from diffusers import StableDiffusionXLImg2ImgPipeline as cls  # noqa: N813
         path = self.store.path_of(record)
         extra = {} if family.architecture == "sdxl" else {"safety_checker": None, "requires_safety_checker": False}
+        if refiner:
+            extra = {"requires_aesthetics_score": True, "force_zeros_for_empty_prompt": False}
         try:
             if record.format == "single_file":
                 comps = load_components(path, record.family, record.native_resolution, record.allow_pickle)
@@ -501,7 +536,9 @@ class Engine:
                 from .checkpoint import tokenizer
 
                 kwargs: dict[str, Any] = dict(extra)
-                if not (path / "tokenizer").is_dir():
+                if refiner:
+                    kwargs.update(text_encoder=None, tokenizer=None)
+                elif not (path / "tokenizer").is_dir():
                     kwargs["tokenizer"] = tokenizer(openclip=False)
                 if family.architecture == "sdxl" and not (path / "tokenizer_2").is_dir():
                     kwargs["tokenizer_2"] = tokenizer(openclip=True)
@@ -528,7 +565,8 @@ class Engine:
         return LoadedModel(
             record=record,
             pipe=pipe,
-            encoder=PromptEncoder(pipe, family.architecture, self.settings.max_prompt_chunks),
+            encoder=PromptEncoder(pipe, "sdxl-refiner" if refiner else family.architecture,
+                                  self.settings.max_prompt_chunks),
             scheduler_config=dict(pipe.scheduler.config),
             nbytes=nbytes,
             load_seconds=time.perf_counter() - t0,
@@ -635,11 +673,17 @@ class Engine:
         lm = self.load(r.record.id)
         load_seconds = 0.0 if was_loaded else lm.load_seconds
 
+        rlm = None
+        if r.refiner is not None:
+            was_loaded = r.refiner.id in self.loaded_models()
+            rlm = self.load(r.refiner.id)
+            load_seconds += 0.0 if was_loaded else rlm.load_seconds
+
         with lm.lock:
-            if lm.pipe is None:  # evicted between load() and here
+            if lm.pipe is None or (rlm is not None and rlm.pipe is None):  # evicted between load() and here
                 return self._generate(reqs, progress, cancel)
             try:
-                return self._run_many(lm, rs, progress, is_cancelled, load_seconds)
+                return self._run_many(lm, rs, progress, is_cancelled, load_seconds, rlm)
             except Cancelled:
                 raise
             except (torch.OutOfMemoryError, RuntimeError) as e:
@@ -655,7 +699,7 @@ class Engine:
                 ) from e
 
     def _run_many(self, lm: LoadedModel, rs: list[Resolved], progress, is_cancelled,
-                  load_seconds: float) -> list[GenerationResult]:
+                  load_seconds: float, rlm: LoadedModel | None = None) -> list[GenerationResult]:
         r = rs[0]  # every request shares its model, size, steps, CFG, sampler and LoRAs (batch_key)
         req = r.request
         arch = r.family.architecture
@@ -691,7 +735,7 @@ class Engine:
                 raise Cancelled(f"cancelled after {steps_run} steps.")
             if progress is not None:
                 latents = kwargs["latents"]
-                total = getattr(p, "_num_timesteps", None) or r.steps
+                total = r.steps if rlm is not None else (getattr(p, "_num_timesteps", None) or r.steps)
                 progress(ProgressEvent(steps_run, total, lambda lat=latents: self._preview(p, lat, arch)))
             return kwargs
 
@@ -727,12 +771,17 @@ class Engine:
                "feature_extractor": getattr(pipe, "feature_extractor", None)}
         if r.vae is not None:
             pipe.vae = self._vae(lm, r.vae)  # for this call only (the model's lock is held)
+        if rlm is not None:  # the base model stops at the switch and hands its latents to the refiner
+            call.update(denoising_end=float(req.refiner_switch), output_type="latent")
         try:
             with torch.inference_mode(), self._steered(lm, pipe, r, call):
                 images = pipe(**call).images
         finally:
             for name, value in own.items():
                 setattr(pipe, name, value)
+        if rlm is not None:
+            with rlm.lock, torch.inference_mode():
+                images = self._refine(lm, rlm, r, images, on_step, generators)
         dev.synchronize(self.device)
         seconds = time.perf_counter() - t0
         if req.mode == "inpaint":
@@ -747,6 +796,27 @@ class Engine:
             out.append(self._result(x, images[first:first + n], part_ms(part) / 1000, steps_run, load_seconds, part))
             first += n
         return out
+
+    def _refine(self, lm: LoadedModel, rlm: LoadedModel, r: Resolved, latents, on_step, generators):
+        """The refiner's part: the steps after the switch, from the base model's latents (diffusers' ensemble of
+        expert denoisers), with the request's prompts encoded by the refiner's own text encoder."""
+        req = r.request
+        pipe = rlm.pipe
+        pipe.scheduler = make_scheduler(r.sampler, rlm.scheduler_config, r.seed)
+        pos, neg = rlm.encoder.encode_pair(req.prompt, req.negative_prompt, self.device, 0, req.clip_skip)
+        call: dict[str, Any] = dict(
+            prompt_embeds=pos.embeds, negative_prompt_embeds=neg.embeds, pooled_prompt_embeds=pos.pooled,
+            negative_pooled_prompt_embeds=neg.pooled, image=latents, num_inference_steps=r.steps,
+            denoising_start=float(req.refiner_switch), guidance_scale=r.cfg_scale,
+            num_images_per_prompt=req.batch_size, generator=generators, callback_on_step_end=on_step,
+            output_type="pil")
+        own_vae = pipe.vae
+        if r.vae is not None:
+            pipe.vae = self._vae(lm, r.vae)  # the same latent space: the request's VAE decodes the refined image
+        try:
+            return pipe(**call).images
+        finally:
+            pipe.vae = own_vae
 
     @contextmanager
     def _steered(self, lm: LoadedModel, pipe, r: Resolved, call: dict):
@@ -807,6 +877,8 @@ class Engine:
                 loras=[(p.stem, w) for p, w in r.loras],
                 extra={**({"Clip skip": req.clip_skip} if req.clip_skip != 1 else {}),
                        **({"VAE hash": r.vae.short_hash, "VAE": r.vae.id} if r.vae else {}), **_control_text(r),
+                       **({"Refiner": f"{r.refiner.id} [{r.refiner.short_hash}]",
+                           "Refiner switch at": f"{req.refiner_switch:g}"} if r.refiner else {}),
                        **({"TI hashes": ", ".join(f"{e.id}: {e.short_hash}" for e in r.embeddings)}
                           if r.embeddings else {}),
                        "Version": "solvent", **_terms_text(req.terms)},
@@ -815,7 +887,8 @@ class Engine:
         ]
         params = req.public_params()
         params.update(model=record.id, width=r.width, height=r.height, steps=r.steps, cfg_scale=r.cfg_scale,
-                      sampler=r.sampler.name, seed=r.seed, vae=r.vae.id if r.vae else None)
+                      sampler=r.sampler.name, seed=r.seed, vae=r.vae.id if r.vae else None,
+                      refiner=r.refiner.id if r.refiner else None)
         usage = Usage(
             device=str(self.device),
             dtype=dev.dtype_name(self.dtype),

@@ -44,12 +44,19 @@ class PromptEncoder:
     """Encodes prompts for one pipeline's text encoder(s)."""
 
     def __init__(self, pipe, architecture: str, max_chunks: int):
+        """`architecture` "sd", "sdxl", or "sdxl-refiner" (SDXL's refiner reads its OpenCLIP encoder alone)."""
         self.pipe = pipe
-        self.xl = architecture == "sdxl"
+        self.xl = architecture in ("sdxl", "sdxl-refiner")
         self.max_chunks = max_chunks
+        if architecture == "sdxl-refiner":
+            self.pairs = [(pipe.tokenizer_2, pipe.text_encoder_2)]
+        elif self.xl:
+            self.pairs = [(pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)]
+        else:
+            self.pairs = [(pipe.tokenizer, pipe.text_encoder)]
 
     def chunks(self, text: str, field: str) -> Chunks:
-        tok = self.pipe.tokenizer
+        tok = self.pairs[0][0]
         # An embedding of several vectors is named once and expands to `name name_1 …` (diffusers' convention).
         convert = getattr(self.pipe, "maybe_convert_prompt", None) if len(tok.added_tokens_encoder) > 2 else None
 
@@ -68,7 +75,7 @@ class PromptEncoder:
         for i, (chunk, w) in enumerate(zip(ids, ws, strict=True)):
             if self.xl:
                 parts = []
-                for tok, te in ((self.pipe.tokenizer, self.pipe.text_encoder), (self.pipe.tokenizer_2, self.pipe.text_encoder_2)):
+                for tok, te in self.pairs:
                     padded, weights = _pad(tok, chunk, w)
                     out = te(torch.tensor([padded], device=device), output_hidden_states=True)
                     z = out.hidden_states[-(clip_skip + 1)]

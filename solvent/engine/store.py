@@ -115,6 +115,16 @@ def _slug(name: str) -> str:
     return s[:64] or "model"
 
 
+def is_refiner_folder(folder: Path) -> bool:
+    """An SDXL refiner folder: an image-to-image pipeline with the second text encoder only."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return "XL" in index.get("_class_name", "") and (index.get("text_encoder") or [None])[0] is None and bool(
+        (index.get("text_encoder_2") or [None])[0])
+
+
 def folder_family(folder: Path) -> tuple[str, bool]:
     """Recognise a diffusers folder's family from its configs."""
     index = folder / "model_index.json"
@@ -357,9 +367,10 @@ class ModelStore:
                 )
             info = inspect_checkpoint(src, allow_pickle)
             detected, inpainting, fmt, kind = info.family, info.inpainting, "single_file", "checkpoint"
+            refiner = info.refiner
         else:
             detected, inpainting = folder_family(src)
-            fmt, kind = "diffusers", "folder"
+            fmt, kind, refiner = "diffusers", "folder", is_refiner_folder(src)
             pickled = _pickle_only_components(src)
             if pickled and not allow_pickle:
                 raise UnsafeCheckpoint(PICKLE_REFUSAL.format(path=pickled[0]), field="path", value=str(pickled[0]))
@@ -374,7 +385,8 @@ class ModelStore:
             )
         return self._install(src, model_id, detected, fmt, kind, link=link, progress=progress,
                              license_name=license_name, license_url=license_url, prediction_type=pred,
-                             inpainting=inpainting, allow_pickle=allow_pickle and is_pickle(src))
+                             inpainting=inpainting, allow_pickle=allow_pickle and is_pickle(src),
+                             **({"kind": "refiner", "architecture": "sdxl"} if refiner else {}))
 
     def _add_converted(self, src: Path, tensors: dict, model_id: str | None, license_name: str, license_url: str,
                        image_encoder: str | None, progress: Progress | None) -> ModelRecord:
