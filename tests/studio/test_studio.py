@@ -44,6 +44,16 @@ def server(tmp_path_factory):
     """`solvent serve` on a fresh home, its in-process worker priced at $2.50/h; the printed credentials."""
     home = tmp_path_factory.mktemp("studio-home")
     write_tiny_lora(home / "home" / "loras" / f"{LORA}.safetensors")
+    from solvent.config import Settings
+    from solvent.engine.store import ModelStore
+    from tests.adapter_files import write_image_encoder, write_ip_adapter
+    from tests.engine.test_adapters import _unet
+
+    store = ModelStore(Settings(home=home / "home"))  # an IP-Adapter and its encoder, installed before serving
+    write_image_encoder(home / "encoder")
+    store.add(home / "encoder", model_id="tiny-vit")
+    write_ip_adapter(home / "ip-tiny.safetensors", _unet())
+    store.add(home / "ip-tiny.safetensors", model_id="ip-tiny")
     port = free_port()
     log_path = home / "serve.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed below, after the server stops
@@ -492,3 +502,45 @@ def test_a_drawn_silhouette_steers_the_image(page, server, tmp_path):
                      headers={"Authorization": f"Bearer {server['key']}"}, timeout=30).json()
     assert info["params"]["controls"][0]["model"] == "solvent-tiny-silhouette"
     assert info["params"]["controls"][0]["preprocessor"] == "invert"
+
+
+def test_a_silhouette_drawn_on_the_pad_and_an_image_prompt(page, server, tmp_path):
+    """The Create page's drawing pad (white on black, drawn with the pointer) makes the control image; the image
+    prompt panel takes a reference with its scale; the job carries both."""
+    from PIL import Image
+
+    Image.new("RGB", (48, 48), "orange").save(tmp_path / "ref.png")
+    sign_in(page, server)
+    page.select_option("#control-model", "solvent-tiny-silhouette")
+    page.select_option("#control-mode", "prompt")
+    page.get_by_role("button", name="Open the drawing pad").click()
+    box = page.locator("#sketch").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    for fx, fy in ((0.5, 0.2), (0.5, 0.5), (0.2, 0.5), (0.2, 0.2)):
+        page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy, steps=4)
+    page.mouse.up()
+    page.get_by_role("button", name="Fill shape").click()
+    page.get_by_role("button", name="Use drawing").click()
+    page.wait_for_function("() => !document.getElementById('control-preview').hidden")
+    lit = page.evaluate("""() => { const c = document.getElementById('sketch').getContext('2d');
+        const d = c.getImageData(0, 0, 64, 64).data; let n = 0; for (let i = 0; i < d.length; i += 4) n += d[i] > 128;
+        return [n, c.getImageData(20, 20, 1, 1).data[0], c.getImageData(50, 50, 1, 1).data[0]]; }""")
+    assert lit[0] > 300 and lit[1] == 255 and lit[2] == 0  # a filled square at the top left, black elsewhere
+    page.select_option("#ip-model", "ip-tiny")
+    page.set_input_files("#ip-file", str(tmp_path / "ref.png"))
+    page.wait_for_selector("#ip-scale-0")
+    page.fill("#ip-scale-0", "0.5")
+    page.dispatch_event("#ip-scale-0", "change")
+    page.fill("#prompt", "a red square")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_selector("#results figure img")
+    assert unlabelled(page) == []
+    image_id = page.locator("#results figure a").first.get_attribute("href").rsplit("/", 1)[1]
+    import httpx
+
+    info = httpx.get(f"{server['base']}/api/images/{image_id}/info",
+                     headers={"Authorization": f"Bearer {server['key']}"}, timeout=30).json()
+    unit = info["params"]["controls"][0]
+    assert (unit["model"], unit["preprocessor"], unit["control_mode"]) == ("solvent-tiny-silhouette", "none", "prompt")
+    assert info["params"]["ip_adapters"] == [{"model": "ip-tiny", "weight": 0.6, "scales": [0.5]}]

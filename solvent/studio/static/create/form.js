@@ -26,7 +26,9 @@ export function formHtml(balance) {
         <label for="seed" class="hint">Seed (random unless locked)</label>
         <input id="seed" type="number" min="0" max="4294967295" disabled>
         <fieldset class="panel" id="lora-set"><legend>LoRAs</legend><div id="lora-box"></div></fieldset>
-        <fieldset class="panel" id="control-set"><legend>Control (ControlNet)</legend><div id="control-box"></div></fieldset>
+        <fieldset class="panel" id="control-set"><legend>Control (ControlNet, T2I-Adapter)</legend><div id="control-box"></div></fieldset>
+        <fieldset class="panel" id="reference-set"><legend>Image prompt (IP-Adapter)</legend><div id="reference-box"></div></fieldset>
+        <div class="row" id="refiner-box" hidden></div>
         <div class="row">
           <div><label for="vae">VAE</label><select id="vae"></select></div>
           <div><label for="clip-skip">CLIP skip</label><input id="clip-skip" type="number" min="1" max="12" value="1"></div>
@@ -88,7 +90,7 @@ export function applyModel($, model, keep) {
 }
 
 // The request the form describes (the starting image and mask from the painter, the LoRAs from the picker).
-export function readBody($, loras, painter, control) {
+export function readBody($, loras, painter, control, reference) {
   const [w, h] = $("size").value.split("x").map(Number);
   const b = {
     prompt: $("prompt").value, negative_prompt: $("negative").value, model: $("model").value,
@@ -101,6 +103,7 @@ export function readBody($, loras, painter, control) {
   if (skip > 1) b.clip_skip = skip;
   const unit = control && control.unit();
   if (unit) b.controlnets = [unit];
+  if (reference) Object.assign(b, reference.fields());
   if ($("seed-lock").checked && $("seed").value !== "") b.seed = Number($("seed").value);
   const init = painter.initData();
   if (init) {

@@ -4,6 +4,7 @@
 // (starting image and mask), quote.js (the price), watch.js (the job's events).
 import { api, credits, esc } from "../api.js";
 import { controlPanel } from "../create/control.js";
+import { referencePanel } from "../create/reference.js";
 import { applyModel, applyReuse, formHtml, readBody } from "../create/form.js";
 import { loraPicker } from "../create/loras.js";
 import { maskPainter } from "../create/mask.js";
@@ -37,9 +38,10 @@ export async function createPage(main) {
   const loras = loraPicker($, modelOf, () => requote());
   const painter = maskPainter($, () => requote());
   const control = controlPanel($, modelOf, () => requote());
-  const body = () => readBody($, loras.chosen, painter, control);
+  const reference = referencePanel($, modelOf, () => requote());
+  const body = () => readBody($, loras.chosen, painter, control, reference);
   const requote = quoter($, alive, body, () => !!painter.initData());
-  const useModel = (keep) => { applyModel($, modelOf(), keep); loras.clear(); control.render(); };
+  const useModel = (keep) => { applyModel($, modelOf(), keep); loras.clear(); control.render(); reference.render(); };
   form.addEventListener("input", requote);
   $("model").addEventListener("change", () => { useModel(false); requote(); });
   $("seed-lock").addEventListener("change", () => { $("seed").disabled = !$("seed-lock").checked; requote(); });
