@@ -124,10 +124,11 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return 0
-    print(f"{'ID':<28} {'KIND':<11} {'FAMILY':<6} {'FORMAT':<12} {'SIZE':>10}  {'HASH':<10}  SOURCE")
+    print(f"{'ID':<28} {'KIND':<13} {'FAMILY':<6} {'FORMAT':<12} {'SIZE':>10}  {'HASH':<10}  SOURCE")
     for r in records:
-        print(f"{r.id:<28} {r.kind:<11} {r.family:<6} {r.format:<12} {_human(r.size_bytes):>10}  {r.short_hash:<10}  "
-              f"{r.source}")
+        note = f" (reads {r.image_encoder})" if r.image_encoder else ""
+        print(f"{r.id:<28} {r.kind:<13} {r.family:<6} {r.format:<12} {_human(r.size_bytes):>10}  {r.short_hash:<10}  "
+              f"{r.source}{note}")
     return 0
 
 
@@ -156,11 +157,13 @@ def cmd_models_add(args: argparse.Namespace) -> int:
         rec = _store().add(
             args.path, model_id=args.id, family=args.family, allow_pickle=args.unsafe_pickle, link=args.link,
             prediction_type=args.prediction_type, license_name=args.license or "", license_url=args.license_url or "",
-            progress=progress,
+            image_encoder=args.image_encoder, progress=progress,
         )
     finally:
         bar.close()
-    print(f"added {rec.id}: {rec.family} {rec.format}, {_human(rec.size_bytes)}, hash {rec.short_hash}")
+    kind = "" if rec.kind == "checkpoint" else f"{rec.kind.replace('_', '-')}, "
+    reads = f", reads image encoder {rec.image_encoder}" if rec.image_encoder else ""
+    print(f"added {rec.id}: {kind}{rec.family} {rec.format}, {_human(rec.size_bytes)}, hash {rec.short_hash}{reads}")
     return 0
 
 
@@ -222,8 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     msub.required = True
     ml = msub.add_parser("list", help="installed models")
     ml.add_argument("--json", action="store_true", help="print JSON")
-    ml.add_argument("--kind", choices=("checkpoint", "controlnet", "vae", "embedding", "all"), default="all",
-                    help="only models of this kind (default: all: checkpoints, ControlNets, VAEs, embeddings)")
+    from ..engine.adapters import KINDS
+
+    ml.add_argument("--kind", choices=(*KINDS, "all"), default="all",
+                    help="only models of this kind (default: all: checkpoints, refiners, ControlNets, T2I-Adapters, "
+                         "IP-Adapters and their image encoders, VAEs, embeddings)")
     ml.set_defaults(func=cmd_models_list)
     mv = msub.add_parser("default-vae", help="set the VAE a model's requests get (or `none` for its own)")
     mv.add_argument("id", help="the model")
@@ -232,15 +238,19 @@ def build_parser() -> argparse.ArgumentParser:
     ms = msub.add_parser("show", help="one model's record")
     ms.add_argument("id")
     ms.set_defaults(func=cmd_models_show)
-    ma = msub.add_parser("add", help="install a diffusers folder or a .safetensors file (offline): a checkpoint or "
-                                     "a ControlNet, a VAE or an embedding, recognised from its tensors")
+    ma = msub.add_parser("add", help="install a diffusers folder or a .safetensors file (offline): a checkpoint, an "
+                                     "SDXL refiner, a ControlNet, a T2I-Adapter, an IP-Adapter or its CLIP image "
+                                     "encoder, a VAE or an embedding, recognised from its tensors")
     ma.add_argument("path", help="diffusers folder or single-file checkpoint")
     ma.add_argument("--id", help="model id (default: from the file name)")
     ma.add_argument("--family", choices=["sd1", "sd2", "sdxl"], help="assert the family (it is detected anyway)")
     ma.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], help="SD 2.x 768-v models use v_prediction")
     ma.add_argument("--link", action="store_true", help="reference the file in place instead of copying it")
     ma.add_argument("--unsafe-pickle", action="store_true",
-                    help="allow .ckpt/.pt pickle files, which can run arbitrary code when loaded")
+                    help="allow .ckpt/.pt/.bin pickle files, which can run arbitrary code when loaded (adapters and "
+                         "embeddings are read once with torch's safe loader and stored as .safetensors)")
+    ma.add_argument("--image-encoder", metavar="ID",
+                    help="IP-Adapters: the CLIP image encoder in the store it reads (default: the first that fits)")
     ma.add_argument("--license", help="licence name shown with the model's images")
     ma.add_argument("--license-url", help="licence URL")
     ma.add_argument("--quiet", action="store_true", help="no progress bar")

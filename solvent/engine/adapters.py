@@ -33,7 +33,7 @@ from ..errors import IncompatibleAdapter, UnsupportedModel, ValidationFailed
 from .checkpoint import read_shapes
 from .embeddings import embedding_shapes
 
-KINDS = ("checkpoint", "controlnet", "t2i_adapter", "ip_adapter", "image_encoder", "vae", "embedding")
+KINDS = ("checkpoint", "refiner", "controlnet", "t2i_adapter", "ip_adapter", "image_encoder", "vae", "embedding")
 STEERING = ("controlnet", "t2i_adapter")  # the kinds a control unit may name
 _LDM = "control_model."
 
