@@ -124,3 +124,28 @@ def openclip_to_ldm(state: dict, prefix: str) -> dict:
         i, kind = key.split(".")
         out[f"{prefix}transformer.resblocks.{i}.attn.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]])
     return out
+
+
+def controlnet_to_ldm(state: dict, cfg: dict) -> dict:
+    """A diffusers ControlNet in the single-file layout sd-webui-controlnet's downloads use (`control_model.`):
+    the UNet-like encoder as `input_blocks`/`middle_block`, the control-image encoder as `input_hint_block.N`
+    (convolutions at even indices, SiLU between), the zero convolutions as `zero_convs.N.0` and
+    `middle_block_out.0`."""
+    out, unet_part = {}, {}
+    n_blocks = len({k.split(".")[2] for k in state if k.startswith("controlnet_cond_embedding.blocks.")})
+    for k, v in state.items():
+        if m := re.match(r"controlnet_cond_embedding\.conv_in\.(.*)", k):
+            out[f"input_hint_block.0.{m[1]}"] = v
+        elif m := re.match(r"controlnet_cond_embedding\.blocks\.(\d+)\.(.*)", k):
+            out[f"input_hint_block.{2 * (int(m[1]) + 1)}.{m[2]}"] = v
+        elif m := re.match(r"controlnet_cond_embedding\.conv_out\.(.*)", k):
+            out[f"input_hint_block.{2 * (n_blocks + 1)}.{m[1]}"] = v
+        elif m := re.match(r"controlnet_down_blocks\.(\d+)\.(.*)", k):
+            out[f"zero_convs.{m[1]}.0.{m[2]}"] = v
+        elif m := re.match(r"controlnet_mid_block\.(.*)", k):
+            out[f"middle_block_out.0.{m[1]}"] = v
+        else:
+            unet_part[k] = v
+    for k, v in unet_to_ldm(unet_part, cfg).items():
+        out[k.replace("model.diffusion_model.", "", 1)] = v
+    return {"control_model." + k: v.contiguous() for k, v in out.items()}

@@ -109,9 +109,9 @@ def inspect_adapter(src: Path) -> AdapterInfo | None:
         latent = int(shapes["encoder.conv_out.weight"][0]) // 2  # the encoder emits mean and log-variance
         layout = "ldm" if "encoder.down.0.block.0.norm1.weight" in shapes else "diffusers"
         return AdapterInfo("vae", "", 0, layout, latent)
-    if any(k.startswith(_LDM + "input_hint_block.") for k in shapes):
-        width = next((v[1] for k, v in shapes.items() if k.startswith(_LDM) and k.endswith("attn2.to_k.weight")), None)
-        arch = "sdxl" if any(k.startswith(_LDM + "label_emb.") for k in shapes) else "sd"
+    if any(k.removeprefix(_LDM).startswith("input_hint_block.") for k in shapes):  # with or without the prefix
+        width = next((v[1] for k, v in shapes.items() if k.endswith("attn2.to_k.weight")), None)
+        arch = "sdxl" if any(k.removeprefix(_LDM).startswith("label_emb.") for k in shapes) else "sd"
         return AdapterInfo("controlnet", arch, int(width or 0), "ldm")
     return None
 
@@ -199,10 +199,15 @@ def load_controlnet(path: Path, fmt: str, unet_config: dict):
 
     state = load_file(str(path))
     config = {k: v for k, v in unet_config.items() if not k.startswith("_") and k in _CONTROLNET_KEYS}
-    if any(k.startswith(_LDM) for k in state):
+    if any(k.startswith(_LDM) or k.startswith("input_hint_block.") for k in state):
         from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint
 
-        state = convert_controlnet_checkpoint(state, dict(config, upcast_attention=False))
+        raw = {k.removeprefix(_LDM): v for k, v in state.items()}
+        state = convert_controlnet_checkpoint(raw, dict(config, upcast_attention=False))
+        for ldm, ours in (("label_emb.0.0", "add_embedding.linear_1"), ("label_emb.0.2", "add_embedding.linear_2")):
+            for part in ("weight", "bias"):  # SDXL's size/crop conditioning, which diffusers' converter leaves out
+                if f"{ldm}.{part}" in raw:
+                    state[f"{ours}.{part}"] = raw[f"{ldm}.{part}"]
     config["conditioning_embedding_out_channels"] = _conditioning_channels(state)
     net = ControlNetModel(**config)
     missing, unexpected = net.load_state_dict(state, strict=False)

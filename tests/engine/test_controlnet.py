@@ -175,3 +175,31 @@ def test_sd_and_sdxl_checkpoints_take_a_controlnet_like_the_bare_pipeline(engine
     ref = pipe("a red circle", image=control, num_inference_steps=3, guidance_scale=5.0, width=size, height=size,
                generator=[torch.Generator().manual_seed(7)]).images[0]
     assert np.abs(np.asarray(ours.images[0]).astype(int) - np.asarray(ref).astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_the_a1111_single_file_layout_loads_to_the_same_controlnet(engine, tmp_path, family):
+    """sd-webui-controlnet's downloads (`control_model.input_hint_block…`, `zero_convs…`): recognised, and
+    converted back to exactly the ControlNet they were written from."""
+    from diffusers import ControlNetModel
+
+    from solvent.engine.adapters import load_controlnet
+    from tests.ldm_layout import controlnet_to_ldm
+
+    comps = build(family)
+    torch.manual_seed(2)
+    net = ControlNetModel.from_unet(comps["unet"])  # SD's control-image encoder: 16, 32, 96, 256 (8× down)
+    save_file(controlnet_to_ldm(net.state_dict(), dict(comps["unet"].config)), str(tmp_path / "cn_ldm.safetensors"))
+    rec = engine.store.add(tmp_path / "cn_ldm.safetensors", model_id="cn-ldm")
+    assert (rec.kind, rec.architecture, rec.cross_attention_dim, rec.format) == (
+        "controlnet", "sdxl" if family == "sdxl" else "sd", comps["unet"].config.cross_attention_dim, "single_file")
+    loaded = load_controlnet(engine.store.path_of(rec), rec.format, dict(comps["unet"].config))
+    want, got = net.state_dict(), loaded.state_dict()
+    assert set(want) == set(got)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    # some are published without the `control_model.` prefix (e.g. thibaud's SD 2.1 ControlNets)
+    bare = {k.removeprefix("control_model."): v for k, v in controlnet_to_ldm(want, dict(comps["unet"].config)).items()}
+    save_file(bare, str(tmp_path / "cn_bare.safetensors"))
+    rec = engine.store.add(tmp_path / "cn_bare.safetensors", model_id="cn-bare")
+    got = load_controlnet(engine.store.path_of(rec), rec.format, dict(comps["unet"].config)).state_dict()
+    assert rec.kind == "controlnet" and all(torch.equal(want[k], got[k]) for k in want)
