@@ -73,6 +73,9 @@ def main() -> None:
     p.add_argument("--controlnet", action="store_true",
                    help="also run one ControlNet unit (a random one shaped for the model) against the bare "
                         "diffusers ControlNet pipeline")
+    p.add_argument("--ip-adapter", action="store_true",
+                   help="also run one IP-Adapter reference (random plain adapter and image encoder: tiny for "
+                        "solvent-tiny, ViT-H-sized otherwise) against diffusers' own IP-Adapter loading")
     args = p.parse_args()
     quiet_libraries()
     torch.manual_seed(0)
@@ -114,6 +117,8 @@ def main() -> None:
     print(f"ratio solvent/bare: {s / b:.3f}  (overhead {100 * (s / b - 1):+.1f}%)")
     if args.controlnet:
         controlnet_run(engine, model, resolved, args, timed)
+    if args.ip_adapter:
+        ip_adapter_run(engine, model, resolved, args, timed)
     if args.jobs > 1:
         colours = ["red", "blue", "green", "yellow", "purple", "orange", "white", "black"]
         jobs = [GenerationRequest(prompt=f"a {colours[i % len(colours)]} circle on a grey background", model=model,
@@ -185,6 +190,46 @@ def controlnet_run(engine, model: str, resolved, args, timed) -> None:
 
     s, b = medians(timed, solvent_call, bare_call, args.runs)
     print(f"ControlNet, 1 unit: bare {b:.4f} s, solvent {s:.4f} s, ratio solvent/bare: {s / b:.3f}")
+
+
+def ip_adapter_run(engine, model: str, resolved, args, timed) -> None:
+    """Solvent with one IP-Adapter reference vs diffusers' `load_ip_adapter` on the same pipeline (same weights,
+    encoder, reference, seed)."""
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from solvent.generation.control import ImagePrompt
+    from tests.adapter_files import ip_adapter_state, write_image_encoder
+
+    lm = engine.load(model)
+    folder = Path(tempfile.mkdtemp(prefix="solvent-bench-ip-"))
+    tiny = resolved.family.name == "tiny"
+    enc = dict(hidden=32, projection=16, image_size=32) if tiny else dict(
+        hidden=1280, projection=1024, image_size=224, layers=32, patch=14, heads=16)
+    write_image_encoder(folder / "image_encoder", **enc)
+    save_file(ip_adapter_state(lm.pipe.unet, "plain", enc["projection"]), str(folder / "ip.safetensors"))
+    engine.store.add(folder / "image_encoder", model_id="bench-encoder")
+    engine.store.add(folder / "ip.safetensors", model_id="bench-ip-adapter")
+    ref = Image.new("RGB", (256, 256), "orange")
+    req = GenerationRequest(prompt=args.prompt, model=model, steps=args.steps, sampler=args.sampler, seed=1234,
+                            width=args.size, height=args.size,
+                            ip_adapters=[ImagePrompt("bench-ip-adapter", [ref], [1.0], weight=0.6)])
+    bare = type(lm.pipe).from_pipe(lm.pipe)
+    bare.set_progress_bar_config(disable=True)
+    bare.image_encoder, bare.feature_extractor = engine._image_encoder(lm, engine.store.get("bench-encoder"))
+    bare.load_ip_adapter(str(folder), subfolder="", weight_name="ip.safetensors", image_encoder_folder=None)
+    bare.set_ip_adapter_scale(0.6)
+
+    def solvent_call() -> None:
+        engine.generate(req)
+
+    def bare_call() -> None:
+        bare.scheduler = make_scheduler(resolve_sampler(resolved.sampler.name), lm.scheduler_config, resolved.seed)
+        bare(args.prompt, ip_adapter_image=ref, num_inference_steps=resolved.steps, guidance_scale=resolved.cfg_scale,
+             width=resolved.width, height=resolved.height, generator=[torch.Generator("cpu").manual_seed(1234)])
+
+    s, b = medians(timed, solvent_call, bare_call, args.runs)
+    print(f"IP-Adapter, 1 reference: bare {b:.4f} s, solvent {s:.4f} s, ratio solvent/bare: {s / b:.3f}")
 
 
 if __name__ == "__main__":

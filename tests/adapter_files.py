@@ -12,14 +12,16 @@ from safetensors.torch import save_file
 
 
 def write_image_encoder(path: Path, hidden: int = 32, projection: int = 16, image_size: int = 32,
-                        single_file: bool = False):
-    """A tiny `CLIPVisionModelWithProjection` saved as a folder (config.json + model.safetensors) or one file."""
+                        single_file: bool = False, layers: int = 2, patch: int = 8, heads: int | None = None):
+    """A `CLIPVisionModelWithProjection` (tiny by default; ViT-H is hidden 1280, projection 1024, 224 px, 32 layers,
+    patch 14, 16 heads) saved as a folder (config.json + model.safetensors) or one file."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     torch.manual_seed(21)
-    cfg = CLIPVisionConfig(hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
-                           num_attention_heads=max(1, hidden // 64) if hidden >= 64 else 2, image_size=image_size,
-                           patch_size=8, projection_dim=projection, hidden_act="gelu")
+    cfg = CLIPVisionConfig(hidden_size=hidden, intermediate_size=hidden * 4 if hidden >= 768 else hidden * 2,
+                           num_hidden_layers=layers, num_attention_heads=heads or (max(1, hidden // 64) if hidden >= 64
+                                                                                   else 2),
+                           image_size=image_size, patch_size=patch, projection_dim=projection, hidden_act="gelu")
     model = CLIPVisionModelWithProjection(cfg).eval()
     if single_file:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))

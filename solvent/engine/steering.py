@@ -124,12 +124,12 @@ class IPAdapters:
     def _build(self, key: tuple, states: dict[str, dict]) -> tuple[dict, torch.nn.Module]:
         unet = self.unet
         own = dict(unet.attn_processors)
-        own_type = unet.config.encoder_hid_dim_type
+        own_proj, own_type = unet.encoder_hid_proj, unet.config.encoder_hid_dim_type
         try:
             unet._load_ip_adapter_weights([states[k] for k in key], low_cpu_mem_usage=False)
             procs, proj = dict(unet.attn_processors), unet.encoder_hid_proj  # (a resampler has processors too)
         finally:
-            unet.encoder_hid_proj = None
+            unet.encoder_hid_proj = own_proj
             unet.set_attn_processor(own)
             unet.config.encoder_hid_dim_type = own_type
         first: dict[str, int] = {}
@@ -155,12 +155,13 @@ class IPAdapters:
                 p.scale = list(scales)
         unet = self.unet
         own = dict(unet.attn_processors)
+        own_proj, own_type = unet.encoder_hid_proj, unet.config.encoder_hid_dim_type
         unet.encoder_hid_proj = proj
         unet.set_attn_processor(dict(procs))
         unet.config.encoder_hid_dim_type = "ip_image_proj"
         try:
             yield
-        finally:
-            unet.encoder_hid_proj = None
+        finally:  # exactly what was there before (the model's own, unless someone else attached theirs)
+            unet.encoder_hid_proj = own_proj
             unet.set_attn_processor(own)
-            unet.config.encoder_hid_dim_type = None
+            unet.config.encoder_hid_dim_type = own_type
