@@ -101,7 +101,7 @@ def _controls(body: GenerationIn, record: dict) -> list[dict]:
     out = []
     for i, c in enumerate(body.controlnets):
         unit = check_unit(ControlUnit(c.model, None, c.preprocessor, c.weight, c.guidance_start, c.guidance_end,
-                                      c.control_mode, c.threshold_a, c.threshold_b), i)
+                                      c.control_mode, c.threshold_a, c.threshold_b), i, record.get("estimators") or ())
         if c.model not in fits:
             raise ModelNotFound(f"`controlnets[{i}].model` {c.model!r} is not a ControlNet the workers serving "
                                 f"{body.model!r} have for it; available: {', '.join(fits) or 'none'}.",

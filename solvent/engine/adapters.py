@@ -33,7 +33,8 @@ from ..errors import IncompatibleAdapter, UnsupportedModel, ValidationFailed
 from .checkpoint import read_shapes
 from .embeddings import embedding_shapes
 
-KINDS = ("checkpoint", "refiner", "controlnet", "t2i_adapter", "ip_adapter", "image_encoder", "vae", "embedding")
+KINDS = ("checkpoint", "refiner", "controlnet", "t2i_adapter", "ip_adapter", "image_encoder", "vae", "embedding",
+         "estimator")
 STEERING = ("controlnet", "t2i_adapter")  # the kinds a control unit may name
 _LDM = "control_model."
 
@@ -76,6 +77,9 @@ def inspect_adapter(src: Path) -> AdapterInfo | None:
             return AdapterInfo("vae", "", 0, "diffusers", int(cfg.get("latent_channels", 4)))
         if cfg.get("_class_name") == "T2IAdapter":
             return _t2i_info(cfg, "diffusers")
+        if any(a.endswith("ForDepthEstimation") for a in cfg.get("architectures") or []):
+            return AdapterInfo("estimator", "", 0, "transformers",
+                               details={"task": "depth", "model_type": cfg.get("model_type", "")})
         if "CLIPVisionModelWithProjection" in (cfg.get("architectures") or []) or cfg.get("model_type") in (
                 "clip_vision_model",):
             return _encoder_info(int(cfg["hidden_size"]), int(cfg.get("projection_dim") or 0), "diffusers")
@@ -358,3 +362,33 @@ def pickled_adapter(path: Path) -> dict | None:
         if embedding_shapes({key.strip("<>"): tuple(tensor.shape)}) is not None:
             return {key.strip("<>") or "emb_params": tensor}
     return None
+
+
+def load_estimator(path: Path):
+    """(model, image processor) of a transformers depth-estimation folder (fp32, CPU)."""
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+    model = AutoModelForDepthEstimation.from_pretrained(str(path), local_files_only=True, dtype=torch.float32)
+    return model.eval(), AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
+
+
+METRIC_DEPTH = ("zoedepth", "glpn")  # estimators whose output grows with distance (the others: with nearness)
+
+
+def depth_map(model, processor, img, device) -> object:
+    """A depth map as depth ControlNets read it: near bright, far dark, 0…255 grey, at the image's size."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    inputs = processor(images=img.convert("RGB"), return_tensors="pt")
+    with torch.inference_mode():
+        pred = model(pixel_values=inputs["pixel_values"].to(device, next(model.parameters()).dtype)).predicted_depth
+        pred = torch.nn.functional.interpolate(pred[:, None].float(), size=(img.size[1], img.size[0]),
+                                               mode="bicubic", align_corners=False)[0, 0]
+    lo, hi = pred.min(), pred.max()
+    grey = ((pred - lo) / (hi - lo) * 255.0 if hi > lo else torch.zeros_like(pred)).clamp(0, 255)
+    if model.config.model_type in METRIC_DEPTH:
+        grey = 255.0 - grey
+    return Image.fromarray(grey.round().byte().cpu().numpy().astype(np.uint8)).convert("RGB")

@@ -57,6 +57,8 @@ from . import steering
 from .adapters import (
     STEERING,
     check_fits,
+    depth_map,
+    load_estimator,
     load_controlnet,
     load_image_encoder,
     load_t2i_adapter,
@@ -190,6 +192,7 @@ class Engine:
         self.dtype = dev.pick_dtype(self.device, self.settings.dtype)
         self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._estimators: dict[tuple, Any] = {}  # (id, sha256) → (model, processor): depth estimators in use
 
     # ------------------------------------------------------------------------------------------
     # Validation
@@ -379,7 +382,24 @@ class Engine:
         out["controlnets"] += out["t2i_adapters"]
         out["refiners"] = [r.id for r in every if r.kind == "refiner" and family.architecture == "sdxl"
                            and self.store.latent_channels(r) == latent]
+        out["estimators"] = sorted({r.details.get("task") for r in every if r.kind == "estimator"} - {None})
         return out
+
+    def estimators(self) -> dict[str, Callable[[Image.Image], Image.Image]]:
+        """The estimated preprocessors this engine can run (`depth`, with the first installed depth estimator)."""
+        found = next((r for r in self.store.list("estimator") if r.details.get("task") == "depth"), None)
+        if found is None:
+            return {}
+
+        def depth(img: Image.Image) -> Image.Image:
+            key = (found.id, found.sha256)
+            if key not in self._estimators:
+                model, processor = load_estimator(self.store.path_of(found))
+                self._estimators[key] = (model.to(self.device), processor)
+            model, processor = self._estimators[key]
+            return depth_map(model, processor, img, self.device)
+
+        return {"depth": depth}
 
     def embeddings_for(self, record: ModelRecord) -> list[ModelRecord]:
         """Installed embeddings of the model's architecture and text width."""
@@ -408,8 +428,9 @@ class Engine:
                                    field="controlnets", value=len(req.controls))
         out = []
         width_of_model = self.store.cross_attention_width(record) if req.controls else None
+        estimators = self.estimators() if req.controls else {}
         for i, unit in enumerate(req.controls):
-            check_unit(unit, i)
+            check_unit(unit, i, tuple(estimators))
             where = f"controlnets[{i}]"
             cn = self._named(unit.model, f"{where}.model", STEERING, "a ControlNet or T2I-Adapter")
             # A T2I-Adapter's features must match the UNet's down blocks: SDXL's (and solvent-tiny's) first
@@ -424,7 +445,7 @@ class Engine:
                 raise InvalidImage(f"`{where}.image` has more than {self.settings.max_input_pixels} pixels.",
                                    field=f"{where}.image", value=unit.image.size)
             out.append((cn, unit, preprocess(unit.image, unit.preprocessor, width, height, unit.threshold_a,
-                                             unit.threshold_b)))
+                                             unit.threshold_b, estimators)))
         if len({u.control_mode == "controlnet" for c, u, _ in out if c.kind == "controlnet"}) > 1:
             raise ValidationFailed("every ControlNet unit of a request must agree on `control_mode` `controlnet` "
                                    "(diffusers' guess mode applies to the whole call).", field="controlnets")

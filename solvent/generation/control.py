@@ -10,8 +10,11 @@ trained on; the built-in ones need no downloaded weights:
 - `invert`: black ↔ white (a white-background drawing for models trained on black backgrounds);
 - `threshold`: a hard mask at `threshold_a` (0–255), white above.
 
-Preprocessors that need model weights (depth and pose estimators) are not built in: a unit naming one
-is refused with what to do instead (make the map elsewhere and send it with `none`).
+Preprocessors that need model weights are not built in. `depth` (A1111's `depth_midas`, `depth_anything…`,
+`depth_zoe`, …) runs a depth estimator the operator installs in the model store (a transformers
+depth-estimation folder: Depth Anything, DPT/MiDaS, …), on the worker; without one a unit naming it is
+refused with what to install. Pose, normal, segmentation and the other estimators are refused with what to
+do instead (make the map elsewhere and send it with `none`).
 """
 
 from __future__ import annotations
@@ -84,23 +87,37 @@ def check_image_prompt(unit: ImagePrompt, index: int) -> ImagePrompt:
     return unit
 
 
-def preprocessor_name(name: str | None, field: str = "preprocessor") -> str:
+ESTIMATED = ("depth",)  # preprocessors that run an installed estimator (`estimators` names the installed ones)
+
+
+def preprocessor_name(name: str | None, field: str = "preprocessor", estimators=()) -> str:
     """Ours for any accepted spelling, or a `ValidationFailed` that says what is built in and what to do."""
     key = (name or "none").strip().lower()
     if key in ALIASES:
         return ALIASES[key]
+    for task in ESTIMATED:
+        if key.startswith(task):
+            if task in estimators:
+                return task
+            raise ValidationFailed(
+                f"`{field}` {name!r} needs a {task} estimator, and none is installed where this runs: add a "
+                f"transformers {task}-estimation folder (e.g. Depth Anything V2 Small, DPT-Hybrid MiDaS) with "
+                f"`solvent models add FOLDER`, or make the map elsewhere and send it with preprocessor `none`.",
+                field=field, value=name)
     if any(key.startswith(p) for p in NEEDS_WEIGHTS):
         raise ValidationFailed(
-            f"`{field}` {name!r} needs estimator weights that Solvent does not ship; make the map elsewhere and "
-            f"send it with preprocessor `none`, or use one of {', '.join(PREPROCESSORS)}.", field=field, value=name)
+            f"`{field}` {name!r} needs estimator weights that Solvent does not ship and cannot load yet (of the "
+            f"estimators, only depth ones install through the model store); make the map elsewhere and send it with "
+            f"preprocessor `none`, or use one of {', '.join(PREPROCESSORS)}.", field=field, value=name)
     raise ValidationFailed(f"`{field}` must be one of {', '.join(PREPROCESSORS)} but is {name!r}.", field=field,
                            value=name)
 
 
-def check_unit(unit: ControlUnit, index: int) -> ControlUnit:
-    """Validate the numbers of a unit (the model and image are checked where they are known)."""
+def check_unit(unit: ControlUnit, index: int, estimators=()) -> ControlUnit:
+    """Validate the numbers of a unit (the model and image are checked where they are known); `estimators`: the
+    estimated preprocessors that can run (an installed estimator each)."""
     where = f"controlnets[{index}]"
-    unit.preprocessor = preprocessor_name(unit.preprocessor, f"{where}.preprocessor")
+    unit.preprocessor = preprocessor_name(unit.preprocessor, f"{where}.preprocessor", estimators)
     for name, lo, hi in (("weight", 0.0, 2.0), ("guidance_start", 0.0, 1.0), ("guidance_end", 0.0, 1.0)):
         v = getattr(unit, name)
         if not isinstance(v, int | float) or isinstance(v, bool) or not lo <= v <= hi:
@@ -151,8 +168,13 @@ PREPROCESSORS = {"none": lambda img, a, b: img.convert("RGB"), "canny": _canny, 
 
 
 def preprocess(img: Image.Image, name: str, width: int | None = None, height: int | None = None,
-               threshold_a: float | None = None, threshold_b: float | None = None) -> Image.Image:
-    """The control map of `img` by preprocessor `name`, resized (Lanczos) to width × height when given."""
+               threshold_a: float | None = None, threshold_b: float | None = None,
+               estimators: dict | None = None) -> Image.Image:
+    """The control map of `img` by preprocessor `name`, resized (Lanczos) to width × height when given;
+    `estimators` maps an estimated preprocessor (`depth`) to the function that runs its installed estimator."""
     if width and height and img.size != (width, height):
         img = img.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
-    return PREPROCESSORS[preprocessor_name(name)](img, threshold_a, threshold_b)
+    key = preprocessor_name(name, estimators=tuple(estimators or ()))
+    if key in ESTIMATED:
+        return estimators[key](img)
+    return PREPROCESSORS[key](img, threshold_a, threshold_b)

@@ -279,3 +279,46 @@ def test_prompt_mode_scales_controlnet_residuals_like_sd_webui_controlnet():
 
     w = soft_weights(13)
     assert w[-1] == 1.0 and abs(w[0] - 0.825 ** 12) < 1e-12 and w == sorted(w)
+
+
+# -- depth estimators --------------------------------------------------------------------------------------
+
+
+def write_depth_estimator(folder):
+    """A tiny DPT (MiDaS's architecture) depth-estimation folder, as transformers saves one."""
+    from transformers import DPTConfig, DPTForDepthEstimation, DPTImageProcessor
+
+    torch.manual_seed(13)
+    cfg = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=32,
+                    patch_size=8, neck_hidden_sizes=[8, 16, 32, 32], fusion_hidden_size=16,
+                    backbone_out_indices=[0, 1, 2, 3], reassemble_factors=[4, 2, 1, 0.5])
+    model = DPTForDepthEstimation(cfg).eval()
+    model.save_pretrained(str(folder))
+    DPTImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=False).save_pretrained(str(folder))
+    return model
+
+
+def test_depth_needs_an_installed_estimator_then_runs_it(engine, tmp_path):
+    unit = ControlUnit("solvent-tiny-silhouette", reference(size=64), "depth_midas")
+    with pytest.raises(ValidationFailed) as e:
+        engine.generate(GenerationRequest(prompt="x", steps=2, controls=[unit]))
+    assert e.value.field == "controlnets[0].preprocessor" and "solvent models add FOLDER" in e.value.message
+    model = write_depth_estimator(tmp_path / "dpt")
+    rec = engine.store.add(tmp_path / "dpt", model_id="tiny-dpt")
+    assert (rec.kind, rec.details) == ("estimator", {"task": "depth", "model_type": "dpt"})
+    assert engine.fits(engine.store.get("solvent-tiny"))["estimators"] == ["depth"]
+    out = engine.generate(GenerationRequest(prompt="x", seed=1, steps=2, controls=[
+        ControlUnit("solvent-tiny-silhouette", reference(size=64), "depth_midas")]))
+    assert 'Module: depth' in out.infotexts[0]
+    from transformers import DPTImageProcessor
+
+    from solvent.engine.adapters import depth_map
+
+    depth = np.asarray(depth_map(model, DPTImageProcessor.from_pretrained(str(tmp_path / "dpt")), reference(size=64),
+                                 torch.device("cpu")))
+    assert depth.shape == (64, 64, 3) and depth.min() == 0 and depth.max() == 255  # normalised, near = bright
+    with torch.no_grad():
+        raw = model(pixel_values=DPTImageProcessor.from_pretrained(str(tmp_path / "dpt"))(
+            images=reference(size=64), return_tensors="pt").pixel_values).predicted_depth[0]
+    up = torch.nn.functional.interpolate(raw[None, None], size=(64, 64), mode="bicubic", align_corners=False)[0, 0]
+    assert np.unravel_index(depth[:, :, 0].argmax(), (64, 64)) == np.unravel_index(int(up.argmax()), (64, 64))

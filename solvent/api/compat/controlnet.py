@@ -105,13 +105,15 @@ def model_list(services: ServicesDep, principal: PrincipalDep) -> dict:
     return {"model_list": served_controlnets(services)}
 
 
-@router.get("/module_list", summary="sd-webui-controlnet: the preprocessors (built in, no weights)")
-def module_list(principal: PrincipalDep, alias_names: bool = False) -> dict:
+@router.get("/module_list", summary="sd-webui-controlnet: the preprocessors (built in, and estimators installed)")
+def module_list(services: ServicesDep, principal: PrincipalDep, alias_names: bool = False) -> dict:
     detail = {name: {"model_free": name == "none", "sliders": []} for name in PREPROCESSORS}
+    for task in sorted({t for m in served(services).values() for t in m.get("estimators") or []}):
+        detail[task] = {"model_free": False, "sliders": []}  # runs the installed estimator, on the workers
     detail["ip-adapter_clip"] = {"model_free": False, "sliders": []}  # the reference goes to the IP-Adapter's encoder
     detail["canny"]["sliders"] = [{"name": "Low Threshold", "value": 100, "min": 1, "max": 255},
                                   {"name": "High Threshold", "value": 200, "min": 1, "max": 255}]
-    return {"module_list": [*PREPROCESSORS, "ip-adapter_clip"], "module_detail": detail}
+    return {"module_list": list(detail), "module_detail": detail}
 
 
 @router.post("/detect", summary="sd-webui-controlnet: run a preprocessor on images")

@@ -7,7 +7,8 @@ import asyncio
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...generation.control import PREPROCESSORS, preprocess
+from ...errors import ValidationFailed
+from ...generation.control import ESTIMATED, PREPROCESSORS, preprocess
 from ...generation.images import load_image, png_b64
 from ..deps import PrincipalDep, ServicesDep
 
@@ -28,6 +29,16 @@ def run_preprocessor(services, image: str, name: str, a: float | None, b: float 
                      height: int | None = None, field: str = "image") -> str:
     """Decode under the server's limits, preprocess, and answer base64 PNG (off the event loop)."""
     s = services.settings
+    key = (name or "none").strip().lower()
+    if any(key.startswith(task) for task in ESTIMATED):
+        from ...jobs.registry import served_models
+
+        if any(task in (m.get("estimators") or []) for m in served_models(services.db).values()
+               for task in ESTIMATED):
+            raise ValidationFailed(f"`preprocessor` {name!r} runs its estimator on the workers, not in the API "
+                                   "process: send the unit with a job and the map is made there (previews show the "
+                                   f"built-in preprocessors: {', '.join(PREPROCESSORS)}).", field="preprocessor",
+                                   value=name)
     img = load_image(image, field, max_bytes=s.max_input_bytes, max_pixels=s.max_input_pixels, mode="RGB")
     return png_b64(preprocess(img, name, width, height, a, b))
 
