@@ -56,3 +56,44 @@ def test_a_prompt_that_names_it_equals_the_bare_pipeline_with_it(engine, shiny, 
     # a prompt that does not name it is unchanged by its being loaded
     again = engine.generate(GenerationRequest(prompt="a red circle", **base))
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(plain.images[0]))
+
+
+def test_an_sdxl_embedding_and_vae_on_an_sdxl_checkpoint_equal_the_bare_pipeline(engine, tmp_path):
+    """An SDXL embedding (`clip_l` + `clip_g`, A1111's layout) named in the prompt and a VAE from the store, on a
+    single-file SDXL checkpoint: Solvent's image equals diffusers' SDXL pipeline with both loaded."""
+    import copy
+
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    from solvent.generation.families import shipped_config
+    from tests.tiny_models import write_checkpoint
+
+    comps = write_checkpoint("sdxl", tmp_path / "xl.safetensors")
+    engine.store.add(tmp_path / "xl.safetensors", model_id="xl", prediction_type="epsilon")
+    g = torch.Generator().manual_seed(3)
+    vec = {"clip_l": torch.randn(2, 32, generator=g), "clip_g": torch.randn(2, 64, generator=g)}
+    save_file(vec, str(tmp_path / "xlshine.safetensors"))
+    emb = engine.store.add(tmp_path / "xlshine.safetensors")
+    assert (emb.architecture, emb.cross_attention_dim) == ("sdxl", 96)
+    vae = copy.deepcopy(comps["vae"])
+    with torch.no_grad():
+        vae.decoder.conv_out.bias += 0.3  # a visibly different decoder
+    vae.save_pretrained(tmp_path / "xl-vae", safe_serialization=True)
+    engine.store.add(tmp_path / "xl-vae", model_id="xl-vae")
+    assert engine.fits(engine.store.get("xl"))["embeddings"] == ["xlshine"]
+    kw = dict(model="xl", seed=5, steps=3, sampler="euler", cfg_scale=4.0, width=256, height=256)
+    ours = engine.generate(GenerationRequest(prompt="a xlshine circle", vae="xl-vae", **kw))
+    assert "xlshine: " in ours.infotexts[0] and "VAE: xl-vae" in ours.infotexts[0]
+
+    bare = StableDiffusionXLPipeline(**{**comps, "vae": vae}, scheduler=EulerDiscreteScheduler.from_config(
+        shipped_config("sdxl", "scheduler"), prediction_type="epsilon"))
+    bare.set_progress_bar_config(disable=True)
+    bare.load_textual_inversion(vec["clip_l"], token="xlshine", text_encoder=bare.text_encoder,
+                                tokenizer=bare.tokenizer)
+    bare.load_textual_inversion(vec["clip_g"], token="xlshine", text_encoder=bare.text_encoder_2,
+                                tokenizer=bare.tokenizer_2)
+    theirs = bare("a xlshine circle", num_inference_steps=3, guidance_scale=4.0, width=256, height=256,
+                  generator=[torch.Generator().manual_seed(5)]).images[0]
+    assert np.abs(np.asarray(ours.images[0]).astype(int) - np.asarray(theirs).astype(int)).max() <= 1
+    plain = engine.generate(GenerationRequest(prompt="a xlshine circle", **kw))
+    assert np.abs(np.asarray(ours.images[0]).astype(int) - np.asarray(plain.images[0]).astype(int)).max() > 10
