@@ -102,3 +102,62 @@ def tiny_t2i_adapter(channels: list[int], factor: int, xl: bool, in_channels: in
         for p in net.parameters():
             p.mul_(3.0)
     return net
+
+
+def control_lora_state(unet, rank: int = 4, seed: int = 1) -> dict:
+    """A control-LoRA in Stability's layout (`stabilityai/control-lora`, ComfyUI's `control_lora_rank128…`): the
+    ControlNet's UNet-shaped encoder as LoRA factors `<ldm name>.down`/`.up` over the steered UNet's own weights,
+    everything else (norms, biases, time and label embeddings, `input_hint_block`, `zero_convs`,
+    `middle_block_out`) in full, and the `lora_controlnet` marker. Needs SD's shapes: 2 layers per block and the
+    8× control-image encoder (diffusers' converter assumes them)."""
+    import re
+
+    from diffusers import ControlNetModel
+
+    from .ldm_layout import controlnet_to_ldm
+
+    g = torch.Generator().manual_seed(seed)
+    net = ControlNetModel.from_unet(unet)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    ldm = {k.removeprefix("control_model."): v for k, v in controlnet_to_ldm(net.state_dict(),
+                                                                           dict(unet.config)).items()}
+    lora = re.compile(r".*\.(to_q|to_k|to_v|to_out\.0|ff\.net\.0\.proj|ff\.net\.2|proj_in|proj_out|in_layers\.2|"
+                      r"out_layers\.3|op)\.weight$")
+    out: dict[str, torch.Tensor] = {}
+    for k, v in ldm.items():
+        if lora.match(k) and not k.startswith(("input_hint_block", "zero_convs", "middle_block_out")):
+            base = k[: -len(".weight")]
+            tail = tuple(v.shape[2:])
+            out[base + ".down"] = torch.randn(rank, v.shape[1], *tail, generator=g) * 0.05
+            out[base + ".up"] = torch.randn(v.shape[0], rank, *((1, 1) if tail else ()), generator=g) * 0.05
+        else:
+            out[k] = v
+    out["lora_controlnet"] = torch.tensor([])
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def sd_shaped_pipeline():
+    """A tiny SD 1.x pipeline with SD's own block layout (4 levels, 2 layers per block, an 8× VAE), for adapters
+    whose converters assume it."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from solvent.engine.checkpoint import tokenizer
+    from solvent.generation.families import shipped_config
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(block_out_channels=(32, 32, 64, 64), layers_per_block=2, cross_attention_dim=32,
+                                down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3, attention_head_dim=8,
+                                sample_size=8, norm_num_groups=8)
+    vae = AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4,
+                        up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, norm_num_groups=8,
+                        sample_size=64)
+    cfg = shipped_config("sd1", "text_encoder")
+    cfg.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    te = CLIPTextModel(CLIPTextConfig(**cfg))
+    sched = EulerDiscreteScheduler.from_config(shipped_config("sd1", "scheduler"))
+    return StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tokenizer(False), unet=unet, scheduler=sched,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)

@@ -97,6 +97,10 @@ def inspect_adapter(src: Path) -> AdapterInfo | None:
         width = next((v[1] for k, v in shapes.items() if k.endswith("attn2.to_k.weight")), None)
         arch = "sdxl" if "add_embedding.linear_1.weight" in shapes else "sd"
         return AdapterInfo("controlnet", arch, int(width or 0), "diffusers")
+    if "lora_controlnet" in shapes:  # Stability's control-LoRA: LoRA factors over a ControlNet made from the UNet
+        width = next((v[1] for k, v in shapes.items() if k.endswith("attn2.to_k.down")), None)
+        arch = "sdxl" if any(k.startswith("label_emb.") for k in shapes) else "sd"
+        return AdapterInfo("controlnet", arch, int(width or 0), "control_lora", details={"layout": "control_lora"})
     if any(k.startswith("image_proj.") for k in shapes) and any(k.startswith("ip_adapter.") for k in shapes):
         return _ip_adapter_info(src, shapes)
     if "vision_model.embeddings.patch_embedding.weight" in shapes and not any(k.startswith("text_model.")
@@ -191,9 +195,11 @@ def check_fits(adapter_id: str, adapter_arch: str, adapter_width: int | None, mo
             field=field, value=adapter_id)
 
 
-def load_controlnet(path: Path, fmt: str, unet_config: dict):
+def load_controlnet(path: Path, fmt: str, unet_config: dict, unet=None):
     """A `ControlNetModel` from a store record's files (fp32, CPU); A1111's layout converted with a config
-    derived from the model's own UNet config (offline)."""
+    derived from the model's own UNet config (offline). A control-LoRA is a ControlNet made from `unet` (the
+    model it steers, as ComfyUI and diffusers make it) with the file's LoRA factors fused in and its other
+    tensors (control-image encoder, zero convolutions, norms) loaded over it."""
     import torch
     from diffusers import ControlNetModel
 
@@ -202,6 +208,25 @@ def load_controlnet(path: Path, fmt: str, unet_config: dict):
     from safetensors.torch import load_file
 
     state = load_file(str(path))
+    if "lora_controlnet" in state:
+        if unet is None:
+            raise ValidationFailed(f"`path` {str(path)!r} is a control-LoRA: it needs the UNet it steers.",
+                                   field="path", value=str(path))
+        import copy
+
+        base = copy.deepcopy(unet).to("cpu", torch.float32)
+        if getattr(base, "peft_config", None):  # the model's own weights, without the LoRAs a request attached
+            base.unload_lora()
+        net = ControlNetModel.from_unet(base)
+        del base
+        try:
+            net.load_lora_adapter(state, prefix=None, controlnet_config=net.config)
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise ValidationFailed(f"`path` {str(path)!r} does not fit the model's UNet as a control-LoRA: {e}",
+                                   field="path", value=str(path)) from e
+        net.fuse_lora()
+        net.unload_lora()
+        return net
     config = {k: v for k, v in unet_config.items() if not k.startswith("_") and k in _CONTROLNET_KEYS}
     if any(k.startswith(_LDM) or k.startswith("input_hint_block.") for k in state):
         from diffusers.loaders.single_file_utils import convert_controlnet_checkpoint

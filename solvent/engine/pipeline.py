@@ -610,7 +610,8 @@ class Engine:
     def _controlnet(self, lm: LoadedModel, record: ModelRecord):
         key = ("controlnet", record.id, record.sha256)
         if key not in lm.variants:
-            net = load_controlnet(self.store.path_of(record), record.format, dict(lm.pipe.unet.config))
+            net = load_controlnet(self.store.path_of(record), record.format, dict(lm.pipe.unet.config),
+                                  lm.pipe.unet)
             lm.variants[key] = net.to(self.device, self.dtype)
         return lm.variants[key]
 

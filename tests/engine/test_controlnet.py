@@ -204,3 +204,35 @@ def test_the_a1111_single_file_layout_loads_to_the_same_controlnet(engine, tmp_p
     rec = engine.store.add(tmp_path / "cn_bare.safetensors", model_id="cn-bare")
     got = load_controlnet(engine.store.path_of(rec), rec.format, dict(comps["unet"].config)).state_dict()
     assert rec.kind == "controlnet" and all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_a_control_lora_steers_like_diffusers_loads_it(engine, tmp_path):
+    """Stability's control-LoRA layout: recognised as a ControlNet, built from the steered model's UNet with the
+    file's factors fused in; the image equals diffusers' ControlNet pipeline with `load_lora_adapter`'s net."""
+    from diffusers import ControlNetModel, EulerDiscreteScheduler, StableDiffusionControlNetPipeline
+
+    from tests.adapter_files import control_lora_state, sd_shaped_pipeline
+
+    pipe = sd_shaped_pipeline()
+    pipe.save_pretrained(tmp_path / "sdshaped")
+    engine.store.add(tmp_path / "sdshaped", model_id="sd-shaped")
+    state = control_lora_state(pipe.unet)
+    save_file(state, str(tmp_path / "control-lora-canny-rank4.safetensors"))
+    rec = engine.store.add(tmp_path / "control-lora-canny-rank4.safetensors", model_id="cl")
+    assert (rec.kind, rec.architecture, rec.cross_attention_dim, rec.details) == (
+        "controlnet", "sd", 32, {"layout": "control_lora"})
+    control = silhouette(64)
+    ours = engine.generate(GenerationRequest(model="sd-shaped", prompt="a circle", seed=3, steps=3, sampler="euler",
+                                             cfg_scale=4.0, width=64, height=64, controls=[ControlUnit("cl", control)]))
+    net = ControlNetModel.from_unet(pipe.unet)
+    net.load_lora_adapter(dict(state), prefix=None, controlnet_config=net.config)
+    bare = StableDiffusionControlNetPipeline(**{k: v for k, v in pipe.components.items() if k != "image_encoder"},
+                                             controlnet=net, requires_safety_checker=False)
+    bare.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    bare.set_progress_bar_config(disable=True)
+    ref = bare("a circle", negative_prompt="", image=control, num_inference_steps=3, guidance_scale=4.0, width=64,
+               height=64, generator=[torch.Generator().manual_seed(3)]).images[0]
+    assert np.abs(np.asarray(ours.images[0]).astype(int) - np.asarray(ref).astype(int)).max() <= 1
+    plain = engine.generate(GenerationRequest(model="sd-shaped", prompt="a circle", seed=3, steps=3,
+                                              sampler="euler", cfg_scale=4.0, width=64, height=64))
+    assert np.abs(np.asarray(ours.images[0]).astype(int) - np.asarray(plain.images[0]).astype(int)).max() > 3
