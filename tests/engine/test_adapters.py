@@ -7,7 +7,13 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from solvent.errors import IncompatibleAdapter, ModelNotFound, UnsafeCheckpoint, UnsupportedModel, ValidationFailed
+from solvent.errors import (
+    IncompatibleAdapter,
+    ModelNotFound,
+    UnsafeCheckpoint,
+    UnsupportedModel,
+    ValidationFailed,
+)
 from solvent.generation import GenerationRequest
 from solvent.generation.control import ControlUnit, ImagePrompt
 from solvent.tiny import weights_dir
