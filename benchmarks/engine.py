@@ -180,16 +180,23 @@ def controlnet_run(engine, model: str, resolved, args, timed) -> None:
     bare = cls.from_pipe(lm.pipe, controlnet=engine._controlnet(lm, engine.store.get("bench-controlnet")), **extra)
     bare.set_progress_bar_config(disable=True)
 
+    against_bare("ControlNet, 1 unit", engine, lm, resolved, args, timed, req, bare, image=control)
+
+
+def against_bare(label: str, engine, lm, resolved, args, timed, req, bare, **inputs) -> None:
+    """Print the median seconds of `engine.generate(req)` and of the bare pipeline `bare` called with the same
+    prompt, steps, CFG, size, scheduler and seed plus `inputs`, and their ratio."""
     def solvent_call() -> None:
         engine.generate(req)
 
     def bare_call() -> None:
         bare.scheduler = make_scheduler(resolve_sampler(resolved.sampler.name), lm.scheduler_config, resolved.seed)
-        bare(args.prompt, image=control, num_inference_steps=resolved.steps, guidance_scale=resolved.cfg_scale,
-             width=resolved.width, height=resolved.height, generator=[torch.Generator("cpu").manual_seed(1234)])
+        bare(args.prompt, num_inference_steps=resolved.steps, guidance_scale=resolved.cfg_scale,
+             width=resolved.width, height=resolved.height, generator=[torch.Generator("cpu").manual_seed(1234)],
+             **inputs)
 
     s, b = medians(timed, solvent_call, bare_call, args.runs)
-    print(f"ControlNet, 1 unit: bare {b:.4f} s, solvent {s:.4f} s, ratio solvent/bare: {s / b:.3f}")
+    print(f"{label}: bare {b:.4f} s, solvent {s:.4f} s, ratio solvent/bare: {s / b:.3f}")
 
 
 def ip_adapter_run(engine, model: str, resolved, args, timed) -> None:
@@ -220,16 +227,7 @@ def ip_adapter_run(engine, model: str, resolved, args, timed) -> None:
     bare.load_ip_adapter(str(folder), subfolder="", weight_name="ip.safetensors", image_encoder_folder=None)
     bare.set_ip_adapter_scale(0.6)
 
-    def solvent_call() -> None:
-        engine.generate(req)
-
-    def bare_call() -> None:
-        bare.scheduler = make_scheduler(resolve_sampler(resolved.sampler.name), lm.scheduler_config, resolved.seed)
-        bare(args.prompt, ip_adapter_image=ref, num_inference_steps=resolved.steps, guidance_scale=resolved.cfg_scale,
-             width=resolved.width, height=resolved.height, generator=[torch.Generator("cpu").manual_seed(1234)])
-
-    s, b = medians(timed, solvent_call, bare_call, args.runs)
-    print(f"IP-Adapter, 1 reference: bare {b:.4f} s, solvent {s:.4f} s, ratio solvent/bare: {s / b:.3f}")
+    against_bare("IP-Adapter, 1 reference", engine, lm, resolved, args, timed, req, bare, ip_adapter_image=ref)
 
 
 if __name__ == "__main__":

@@ -401,7 +401,7 @@ def load_estimator(path: Path):
 METRIC_DEPTH = ("zoedepth", "glpn")  # estimators whose output grows with distance (the others: with nearness)
 
 
-def depth_map(model, processor, img, device) -> object:
+def depth_map(model, processor, img, device):
     """A depth map as depth ControlNets read it: near bright, far dark, 0…255 grey, at the image's size."""
     import numpy as np
     import torch

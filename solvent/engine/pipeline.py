@@ -359,7 +359,7 @@ class Engine:
         `embeddings`, `refiners` (SDXL)."""
         family = FAMILIES[record.family]
         width, layers = self.store.cross_attention_width(record), self.store.cross_attention_layers(record)
-        t2i_arch = "sdxl" if family.architecture == "sdxl" or record.family == "tiny" else "sd"
+        t2i_arch = _t2i_style(record)
         latent = self.store.latent_channels(record)
         every = self.store.list(None)
 
@@ -433,10 +433,7 @@ class Engine:
             check_unit(unit, i, tuple(estimators))
             where = f"controlnets[{i}]"
             cn = self._named(unit.model, f"{where}.model", STEERING, "a ControlNet or T2I-Adapter")
-            # A T2I-Adapter's features must match the UNet's down blocks: SDXL's (and solvent-tiny's) first
-            # block has no attention and downsamples, so they take SDXL-style (`full_adapter_xl`) adapters.
-            arch = ("sdxl" if family.architecture == "sdxl" or record.family == "tiny" else "sd") \
-                if cn.kind == "t2i_adapter" else family.architecture
+            arch = _t2i_style(record) if cn.kind == "t2i_adapter" else family.architecture
             check_fits(cn.id, cn.architecture, cn.cross_attention_dim, record.id, record.family, arch,
                        width_of_model, f"{where}.model", cn.kind)
             if unit.image is None:
@@ -940,6 +937,12 @@ class Engine:
                 rgb = torch.einsum("chw,cr->hwr", lat, m) + torch.tensor(bias, device=lat.device)
                 rgb = ((rgb.clamp(-1, 1) + 1) * 127.5)
             return Image.fromarray(rgb.byte().cpu().numpy())
+
+
+def _t2i_style(record: ModelRecord) -> str:
+    """The T2I-Adapter architecture a model takes: its features must match the UNet's down blocks, and SDXL's (and
+    solvent-tiny's) first block has no attention and downsamples, so they take SDXL-style (`full_adapter_xl`)."""
+    return "sdxl" if FAMILIES[record.family].architecture == "sdxl" or record.family == "tiny" else "sd"
 
 
 def _control_kwargs(r: Resolved) -> dict[str, Any]:

@@ -119,7 +119,6 @@ class IPAdapters:
     def __init__(self, unet):
         self.unet = unet
         self.sets: dict[tuple, tuple[dict, torch.nn.Module]] = {}
-        self.own: dict | None = None
 
     def _build(self, key: tuple, states: dict[str, dict]) -> tuple[dict, torch.nn.Module]:
         unet = self.unet

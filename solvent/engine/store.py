@@ -283,11 +283,15 @@ class ModelStore:
                 return self.get(adapter.image_encoder)
             except ModelNotFound:
                 pass
-        fits = [e for e in self.list("image_encoder") if encoder_fits(adapter.details, e.details)]
+        fits = self._encoders_for(adapter.details)
         if not fits:
             raise ModelNotFound(_missing_encoder(adapter.id, adapter.details), field="image_encoder",
                                 value=adapter.image_encoder)
         return fits[0]
+
+    def _encoders_for(self, details: dict) -> list[ModelRecord]:
+        """Installed image encoders that give what an IP-Adapter (its `details`) reads."""
+        return [e for e in self.list("image_encoder") if encoder_fits(details, e.details)]
 
     def _read_width(self, record: ModelRecord) -> int | None:
         path = self.path_of(record)
@@ -422,7 +426,7 @@ class ModelStore:
                     f"`image_encoder` {name!r} gives {_gives(enc.details, adapter.details)} but the IP-Adapter "
                     f"{str(src)!r} reads {_reads(adapter.details)}.", field="image_encoder", value=name)
             return enc.id
-        fits = [e for e in self.list("image_encoder") if encoder_fits(adapter.details, e.details)]
+        fits = self._encoders_for(adapter.details)
         if not fits:
             raise ModelNotFound(_missing_encoder(str(src), adapter.details), field="image_encoder")
         return fits[0].id

@@ -48,3 +48,15 @@ def test_a_malformed_batch_part_is_refused():
 @given(st.integers(0, 10**9), st.lists(st.integers(1, 10**6), min_size=1, max_size=16))
 def test_batch_parts_add_up_to_the_call_exactly(ms, works):
     assert sum(part_ms(p) for p in batch_parts(ms, works)) == ms
+
+
+def test_jobs_with_units_image_prompts_or_a_refiner_never_batch():
+    from solvent.generation import JobSpec
+
+    plain = JobSpec(prompt="x", model="m", width=64, height=64)
+    assert plain.batch_key() is not None and plain.batch_key() == JobSpec(prompt="y", model="m", width=64,
+                                                                           height=64).batch_key()
+    for extra in ({"controls": [{"model": "cn", "image_blob": "b"}]},
+                  {"ip_adapters": [{"model": "ip", "scales": [1.0], "weight": 1.0, "image_blobs": ["b"]}]},
+                  {"refiner": "r"}):
+        assert JobSpec(prompt="x", model="m", width=64, height=64, **extra).batch_key() is None, extra

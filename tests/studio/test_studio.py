@@ -477,6 +477,19 @@ def test_the_contrast_check_catches_low_contrast(browser):
         page.close()
 
 
+def generate_and_read(page, server, prompt: str) -> dict:
+    """Type `prompt`, press Generate, wait for the image (every control still labelled) and read its record."""
+    import httpx
+
+    page.fill("#prompt", prompt)
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_selector("#results figure img")
+    assert unlabelled(page) == []
+    image_id = page.locator("#results figure a").first.get_attribute("href").rsplit("/", 1)[1]
+    return httpx.get(f"{server['base']}/api/images/{image_id}/info",
+                     headers={"Authorization": f"Bearer {server['key']}"}, timeout=30).json()
+
+
 def test_a_drawn_silhouette_steers_the_image(page, server, tmp_path):
     """The Create page's ControlNet panel: the built-in ControlNet, a control image previewed by the server,
     and a job that carries the unit (and says so in its infotext)."""
@@ -491,15 +504,7 @@ def test_a_drawn_silhouette_steers_the_image(page, server, tmp_path):
     page.wait_for_function("() => { const i = document.getElementById('control-preview'); "
                            "return !i.hidden && i.src.startsWith('data:image/png;base64,'); }")
     page.select_option("#control-pre", "invert")
-    page.fill("#prompt", "a red circle on a blue background")
-    page.get_by_role("button", name="Generate").click()
-    page.wait_for_selector("#results figure img")
-    assert unlabelled(page) == []
-    image_id = page.locator("#results figure a").first.get_attribute("href").rsplit("/", 1)[1]
-    import httpx
-
-    info = httpx.get(f"{server['base']}/api/images/{image_id}/info",
-                     headers={"Authorization": f"Bearer {server['key']}"}, timeout=30).json()
+    info = generate_and_read(page, server, "a red circle on a blue background")
     assert info["params"]["controls"][0]["model"] == "solvent-tiny-silhouette"
     assert info["params"]["controls"][0]["preprocessor"] == "invert"
 
@@ -532,15 +537,7 @@ def test_a_silhouette_drawn_on_the_pad_and_an_image_prompt(page, server, tmp_pat
     page.wait_for_selector("#ip-scale-0")
     page.fill("#ip-scale-0", "0.5")
     page.dispatch_event("#ip-scale-0", "change")
-    page.fill("#prompt", "a red square")
-    page.get_by_role("button", name="Generate").click()
-    page.wait_for_selector("#results figure img")
-    assert unlabelled(page) == []
-    image_id = page.locator("#results figure a").first.get_attribute("href").rsplit("/", 1)[1]
-    import httpx
-
-    info = httpx.get(f"{server['base']}/api/images/{image_id}/info",
-                     headers={"Authorization": f"Bearer {server['key']}"}, timeout=30).json()
+    info = generate_and_read(page, server, "a red square")
     unit = info["params"]["controls"][0]
     assert (unit["model"], unit["preprocessor"], unit["control_mode"]) == ("solvent-tiny-silhouette", "none", "prompt")
     assert info["params"]["ip_adapters"] == [{"model": "ip-tiny", "weight": 0.6, "scales": [0.5]}]

@@ -2,7 +2,7 @@
 // dropped or drawn), its preprocessor (previewed by the server before anything is generated) and its weight.
 import { api, esc } from "../api.js";
 import { alertBox } from "../ui.js";
-import { readDropped, sketchPad } from "./picture.js";
+import { notAPicture, readDropped, sketchPad } from "./picture.js";
 
 const PREPROCESSORS = ["none", "scribble", "canny", "invert", "threshold"];
 
@@ -36,7 +36,7 @@ export function controlPanel($, modelOf, onChange) {
         <div><img id="control-preview" alt="what the preprocessor makes of it" hidden></div></div>
       <div id="control-error"></div>`;
     const use = (data) => { image = data; $("control-img").src = image; $("control-img").hidden = false; preview(); };
-    readDropped($("control-drop"), $("control-file"), use);
+    readDropped($("control-drop"), $("control-file"), use, (file) => { $("control-error").innerHTML = notAPicture(file); });
     $("control-draw").addEventListener("click", () => {
       const m = modelOf();
       sketchPad($("control-pad"), m.native_resolution || 512, (data) => { $("control-pre").value = "none"; use(data); });

@@ -1,5 +1,5 @@
 // The starting image (upload or drop) and the inpainting mask painted over it.
-import { alertText } from "../ui.js";
+import { notAPicture, readDropped } from "./picture.js";
 
 export function maskPainter($, onChange) {
   let initData = null, painting = false, erasing = false;
@@ -17,25 +17,7 @@ export function maskPainter($, onChange) {
     $("init-box").hidden = false;
     onChange();
   }
-  function readFile(file) {
-    if (!file) return;
-    if (!/^image\/(png|jpeg|webp)$/.test(file.type)) {
-      $("create-error").innerHTML = alertText("That image cannot be used", `${file.name} is not a PNG, JPEG or WEBP image.`);
-      return;
-    }
-    const r = new FileReader();
-    r.onload = () => setInit(r.result);
-    r.readAsDataURL(file);
-  }
-  $("init-file").addEventListener("change", (ev) => readFile(ev.target.files[0]));
-  const drop = $("drop");
-  drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
-  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (ev) => {
-    ev.preventDefault();
-    drop.classList.remove("over");
-    readFile(ev.dataTransfer.files[0]);
-  });
+  readDropped($("drop"), $("init-file"), setInit, (file) => { $("create-error").innerHTML = notAPicture(file); });
   $("remove-init").addEventListener("click", () => {
     initData = null;
     $("init-img").removeAttribute("src");

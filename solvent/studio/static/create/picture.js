@@ -1,8 +1,15 @@
+import { alertText } from "../ui.js";
+
 // Pictures the Create form takes in: a file chosen or dropped (read as a data URL), or a sketch drawn on a pad.
 
-export function readDropped(zone, input, use) {
+// `use(dataUrl)` for a PNG, JPEG or WEBP file chosen in `input` or dropped on `zone`; `refuse(file)` for others.
+export function readDropped(zone, input, use, refuse) {
   const read = (file) => {
-    if (!file || !file.type.startsWith("image/")) return;
+    if (!file) return;
+    if (!/^image\/(png|jpeg|webp)$/.test(file.type)) {
+      if (refuse) refuse(file);
+      return;
+    }
     const r = new FileReader();
     r.onload = () => use(r.result);
     r.readAsDataURL(file);
@@ -16,6 +23,9 @@ export function readDropped(zone, input, use) {
     read(ev.dataTransfer.files[0]);
   });
 }
+
+// The error shown for a file that is not a picture the API takes.
+export const notAPicture = (file) => alertText("That image cannot be used", `${file.name} is not a PNG, JPEG or WEBP image.`);
 
 // A drawing pad: white strokes on black (what silhouette and scribble ControlNets read), square at `size`.
 export function sketchPad(box, size, use) {

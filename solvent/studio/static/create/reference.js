@@ -1,7 +1,8 @@
 // The image prompt (IP-Adapter): reference images that steer the look, each with its scale, and the
 // adapter's weight; and the SDXL refiner with its switch point.
 import { esc } from "../api.js";
-import { readDropped } from "./picture.js";
+import { alertText } from "../ui.js";
+import { notAPicture, readDropped } from "./picture.js";
 
 export function referencePanel($, modelOf, onChange) {
   let refs = []; // [{image, scale}]
@@ -19,11 +20,16 @@ export function referencePanel($, modelOf, onChange) {
             value="0.6"></div></div>
         <div class="drop" id="ip-drop"><label for="ip-file">Reference images (up to 4): drop them here or choose
           files</label><input id="ip-file" type="file" accept="image/png,image/jpeg,image/webp"></div>
-        <ul class="refs" id="ip-list"></ul>`;
+        <ul class="refs" id="ip-list"></ul><div id="ip-error"></div>`;
       readDropped($("ip-drop"), $("ip-file"), (image) => {
-        if (refs.length < 4) refs.push({ image, scale: 1 });
+        if (refs.length >= 4) {
+          $("ip-error").innerHTML = alertText("Too many references", "An image prompt takes at most 4 reference images.");
+          return;
+        }
+        refs.push({ image, scale: 1 });
+        $("ip-error").innerHTML = "";
         list();
-      });
+      }, (file) => { $("ip-error").innerHTML = notAPicture(file); });
       for (const id of ["ip-model", "ip-weight"]) $(id).addEventListener("change", onChange);
     }
     const rbox = $("refiner-box");
