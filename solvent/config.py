@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,13 @@ class Settings(BaseSettings):
     offline: bool = False
     # Compile the UNet with torch.compile on CUDA (slow first call per shape).
     compile: bool = False
+    # Large models on a small GPU (CUDA only; elsewhere ignored): "model" moves each component to the GPU
+    # while it runs (diffusers' model CPU offload: a little slower, far less memory), "sequential" streams
+    # weights layer by layer (slowest, least memory), "none" keeps the whole pipeline on the device.
+    offload: Literal["none", "model", "sequential"] = "none"
+    # Store the UNet's / transformer's weights in fp8 (float8_e4m3fn) and compute in the working dtype
+    # (diffusers' layerwise casting): about half the memory of bf16 for a small loss of quality.
+    fp8_weights: bool = False
     # Database: SQLite under SOLVENT_HOME by default, or any SQLAlchemy URL (postgresql+psycopg://…).
     database_url: str | None = None
     # Queue: a leased job must be renewed by a heartbeat within this many seconds.

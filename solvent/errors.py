@@ -125,6 +125,13 @@ class OutOfMemory(SolventError):
     code = "out_of_memory"
 
 
+class ModelTooLarge(SolventError):
+    """A model needs more memory than the cache budget or the device has; a setting must change first."""
+
+    status = 503
+    code = "model_too_large"
+
+
 class Offline(SolventError):
     """The operation needs the network and this machine is offline."""
 

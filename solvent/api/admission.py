@@ -18,7 +18,7 @@ from ..billing import Payer, PriceRequest
 from ..errors import InvalidImage, ModelNotFound, ValidationFailed
 from ..generation import JobSpec, LoraSpec
 from ..generation.control import MAX_REFERENCES, ControlUnit, ImagePrompt, check_image_prompt, check_unit
-from ..generation.families import FAMILIES
+from ..generation.families import FAMILIES, lora_preset
 from ..generation.images import load_image, png_bytes
 from ..generation.prompts import chunk_prompt
 from ..generation.samplers import resolve_sampler
@@ -53,7 +53,7 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
     width, height = body.width or family.native, body.height or family.native
     family.validate_size(width, height)
     if body.sampler is not None:
-        resolve_sampler(body.sampler)
+        resolve_sampler(body.sampler, architecture=family.architecture)
     if body.mask is not None and body.init_image is None:
         raise ValidationFailed("`mask` needs an `init_image` to paint into.", field="mask")
     controls = _controls(body, record)
@@ -74,13 +74,14 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
         raise ValidationFailed(f"`clip_skip` must be at most {layers} for {body.model!r} (its text encoder's layers) "
                                f"but is {body.clip_skip}.", field="clip_skip", value=body.clip_skip)
     mode = "txt2img" if body.init_image is None else ("inpaint" if body.mask is not None else "img2img")
-    steps = body.steps or record.get("default_steps") or family.default_steps
+    few = lora_preset([x.name for x in body.loras], family.name) if not record.get("preset") else None
+    steps = body.steps or (few.steps if few else None) or record.get("default_steps") or family.default_steps
     spec = JobSpec(prompt=body.prompt, negative_prompt=body.negative_prompt, model=body.model, width=width,
                    height=height, steps=body.steps, cfg_scale=body.cfg_scale, sampler=body.sampler, seed=body.seed,
                    batch_size=body.batch_size, strength=body.strength, output_format=body.output_format,
                    loras=[LoraSpec(x.name, x.weight) for x in body.loras], controls=controls,
                    ip_adapters=prompts, clip_skip=body.clip_skip, vae=body.vae, refiner=refiner,
-                   refiner_switch=body.refiner_switch)
+                   refiner_switch=body.refiner_switch, shift=body.shift)
     if mode != "txt2img" and int(steps * body.strength) < 1:
         # diffusers would run no step at all (steps × strength rounds to 0): run exactly one.
         spec.strength = min(1.0, 1.0001 / steps)

@@ -94,6 +94,8 @@ class GenerationIn(BaseModel):
     refiner: str | None = Field(None, max_length=100, description="SDXL: a refiner for the last steps")
     refiner_switch: float = Field(0.8, gt=0, lt=1, description="the fraction of steps the base model runs")
     clip_skip: int = Field(1, ge=1, le=12, description="A1111's Clip skip: 1 = the text encoder's last layer")
+    shift: float | None = Field(None, gt=0, le=20, description="SD3 / Flux: the flow-matching timestep shift "
+                                "(SD3's default 3; Flux shifts by image size unless this is set)")
     vae: str | None = Field(None, max_length=100, description="a VAE that fits the model; none = its default")
     output_format: Literal["png", "webp", "jpeg"] = "png"
 

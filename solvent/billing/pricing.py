@@ -28,6 +28,9 @@ DEFAULT_CLASSES = {
     "tiny": CostClass(100, 64 * 64, 20),  # 0.1 credit: the embedded demo model
     "sd": CostClass(1000, 512 * 512, 30),  # 1 credit: SD 1.x/2.x at 512², 30 steps
     "sdxl": CostClass(3000, 1024 * 1024, 30),  # 3 credits: like Stable Image Core
+    "sd3": CostClass(3500, 1024 * 1024, 28),  # 3.5 credits: Stability's SD3.5 Medium price
+    "sd3-large": CostClass(6500, 1024 * 1024, 28),  # 6.5 credits: SD3.5 Large (Large Turbo's 4 steps: ~0.9)
+    "flux": CostClass(5000, 1024 * 1024, 28),  # 5 credits: Flux.1 [dev] (schnell's 4 steps: ~0.7)
 }
 
 

@@ -35,11 +35,24 @@ def adapter_name(path: Path) -> str:
     return re.sub(r"\W", "_", path.stem)
 
 
+_FLUX_KEYS = ("double_blocks", "single_blocks", "single_transformer_blocks")
+
+
 def lora_family(path: Path) -> tuple[str, int | None]:
-    """('sdxl' | 'sd', cross-attention width or None) from the adapter's keys and shapes."""
+    """('sdxl' | 'sd' | 'sd3' | 'flux' | 'transformer', cross-attention width or None) from the adapter's keys and
+    shapes. Flux LoRAs come as diffusers, kohya (`lora_unet_double_blocks_…`) or BFL / ComfyUI
+    (`diffusion_model.double_blocks.…`) files; SD3's as diffusers or Stability (`joint_blocks`) files; a diffusers
+    LoRA of the joint blocks alone could be either (`transformer`)."""
     shapes = read_shapes(path)
     if not shapes:
         raise CorruptCheckpoint(f"`loras` file {str(path)!r} holds no tensors.", field="loras")
+    keys = list(shapes)
+    if any(f in k for k in keys for f in _FLUX_KEYS):
+        return "flux", None
+    if any("joint_blocks" in k for k in keys):
+        return "sd3", None
+    if any(k.startswith("transformer.transformer_blocks.") for k in keys):
+        return "transformer", None
     xl = any(k.startswith(("lora_te2_", "text_encoder_2.", "lora_te2.")) for k in shapes) or any(
         "add_embedding" in k for k in shapes
     )
@@ -51,9 +64,14 @@ def lora_family(path: Path) -> tuple[str, int | None]:
     return ("sdxl" if xl else "sd"), cross
 
 
-def check_lora(path: Path, architecture: str, cross_attention_dim: int) -> None:
+def fits_architecture(lora_arch: str, architecture: str) -> bool:
+    return lora_arch == architecture or (lora_arch == "transformer" and architecture in ("sd3", "flux"))
+
+
+def check_lora(path: Path, architecture: str, cross_attention_dim: int | None) -> None:
     fam, cross = lora_family(path)
-    if fam != architecture or (cross is not None and cross != cross_attention_dim):
+    if not fits_architecture(fam, architecture) or (None not in (cross, cross_attention_dim)
+                                                    and cross != cross_attention_dim):
         got = f"{fam}, cross-attention width {cross}" if cross else fam
         raise IncompatibleLora(
             f"`loras` {path.stem!r} was trained for a different model family ({got}) than this model "
@@ -75,7 +93,8 @@ def apply_loras(pipe, loaded: set[str], specs: list[tuple[Path, float]], archite
             )
         name = adapter_name(path)
         if name not in loaded:
-            check_lora(path, architecture, pipe.unet.config.cross_attention_dim)
+            unet = getattr(pipe, "unet", None)
+            check_lora(path, architecture, unet.config.cross_attention_dim if unet is not None else None)
             try:
                 pipe.load_lora_weights(str(path), adapter_name=name)
             except (ValueError, RuntimeError, KeyError) as e:

@@ -25,6 +25,7 @@ from ..errors import (
     IncompatibleAdapter,
     InvalidImage,
     ModelNotFound,
+    ModelTooLarge,
     OutOfMemory,
     ValidationFailed,
 )
@@ -38,9 +39,9 @@ from ..generation.control import (
     check_unit,
     preprocess,
 )
-from ..generation.families import FAMILIES, Family, shipped_config
+from ..generation.families import FAMILIES, Family, lora_preset, shipped_config
 from ..generation.metadata import infotext
-from ..generation.prompts import chunk_prompt
+from ..generation.prompts import chunk_prompt, plain_prompt
 from ..generation.request import (
     MAX_SEED,
     GenerationRequest,
@@ -180,6 +181,7 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     variants: dict[str, Any] = field(default_factory=dict)
     loras: set[str] = field(default_factory=set)
+    dtype: Any = None  # the dtype its weights compute in (SD3 / Flux: bf16 on GPUs)
 
 
 class Engine:
@@ -211,17 +213,20 @@ class Engine:
         width = family.native if req.width is None else req.width
         height = family.native if req.height is None else req.height
         family.validate_size(width, height)
-        steps = record.default_steps if req.steps is None else req.steps
+        # A few-step LoRA (LCM, Lightning, Hyper) brings its own defaults to a model that has none of its own.
+        few = lora_preset([spec.name for spec in req.loras], record.family) if not record.preset else None
+        steps = (few.steps if few else record.default_steps) if req.steps is None else req.steps
         if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
             raise ValidationFailed(
                 f"`steps` must be an integer between 1 and {MAX_STEPS} but is {steps!r}.", field="steps", value=steps
             )
-        cfg = record.default_cfg if req.cfg_scale is None else req.cfg_scale
+        cfg = (few.cfg if few else record.default_cfg) if req.cfg_scale is None else req.cfg_scale
         if not isinstance(cfg, int | float) or isinstance(cfg, bool) or not 0 <= cfg <= MAX_CFG:
             raise ValidationFailed(
                 f"`cfg_scale` must be a number between 0 and {MAX_CFG:g} but is {cfg!r}.", field="cfg_scale", value=cfg
             )
-        sampler = resolve_sampler(req.sampler or record.default_sampler)
+        sampler = resolve_sampler(req.sampler or (few.sampler if few else record.default_sampler),
+                                  architecture=family.architecture)
         seed = req.seed
         if seed is None or seed == -1:
             seed = random_seed()
@@ -259,6 +264,11 @@ class Engine:
             raise ValidationFailed(f"`clip_skip` must be an integer between 1 and {layers} (the text encoder's layers "
                                    f"of {record.id!r}) but is {req.clip_skip!r}.", field="clip_skip",
                                    value=req.clip_skip)
+        if family.flow:
+            _check_flow(req, record, family)
+        elif req.shift is not None:
+            raise ValidationFailed(f"`shift` is for flow-matching models (SD3, Flux), and `model` {record.id!r} is "
+                                   f"{record.family}; leave it out.", field="shift", value=req.shift)
         controls = self._resolve_controls(req, record, family, width, height)
         ips, encoder = self._resolve_ip_adapters(req, record)
         return Resolved(req, record, family, width, height, steps, float(cfg), sampler, seed, loras, init, mask,
@@ -362,6 +372,10 @@ class Engine:
         t2i_arch = _t2i_style(record)
         latent = self.store.latent_channels(record)
         every = self.store.list(None)
+        if family.flow:  # SD3 / Flux take VAEs of their latent space; no UNet adapter fits them
+            return {"controlnets": [], "t2i_adapters": [], "ip_adapters": [], "embeddings": [], "refiners": [],
+                    "vaes": [r.id for r in every if r.kind == "vae" and r.latent_channels == latent],
+                    "estimators": []}
 
         def ip_ok(r: ModelRecord) -> bool:
             try:
@@ -531,6 +545,9 @@ class Engine:
 
         t0 = time.perf_counter()
         family = FAMILIES[record.family]
+        self._check_fits(record, self._dtype_for(family))
+        if family.flow:
+            return self._load_flow(record, family, t0)
         refiner = record.kind == "refiner"
         cls = StableDiffusionXLPipeline if family.architecture == "sdxl" else StableDiffusionPipeline
         if refiner:
@@ -566,7 +583,7 @@ class Engine:
                     str(path), local_files_only=True, dtype=torch.float32,
                     use_safetensors=not record.allow_pickle, **kwargs,
                 )
-            pipe.to(self.device, self.dtype)
+            self._place(pipe, self.dtype, "unet")
         except (OSError, ValueError, KeyError) as e:
             raise EngineError(f"model {record.id!r} could not be loaded from {path}: {e}", field="model") from e
         except RuntimeError as e:
@@ -588,7 +605,81 @@ class Engine:
             scheduler_config=dict(pipe.scheduler.config),
             nbytes=nbytes,
             load_seconds=time.perf_counter() - t0,
+            dtype=self.dtype,
         )
+
+    def _dtype_for(self, family: Family) -> torch.dtype:
+        """SD3 and Flux compute in bf16 on CUDA unless a dtype is set (T5 overflows in fp16)."""
+        if family.flow and self.settings.dtype in ("", "auto") and self.device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return self.dtype
+
+    def _check_fits(self, record: ModelRecord, dtype: torch.dtype) -> None:
+        """Refuse, before reading a weight, a model that would not fit the cache budget (or the GPU, without
+        offload): its parameters at the working dtype, counted from the safetensors headers."""
+        need = self.store.parameter_count(record) * torch.tensor([], dtype=dtype).element_size()
+        gib = 1024**3
+        budget = self.settings.model_cache_bytes
+        if need > budget:
+            raise ModelTooLarge(
+                f"`model` {record.id!r} needs about {need / gib:.1f} GiB at {dev.dtype_name(dtype)}, more than the "
+                f"model cache budget SOLVENT_MODEL_CACHE_BYTES ({budget / gib:.1f} GiB); raise it"
+                + (" or set SOLVENT_FP8_WEIGHTS=true" if not self.settings.fp8_weights else "") + ".",
+                field="model", value=record.id)
+        if self.device.type == "cuda" and self.settings.offload == "none":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            with self._cache_lock:
+                freeable = sum(m.nbytes for m in self._cache.values() if not m.lock.locked())
+            if need > free + freeable:
+                raise ModelTooLarge(
+                    f"`model` {record.id!r} needs about {need / gib:.1f} GiB of GPU memory at {dev.dtype_name(dtype)} "
+                    f"and {(free + freeable) / gib:.1f} GiB can be had; set SOLVENT_OFFLOAD=model (or sequential), "
+                    "SOLVENT_FP8_WEIGHTS=true, or use a larger GPU.", field="model", value=record.id)
+
+    def _place(self, pipe, dtype: torch.dtype, denoiser: str) -> None:
+        """Move a pipeline to the device at `dtype`, offloaded or with fp8 weights as the settings say."""
+        pipe.to(dtype=dtype)
+        if self.settings.fp8_weights:
+            getattr(pipe, denoiser).enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=dtype)
+        if self.settings.offload != "none" and self.device.type == "cuda":
+            if self.settings.offload == "model":
+                pipe.enable_model_cpu_offload(device=self.device)
+            else:
+                pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+
+    def _load_flow(self, record: ModelRecord, family: Family, t0: float) -> LoadedModel:
+        """An SD3 or Flux pipeline: a diffusers folder, or a single file with its component files."""
+        import diffusers
+
+        from .flow import folder_tokenizers, load_flow_components
+
+        dtype = self._dtype_for(family)
+        cls = getattr(diffusers, "StableDiffusion3Pipeline" if family.architecture == "sd3" else "FluxPipeline")
+        path = self.store.path_of(record)
+        try:
+            if record.format == "single_file":
+                parts = {name: self.store.component_path(record, name) for name in record.details.get("components", {})}
+                pipe = cls(**load_flow_components(path, record.family, parts, dtype))
+            else:
+                pipe = cls.from_pretrained(str(path), local_files_only=True, torch_dtype=dtype, use_safetensors=True,
+                                           **folder_tokenizers(path, record.family))
+            self._place(pipe, dtype, "transformer")
+        except (OSError, ValueError, KeyError) as e:
+            raise EngineError(f"model {record.id!r} could not be loaded from {path}: {e}", field="model") from e
+        except RuntimeError as e:
+            if dev.is_oom(e):
+                dev.free_memory(self.device)
+                raise OutOfMemory(f"not enough device memory to load {record.id!r}.", field="model") from e
+            raise
+        pipe.set_progress_bar_config(disable=True)
+        if self.settings.compile and self.device.type == "cuda":
+            pipe.transformer = torch.compile(pipe.transformer)
+        nbytes = dev.module_bytes(*(getattr(pipe, n, None) for n in ("transformer", "vae", "text_encoder",
+                                                                      "text_encoder_2", "text_encoder_3")))
+        return LoadedModel(record=record, pipe=pipe, encoder=None, scheduler_config=dict(pipe.scheduler.config),
+                           nbytes=nbytes, load_seconds=time.perf_counter() - t0, dtype=dtype)
 
     def _vae(self, lm: LoadedModel, record: ModelRecord):
         """A VAE from the store for this model (cached beside it); its latent channels must be the model's."""
@@ -601,7 +692,7 @@ class Engine:
         if key not in lm.variants:
             vae = load_vae(self.store.path_of(record), dict(own))
             upcast = FAMILIES[lm.record.family].architecture == "sdxl" and self.dtype == torch.float16
-            lm.variants[key] = vae.to(self.device, torch.float32 if upcast else self.dtype)
+            lm.variants[key] = vae.to(self.device, torch.float32 if upcast else (lm.dtype or self.dtype))
         return lm.variants[key]
 
     def _controlnet(self, lm: LoadedModel, record: ModelRecord):
@@ -636,12 +727,14 @@ class Engine:
         if mode not in lm.variants:
             import diffusers
 
-            xl = FAMILIES[lm.record.family].architecture == "sdxl"
+            arch = FAMILIES[lm.record.family].architecture
             name = {"img2img": "Img2ImgPipeline", "inpaint": "InpaintPipeline"}[mode]
-            cls = getattr(diffusers, ("StableDiffusionXL" if xl else "StableDiffusion") + name)
-            extra = {} if xl else {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+            prefix = {"sdxl": "StableDiffusionXL", "sd3": "StableDiffusion3", "flux": "Flux"}.get(arch, "StableDiffusion")
+            cls = getattr(diffusers, prefix + name)
+            extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False} if (
+                arch == "sd") else {}
             variant = cls.from_pipe(lm.pipe, **extra)
-            if mode == "inpaint" and variant.unet.config.in_channels == variant.vae.config.latent_channels != 4:
+            if mode == "inpaint" and arch == "sd" and variant.unet.config.in_channels == variant.vae.config.latent_channels != 4:
                 # solvent-tiny's plain UNet reads 8 latent channels; diffusers' inpaint pipeline takes
                 # "4 input channels" to mean "a plain UNet: blend the known latents back each step" and
                 # refuses anything but 4 or 9. The blend itself works for any channel count.
@@ -720,6 +813,8 @@ class Engine:
     def _run_many(self, lm: LoadedModel, rs: list[Resolved], progress, is_cancelled,
                   load_seconds: float, rlm: LoadedModel | None = None) -> list[GenerationResult]:
         r = rs[0]  # every request shares its model, size, steps, CFG, sampler and LoRAs (batch_key)
+        if r.family.flow:
+            return self._run_flow(lm, rs, progress, is_cancelled, load_seconds)
         req = r.request
         arch = r.family.architecture
         # 3. LoRA adapters (loaded once per model, activated per request); embeddings the prompts name
@@ -806,15 +901,97 @@ class Engine:
         if req.mode == "inpaint":
             images = _keep_unmasked(images, rs, counts)
 
-        # 7. Results: seeds, metadata and usage, per request; a batch's device time is shared by work
+        return self._results(rs, images, seconds, steps_run, load_seconds)
+
+    def _results(self, rs: list[Resolved], images: list[Image.Image], seconds: float, steps_run: int,
+                 load_seconds: float) -> list[GenerationResult]:
+        """Seeds, metadata and usage, per request; a batch's device time is shared by work."""
         if len(rs) == 1:
-            return [self._result(r, images, seconds, steps_run, load_seconds, None)]
+            return [self._result(rs[0], images, seconds, steps_run, load_seconds, None)]
         parts = batch_parts(round(seconds * 1000), [x.width * x.height * x.steps * x.request.batch_size for x in rs])
         out, first = [], 0
-        for x, n, part in zip(rs, counts, parts, strict=True):
+        for x, part in zip(rs, parts, strict=True):
+            n = x.request.batch_size
             out.append(self._result(x, images[first:first + n], part_ms(part) / 1000, steps_run, load_seconds, part))
             first += n
         return out
+
+    def _run_flow(self, lm: LoadedModel, rs: list[Resolved], progress, is_cancelled,
+                  load_seconds: float) -> list[GenerationResult]:
+        """SD3 and Flux: diffusers' own prompt encoding (weights syntax read as plain text: T5 has no per-token
+        weighting), the flow sampler with the model's shift (or the request's), Flux's distilled guidance."""
+        r = rs[0]
+        req = r.request
+        arch = r.family.architecture
+        apply_loras(lm.pipe, lm.loras, r.loras, arch)
+        pipe = self._variant(lm, req.mode)
+        base = dict(lm.scheduler_config)
+        if req.shift is not None:  # a fixed shift replaces Flux's shift by image size
+            base.update(shift=float(req.shift), use_dynamic_shifting=False)
+        pipe.scheduler = make_scheduler(r.sampler, base, r.seed)
+        dev.reset_peak(self.device)
+        dev.synchronize(self.device)
+        t0 = time.perf_counter()
+        steps_run = 0
+
+        def on_step(p, i, t, kwargs):
+            nonlocal steps_run
+            steps_run += 1
+            if is_cancelled():
+                raise Cancelled(f"cancelled after {steps_run} steps.")
+            if progress is not None:
+                latents = kwargs["latents"]
+                total = getattr(p, "_num_timesteps", None) or r.steps
+                progress(ProgressEvent(steps_run, total, lambda lat=latents: self._flow_preview(p, lat, r)))
+            return kwargs
+
+        every = [x for x in rs for _ in range(x.request.batch_size)]
+        call: dict[str, Any] = dict(
+            prompt=[plain_prompt(x.request.prompt) for x in every], num_inference_steps=r.steps,
+            guidance_scale=r.cfg_scale, num_images_per_prompt=1,
+            generator=[torch.Generator("cpu").manual_seed(x.seed + i) for x in rs for i in range(x.request.batch_size)],
+            callback_on_step_end=on_step, output_type="pil")
+        if arch == "sd3":
+            call.update(negative_prompt=[plain_prompt(x.request.negative_prompt) for x in every],
+                        clip_skip=(req.clip_skip - 1) or None)
+        else:  # schnell was distilled with 256 T5 tokens, dev with 512
+            call["max_sequence_length"] = 512 if pipe.transformer.config.guidance_embeds else 256
+        if req.mode != "img2img" or arch == "flux":
+            call.update(width=r.width, height=r.height)
+        if req.mode != "txt2img":
+            call.update(image=r.init_image, strength=float(req.strength))
+            if req.mode == "inpaint":
+                call["mask_image"] = r.mask
+        own_vae = pipe.vae
+        if r.vae is not None:
+            pipe.vae = self._vae(lm, r.vae)
+        try:
+            with torch.inference_mode():
+                images = pipe(**call).images
+        finally:
+            pipe.vae = own_vae
+        dev.synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        if req.mode == "inpaint":
+            images = _keep_unmasked(images, rs, [x.request.batch_size for x in rs])
+        return self._results(rs, images, seconds, steps_run, load_seconds)
+
+    def _flow_preview(self, pipe, latents: torch.Tensor, r: Resolved) -> Image.Image:
+        """A cheap preview of SD3 / Flux latents (Flux's are packed 2×2): a VAE decode for tiny VAEs, else the
+        first three latent channels stretched to the visible range."""
+        with torch.no_grad():
+            lat = latents[:1]
+            if r.family.architecture == "flux":
+                lat = pipe._unpack_latents(lat, r.height, r.width, pipe.vae_scale_factor)
+            cfg = pipe.vae.config
+            if cfg.block_out_channels[-1] < 256:
+                img = pipe.vae.decode((lat / cfg.scaling_factor + (cfg.shift_factor or 0)).to(pipe.vae.dtype)).sample[0]
+                rgb = ((img.float().clamp(-1, 1) + 1) * 127.5).permute(1, 2, 0)
+            else:
+                x = lat[0, :3].float()
+                lo, hi = x.amin(dim=(1, 2), keepdim=True), x.amax(dim=(1, 2), keepdim=True)
+                rgb = ((x - lo) / (hi - lo + 1e-6) * 255).permute(1, 2, 0)
+            return Image.fromarray(rgb.byte().cpu().numpy())
 
     def _refine(self, lm: LoadedModel, rlm: LoadedModel, r: Resolved, latents, on_step, generators):
         """The refiner's part: the steps after the switch, from the base model's latents (diffusers' ensemble of
@@ -978,7 +1155,7 @@ def batch_key(r: Resolved) -> tuple | None:
     if r.request.mode != "txt2img" or r.controls or r.ip_adapters or r.request.refiner:
         return None
     return (r.record.id, r.width, r.height, r.steps, r.cfg_scale, r.sampler.name, r.request.clip_skip,
-            r.vae.id if r.vae else None,
+            r.vae.id if r.vae else None, r.request.shift,
             tuple(sorted((str(p), float(w)) for p, w in r.loras)))
 
 
@@ -990,3 +1167,20 @@ def _terms_text(terms: dict) -> dict[str, str]:
     if terms.get("license"):
         out["License"] = str(terms["license"])
     return out
+
+
+def _check_flow(req: GenerationRequest, record: ModelRecord, family: Family) -> None:
+    """What SD3 and Flux models refuse: UNet adapters (ControlNet, T2I, IP-Adapter units for them are not served
+    yet), Flux's CLIP skip, and a shift out of range."""
+    where = "`controlnets`" if req.controls else "`ip_adapters`" if req.ip_adapters else None
+    if where:
+        raise IncompatibleAdapter(f"{where} units run UNet models; `model` {record.id!r} is {family.label} (a "
+                                  "flow-matching transformer), which Solvent serves without them so far.",
+                                  field=where.strip("`"), value=record.id)
+    if family.architecture == "flux" and req.clip_skip != 1:
+        raise ValidationFailed(f"`clip_skip` must be 1 for Flux models (their CLIP encoder gives only its pooled "
+                               f"output) but is {req.clip_skip!r}.", field="clip_skip", value=req.clip_skip)
+    if req.shift is not None and (not isinstance(req.shift, int | float) or isinstance(req.shift, bool)
+                                  or not 0 < req.shift <= 20):
+        raise ValidationFailed(f"`shift` must be a number above 0 and at most 20 but is {req.shift!r}.",
+                               field="shift", value=req.shift)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -32,9 +33,10 @@ from ..errors import (
     UnsupportedModel,
     ValidationFailed,
 )
-from ..generation.families import get_family
+from ..generation.families import FLOW_ARCHITECTURES, Preset, get_family, get_preset, preset_for
 from .adapters import encoder_fits, inspect_adapter, pickled_adapter
 from .checkpoint import PICKLE_REFUSAL, SAFE_SUFFIXES, UNET, inspect_checkpoint, is_pickle, read_shapes
+from .flow import COMPONENTS, FlowInfo, check_components, inspect_flow
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
@@ -73,6 +75,7 @@ class ModelRecord:
     default_vae: str | None = None  # checkpoints: the VAE its requests get unless they name one
     details: dict[str, Any] = field(default_factory=dict)  # kind-specific facts (`adapters.AdapterInfo.details`)
     image_encoder: str | None = None  # IP-Adapters: the image encoder in the store it reads
+    preset: str = ""  # checkpoints: the few-step preset its defaults came from (`turbo`, `lcm`, `schnell`, …)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -102,7 +105,8 @@ def hash_files(root: Path, files: list[Path], progress: Progress | None = None) 
         digest = sha256_file(f, progress, done, total)
         size = f.stat().st_size
         done += size
-        out.append({"path": str(f.relative_to(root)), "size": size, "sha256": digest})
+        out.append({"path": str(f.relative_to(root)) if f.is_relative_to(root) else str(f), "size": size,
+                    "sha256": digest})
     if len(out) == 1:
         overall = out[0]["sha256"]
     else:
@@ -136,6 +140,8 @@ def folder_family(folder: Path) -> tuple[str, bool]:
         )
     try:
         cls = json.loads(index.read_text()).get("_class_name", "")
+        if cls.startswith(("StableDiffusion3", "Flux")) and (folder / "transformer" / "config.json").is_file():
+            return ("sd3" if cls.startswith("StableDiffusion3") else "flux"), "Inpaint" in cls
         unet = json.loads((folder / "unet" / "config.json").read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise UnsupportedModel(f"`path` {str(folder)!r} has unreadable configs: {e}", field="path") from e
@@ -146,7 +152,7 @@ def folder_family(folder: Path) -> tuple[str, bool]:
     else:
         raise UnsupportedModel(
             f"`path` {str(folder)!r} holds a {cls or 'unknown'} pipeline; Solvent serves Stable Diffusion 1.x, "
-            "2.x and XL pipelines.",
+            "2.x, XL, 3/3.5 and Flux.1 pipelines.",
             field="path",
             value=cls,
         )
@@ -241,9 +247,33 @@ class ModelStore:
             self._configs[cache_key] = value
         return self._configs[cache_key]
 
+    def component_path(self, record: ModelRecord, name: str) -> Path:
+        """Where an SD3 / Flux single file's component (`clip_l`, `clip_g`, `t5`, `vae`) lies."""
+        p = Path(record.details["components"][name])
+        return p if p.is_absolute() else self.root / record.id / p
+
+    def parameter_count(self, record: ModelRecord) -> int:
+        """How many weights a model's safetensors files hold (from their headers; pickles count 0). Cached."""
+        key = (record.id, record.sha256, "parameters")
+        if key not in self._configs:
+            total = 0
+            base = self.path_of(record) if record.format == "diffusers" else self.path_of(record).parent
+            for f in record.files:
+                p = Path(f["path"])
+                if p.suffix.lower() not in SAFE_SUFFIXES:
+                    continue
+                p = p if p.is_absolute() else base / p
+                try:
+                    total += sum(math.prod(shape) for shape in read_shapes(p).values())
+                except (OSError, SolventError):
+                    continue
+            self._configs[key] = total
+        return self._configs[key]
+
     def latent_channels(self, record: ModelRecord) -> int:
-        """The model's VAE latent channels (which VAEs fit it); Stable Diffusion's 4 when not in a config."""
-        return self._config_value(record, "vae", "latent_channels", 4)
+        """The model's VAE latent channels (which VAEs fit it); Stable Diffusion's 4 when not in a config (SD3 and
+        Flux single files record their 16)."""
+        return self._config_value(record, "vae", "latent_channels", int(record.details.get("latent_channels", 4)))
 
     def text_layers(self, record: ModelRecord) -> int:
         """How many layers the model's (first) text encoder has (the largest CLIP skip); 12 when unknown."""
@@ -294,6 +324,8 @@ class ModelStore:
         return [e for e in self.list("image_encoder") if encoder_fits(details, e.details)]
 
     def _read_width(self, record: ModelRecord) -> int | None:
+        if record.family in FLOW_ARCHITECTURES:
+            return None  # no UNet cross-attention: UNet adapters never fit
         path = self.path_of(record)
         try:
             if record.format == "diffusers":
@@ -329,9 +361,17 @@ class ModelStore:
         license_name: str = "",
         license_url: str = "",
         image_encoder: str | None = None,
+        components: dict[str, str | Path] | None = None,
+        preset: str | None = None,
         progress: Progress | None = None,
     ) -> ModelRecord:
         """Install a diffusers folder, a single-file checkpoint or an adapter (copied, or referenced with `link`).
+
+        An SD3 or Flux single file takes the `components` it does not carry inside (`clip_l`, `clip_g`, `t5`,
+        `vae` → a file each), copied (or linked) beside it. `preset` (`turbo`, `lcm`, `lightning`, `schnell`,
+        `sd3-turbo`, `standard`, …) sets the defaults a request that sends none gets; without it, a few-step model
+        is recognised by its name (`sdxl-turbo`, `…lightning…`) or, for Flux, by its weights (schnell has no
+        guidance embedding).
 
         A pickled adapter or embedding (`.bin`, `.pt`) is refused unless `allow_pickle`; with it, its tensors
         are read once (torch's `weights_only` loader, which runs no code objects) and stored as `.safetensors`,
@@ -347,6 +387,14 @@ class ModelStore:
             if tensors is not None:
                 return self._add_converted(src, tensors, model_id, license_name, license_url, image_encoder,
                                            progress)
+        chosen = get_preset(preset) if preset else None
+        flow = inspect_flow(read_shapes(src)) if src.is_file() and src.suffix.lower() in SAFE_SUFFIXES else None
+        if flow is not None:
+            return self._add_flow(src, flow, model_id, family, dict(components or {}), chosen, link=link,
+                                  progress=progress, license_name=license_name, license_url=license_url)
+        if components:
+            raise ValidationFailed(f"`components` ({', '.join(components)}) are for SD3 and Flux single files, and "
+                                   f"{str(src)!r} is not one.", field=next(iter(components)))
         adapter = inspect_adapter(src) if not is_pickle(src) else None
         if adapter is not None:
             encoder = self._pair_encoder(src, adapter, image_encoder) if adapter.kind == "ip_adapter" else None
@@ -387,10 +435,40 @@ class ModelStore:
             raise ValidationFailed(
                 f"`prediction_type` must be epsilon or v_prediction but is {pred!r}.", field="prediction_type"
             )
+        details = _folder_details(src, detected) if fmt == "diffusers" else {}
+        chosen = chosen or _recognised_preset(model_id or src.name, detected, details)
         return self._install(src, model_id, detected, fmt, kind, link=link, progress=progress,
                              license_name=license_name, license_url=license_url, prediction_type=pred,
                              inpainting=inpainting, allow_pickle=allow_pickle and is_pickle(src),
+                             preset=chosen, details=details,
                              **({"kind": "refiner", "architecture": "sdxl"} if refiner else {}))
+
+    def _add_flow(self, src: Path, info: FlowInfo, model_id: str | None, family: str | None,
+                  components: dict[str, str | Path], preset: Preset | None, **kw: Any) -> ModelRecord:
+        """Install an SD3 / Flux single file with the component files it does not carry (checked first)."""
+        if family and family != info.family:
+            raise ValidationFailed(f"`family` is {family!r} but {str(src)!r} is recognised as {info.family}.",
+                                   field="family", value=family)
+        paths: dict[str, Path] = {}
+        for name, value in components.items():
+            if name not in COMPONENTS[info.family]:
+                raise ValidationFailed(f"`{name}` is not a component of {info.family} models; they take "
+                                       f"{', '.join(COMPONENTS[info.family])}.", field=name, value=str(value))
+            p = Path(value).expanduser().resolve()
+            if not p.is_file() or p.suffix.lower() not in SAFE_SUFFIXES:
+                raise ValidationFailed(f"`{name}` must be a .safetensors file but is {str(value)!r}.", field=name,
+                                       value=str(value))
+            if name in info.inside:
+                raise ValidationFailed(f"`{name}` is already inside {str(src)!r}; leave it out.", field=name,
+                                       value=str(value))
+            paths[name] = p
+        check_components(info, {n: read_shapes(p) for n, p in paths.items()},
+                         {"path": str(src), **{n: str(p) for n, p in paths.items()}})
+        details = {"variant": info.variant, "latent_channels": 16, "t5": "t5" in (*info.inside, *paths),
+                   "cost_class": "sd3-large" if info.family == "sd3" and info.variant == "large" else info.family}
+        chosen = preset or _recognised_preset(model_id or src.stem, info.family, details)
+        return self._install(src, model_id, info.family, "single_file", "checkpoint", extra_files=paths,
+                             preset=chosen, details=details, **kw)
 
     def _add_converted(self, src: Path, tensors: dict, model_id: str | None, license_name: str, license_url: str,
                        image_encoder: str | None, progress: Progress | None) -> ModelRecord:
@@ -432,11 +510,16 @@ class ModelStore:
         return fits[0].id
 
     def _install(self, src: Path, model_id: str | None, family: str, fmt: str, source: str, *, link: bool,
-                 progress: Progress | None, **fields: Any) -> ModelRecord:
-        """Copy (or reference) `src` into a fresh folder, hash it, write its record, rename it into place."""
+                 progress: Progress | None, extra_files: dict[str, Path] | None = None,
+                 preset: Preset | None = None, **fields: Any) -> ModelRecord:
+        """Copy (or reference) `src` into a fresh folder, hash it, write its record, rename it into place.
+
+        `extra_files` (component name → file) are copied into `components/` beside it (or referenced with
+        `link`), hashed with it, and listed in `details["components"]`."""
         model_id = model_id or _slug(src.stem if src.is_file() else src.name)
         self._check_new_id(model_id)
         fam = get_family(family)
+        extra_files = extra_files or {}
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = self.root / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
@@ -453,7 +536,19 @@ class ModelStore:
                 rel = "diffusers"
                 shutil.copytree(src, tmp / rel, ignore=shutil.ignore_patterns(".*"))
                 files, hash_root = _weight_files(tmp / rel), tmp / rel
+            placed = {}
+            for name, f in extra_files.items():
+                if link:
+                    placed[name] = str(f)
+                else:
+                    (tmp / "components").mkdir(exist_ok=True)
+                    placed[name] = f"components/{name}{f.suffix.lower()}"
+                    shutil.copy2(f, tmp / placed[name])
+                files.append(Path(placed[name]) if link else tmp / placed[name])
+            if placed:
+                fields["details"] = {**fields.get("details", {}), "components": placed}
             listing, digest, size = hash_files(hash_root, files, progress)
+            use = preset if preset is not None and preset.steps else None
             record = ModelRecord(
                 id=model_id,
                 family=family,
@@ -461,9 +556,10 @@ class ModelStore:
                 source=source,
                 path=rel if not link else str(target),
                 native_resolution=fam.native,
-                default_steps=fam.default_steps,
-                default_cfg=fam.default_cfg,
-                default_sampler=fam.default_sampler,
+                default_steps=use.steps if use else fam.default_steps,
+                default_cfg=use.cfg if use else fam.default_cfg,
+                default_sampler=use.sampler if use else fam.default_sampler,
+                preset=use.name if use else "",
                 files=listing,
                 size_bytes=size,
                 sha256=digest,
@@ -568,3 +664,28 @@ def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
     os.replace(tmp, path)
+
+
+def _folder_details(folder: Path, family: str) -> dict[str, Any]:
+    """SD3 / Flux folders: the variant (Flux schnell has no guidance embedding; SD3.5 Large has 38 blocks)."""
+    if family not in FLOW_ARCHITECTURES:
+        return {}
+    try:
+        cfg = json.loads((folder / "transformer" / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        cfg = {}
+    if family == "flux":
+        variant = "dev" if cfg.get("guidance_embeds", True) else "schnell"
+    else:
+        variant = "large" if int(cfg.get("num_layers", 24)) >= 38 else "medium"
+    t5 = (folder / ("text_encoder_3" if family == "sd3" else "text_encoder_2")).is_dir()
+    return {"variant": variant, "t5": t5,
+            "cost_class": "sd3-large" if family == "sd3" and variant == "large" else family}
+
+
+def _recognised_preset(name: str, family: str, details: dict) -> Preset | None:
+    """The few-step preset a model announces: by name, else Flux's schnell / dev by its weights."""
+    found = preset_for(name, family)
+    if found is None and family == "flux":
+        found = get_preset("schnell" if details.get("variant") == "schnell" else "flux-dev")
+    return found

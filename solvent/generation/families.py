@@ -1,4 +1,4 @@
-"""Model families: what Solvent knows about SD 1.x, SD 2.x, SDXL and its own `solvent-tiny`.
+"""Model families: what Solvent knows about SD 1.x, SD 2.x, SDXL, SD3/3.5, Flux.1 and its own `solvent-tiny`.
 
 A family fixes the architecture (which diffusers pipeline runs it), the shipped component
 configs (under `assets/configs/<family>`), the native resolution, defaults and size rules.
@@ -17,6 +17,8 @@ from ..errors import ValidationFailed
 
 ASSETS = Path(str(resources.files("solvent.generation") / "assets"))
 TOKENIZER_DIR = ASSETS / "clip_tokenizer"
+T5_TOKENIZER_DIR = ASSETS / "t5_tokenizer"  # T5 v1.1's SentencePiece vocabulary (Apache-2.0), as tokenizer.json
+FLOW_ARCHITECTURES = ("sd3", "flux")  # rectified-flow transformers (diffusers' SD3 and Flux pipelines)
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,9 @@ class Family:
 
     name: str
     label: str
-    architecture: str  # "sd" (StableDiffusion*Pipeline) or "sdxl" (StableDiffusionXL*Pipeline)
+    # "sd" (StableDiffusion*Pipeline), "sdxl" (StableDiffusionXL*Pipeline), "sd3" (StableDiffusion3*Pipeline) or
+    # "flux" (Flux*Pipeline)
+    architecture: str
     native: int  # native resolution in pixels (square)
     default_steps: int
     default_cfg: float
@@ -33,7 +37,12 @@ class Family:
     min_side: int
     max_side: int
     max_pixels: int
-    cost_class: str  # the credit price class: "tiny" | "sd" | "sdxl"
+    cost_class: str  # the credit price class: "tiny" | "sd" | "sdxl" | "sd3" | "flux"
+
+    @property
+    def flow(self) -> bool:
+        """A rectified-flow transformer (SD3, Flux): flow-matching samplers, no UNet adapters."""
+        return self.architecture in FLOW_ARCHITECTURES
 
     def validate_size(self, width: int, height: int) -> None:
         """Raise `ValidationFailed` naming the field unless `width`×`height` suits this family."""
@@ -66,6 +75,8 @@ FAMILIES: dict[str, Family] = {
         Family("sd1", "Stable Diffusion 1.x", "sd", 512, 25, 7.0, "dpmpp_2m_karras", 64, 2048, 1536 * 1536, "sd"),
         Family("sd2", "Stable Diffusion 2.x", "sd", 768, 25, 7.0, "dpmpp_2m_karras", 64, 2048, 1536 * 1536, "sd"),
         Family("sdxl", "Stable Diffusion XL", "sdxl", 1024, 30, 6.0, "dpmpp_2m_karras", 256, 2048, 2048 * 2048, "sdxl"),
+        Family("sd3", "Stable Diffusion 3", "sd3", 1024, 28, 4.5, "flow_euler", 256, 2048, 2048 * 2048, "sd3"),
+        Family("flux", "Flux.1", "flux", 1024, 28, 3.5, "flow_euler", 256, 2048, 2048 * 2048, "flux"),
         Family("tiny", "solvent-tiny", "sd", 64, 20, 2.0, "dpmpp_2m", 32, 256, 256 * 256, "tiny"),
     )
 }
@@ -88,3 +99,62 @@ def _config(family: str, component: str) -> str:
 def shipped_config(family: str, component: str) -> dict[str, Any]:
     """A fresh copy of the shipped diffusers/transformers config of one component."""
     return json.loads(_config(family, component))
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Per-model defaults for a kind of model: what a request that sends nothing gets."""
+
+    name: str
+    steps: int
+    cfg: float
+    sampler: str
+    note: str
+
+
+# Few-step (distilled) models and LoRAs: their makers' recommended settings. A model's record takes a preset's
+# defaults when it is added (recognised by name, or `--preset`); a request with a few-step LoRA and no steps of
+# its own gets the LoRA's.
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("standard", 0, 0.0, "", "the family's defaults"),
+    Preset("turbo", 1, 0.0, "euler_a_trailing", "SDXL-Turbo / SD-Turbo: 1–4 steps, no CFG, trailing timesteps"),
+    Preset("lcm", 4, 1.5, "lcm", "LCM models and LCM-LoRA: 4–8 steps, CFG 1–2, the LCM sampler"),
+    Preset("lightning", 4, 0.0, "euler_trailing", "SDXL-Lightning / Hyper-SD: 4–8 steps, no CFG, trailing Euler"),
+    Preset("schnell", 4, 0.0, "flow_euler", "Flux.1 [schnell]: 1–4 steps, no guidance"),
+    Preset("sd3-turbo", 4, 0.0, "flow_euler", "SD3.5 Large Turbo: 4 steps, no CFG"),
+    Preset("flux-dev", 28, 3.5, "flow_euler", "Flux.1 [dev]: distilled guidance 3.5, 28 steps"),
+)}
+_PRESET_NAMES = (("lightning", "lightning"), ("hyper", "lightning"), ("lcm", "lcm"), ("schnell", "schnell"),
+                 ("turbo", "turbo"))
+
+
+def preset_for(name: str, family: str) -> Preset | None:
+    """The few-step preset a model or LoRA name announces (`sdxl-turbo`, `lcm-lora-sdv1-5`, `…lightning_4step…`,
+    `flux1-schnell`, `sd3.5_large_turbo`), or None."""
+    low = name.lower()
+    for word, preset in _PRESET_NAMES:
+        if word in low:
+            if preset == "turbo" and family == "sd3":
+                return PRESETS["sd3-turbo"]
+            if preset in ("turbo", "lightning", "lcm") and family in FLOW_ARCHITECTURES:
+                continue  # UNet-model settings; a flow model's few-step variant is its own preset
+            return PRESETS[preset]
+    return None
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValidationFailed(f"`preset` must be one of {', '.join(PRESETS)} but is {name!r}.", field="preset",
+                               value=name) from None
+
+
+def lora_preset(names: list[str], family: str) -> Preset | None:
+    """The few-step preset of the first LoRA that announces one (`lcm-lora-sdxl`, `sdxl_lightning_4step_lora`,
+    `Hyper-SD15-8steps-lora`): a request with such a LoRA and no settings of its own gets its defaults."""
+    for name in names:
+        found = preset_for(name, family)
+        if found is not None and found.name in ("lcm", "lightning", "turbo"):
+            return found
+    return None

@@ -144,3 +144,13 @@ def chunk_prompt(encode: Callable[[str], list[int]], text: str, max_chunks: int,
             value=f"{total} tokens",
         )
     return Chunks(ids, weights)
+
+
+def plain_prompt(text: str) -> str:
+    """The text of a weighted prompt without its syntax (`(cat:1.3)` → `cat`, `BREAK` → a space): what encoders
+    without per-token weighting (T5, and so SD3 and Flux) read."""
+    try:
+        parts = parse_weights(text)
+    except ValueError:
+        return text
+    return "".join(" " if w == -1 and frag == "BREAK" else frag for frag, w in parts).strip()

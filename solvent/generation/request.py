@@ -60,6 +60,7 @@ class GenerationRequest:
     refiner_switch: float = 0.8  # the fraction of the steps the base model runs before the refiner
     vae: str | None = None  # a VAE in the store; None = the model's default (its own, or the one set for it)
     clip_skip: int = 1  # A1111's "Clip skip" / CLIP_stop_at_last_layers: 1 = the text encoder's last layer
+    shift: float | None = None  # SD3 / Flux: the flow-matching timestep shift; None = the model's own
     # Usage terms recorded in the image metadata (e.g. commercial_use, license), set by the service.
     terms: dict[str, Any] = field(default_factory=dict)
 

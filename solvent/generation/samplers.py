@@ -22,6 +22,8 @@ class Sampler:
     a1111: tuple[str, ...] = ()  # AUTOMATIC1111 display name first, then its aliases
     stability: str | None = None  # Stability REST v1 enum value
     ancestral: bool = False
+    flow: bool = False  # a flow-matching scheduler: runs SD3 and Flux only (and they run only these)
+    only: tuple[str, ...] = ()  # the architectures that can run it, where not all of its kind can
 
 
 SAMPLERS: tuple[Sampler, ...] = (
@@ -60,7 +62,24 @@ SAMPLERS: tuple[Sampler, ...] = (
     Sampler("plms", "PNDMScheduler", {"skip_prk_steps": True}, ("PLMS",)),
     Sampler("unipc", "UniPCMultistepScheduler", {}, ("UniPC",)),
     Sampler("lcm", "LCMScheduler", {}, ("LCM",)),
+    # Few-step models (SDXL-Turbo, SD-Turbo, Lightning, Hyper) want the last timestep first: "trailing" spacing
+    # (A1111's "SGM Uniform" schedule).
+    Sampler("euler_trailing", "EulerDiscreteScheduler", {"timestep_spacing": "trailing"},
+            ("Euler SGM Uniform", "euler_sgm_uniform")),
+    Sampler("euler_a_trailing", "EulerAncestralDiscreteScheduler", {"timestep_spacing": "trailing"},
+            ("Euler a SGM Uniform", "euler_a_sgm_uniform"), None, True),
+    # Flow matching (SD3, Flux): the model's own shift settings come with its scheduler config.
+    Sampler("flow_euler", "FlowMatchEulerDiscreteScheduler", {}, ("Euler (flow)",), flow=True),
+    Sampler("flow_euler_karras", "FlowMatchEulerDiscreteScheduler", {"use_karras_sigmas": True},
+            ("Euler Karras (flow)",), flow=True),
+    Sampler("flow_heun", "FlowMatchHeunDiscreteScheduler", {}, ("Heun (flow)",), flow=True, only=("sd3",)),
+    Sampler("flow_lcm", "FlowMatchLCMScheduler", {}, ("LCM (flow)",), None, True, flow=True),
 )
+
+# What a flow-matching model runs when a client names a UNet sampler (AUTOMATIC1111/Forge and ComfyUI users keep
+# their "Euler" for Flux). Names not here are refused for SD3 and Flux with the list of those that run.
+FLOW_EQUIVALENTS = {"euler": "flow_euler", "euler_karras": "flow_euler_karras", "heun": "flow_heun",
+                    "lcm": "flow_lcm", "euler_trailing": "flow_euler"}
 
 _BY_KEY: dict[str, Sampler] = {}
 for _s in SAMPLERS:
@@ -68,8 +87,12 @@ for _s in SAMPLERS:
         _BY_KEY[_key.lower()] = _s
 
 
-def resolve_sampler(name: str, field_name: str = "sampler") -> Sampler:
-    """Look a sampler up by any of its names (case-insensitive)."""
+def resolve_sampler(name: str, field_name: str = "sampler", architecture: str | None = None) -> Sampler:
+    """Look a sampler up by any of its names (case-insensitive); with `architecture`, one that runs it.
+
+    A flow-matching model (`sd3`, `flux`) takes the flow samplers, and the UNet names that have a flow
+    equivalent (`Euler` → `flow_euler`); a UNet model refuses the flow samplers. Either refusal names what runs.
+    """
     sampler = _BY_KEY.get(str(name).strip().lower())
     if sampler is None:
         raise ValidationFailed(
@@ -78,6 +101,17 @@ def resolve_sampler(name: str, field_name: str = "sampler") -> Sampler:
             field=field_name,
             value=name,
         )
+    if architecture is None:
+        return sampler
+    flow = architecture in ("sd3", "flux")
+    if flow and not sampler.flow:
+        sampler = _BY_KEY.get(FLOW_EQUIVALENTS.get(sampler.name, ""), sampler)
+    runs = [s.name for s in SAMPLERS if s.flow == flow and (not s.only or architecture in s.only)]
+    if sampler.flow != flow or (sampler.only and architecture not in sampler.only):
+        kind = "flow-matching" if flow else "UNet"
+        raise ValidationFailed(
+            f"`{field_name}` {name!r} does not run {architecture} models ({kind} samplers run them: "
+            f"{', '.join(runs)}).", field=field_name, value=name)
     return sampler
 
 

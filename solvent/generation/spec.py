@@ -16,7 +16,7 @@ from .request import GenerationRequest, LoraSpec
 
 BLOB_FIELDS = ("init_image_blob", "mask_blob")  # input images, stored apart; the spec keeps their keys
 # Fields that must be equal for jobs to share one device call (besides the model and text-to-image mode).
-BATCH_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler", "loras", "clip_skip", "vae")
+BATCH_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler", "loras", "clip_skip", "vae", "shift")
 
 
 @dataclass
@@ -42,6 +42,7 @@ class JobSpec:
     vae: str | None = None
     refiner: str | None = None
     refiner_switch: float = 0.8
+    shift: float | None = None
     init_image_blob: str | None = None
     mask_blob: str | None = None
     # Set at admission by billing: the price reserved (milli-credits), the plan, the usage terms.
@@ -104,7 +105,8 @@ class JobSpec:
             height=self.height, steps=self.steps, cfg_scale=self.cfg_scale, sampler=self.sampler, seed=self.seed,
             batch_size=self.images, init_image=init_image, strength=self.strength, mask=mask,
             loras=list(self.loras), controls=controls, ip_adapters=prompts, clip_skip=self.clip_skip or 1, vae=self.vae,
-            refiner=self.refiner, refiner_switch=self.refiner_switch, terms=dict(self.terms))
+            refiner=self.refiner, refiner_switch=self.refiner_switch, shift=self.shift,
+            terms=dict(self.terms))
 
 
 def visible(params: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ..engine.lora import lora_family
+from ..engine.lora import fits_architecture, lora_family
 from ..errors import Cancelled, LeaseLost, OutOfMemory, SolventError
 from ..generation import GenerationRequest, JobSpec, batch_parts, part_ms
 from ..generation.families import get_family
@@ -50,7 +50,9 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
     for m, r in zip(models, records, strict=True):  # the LoRAs and adapters each model can take
         arch, width = get_family(r.family).architecture, engine.store.cross_attention_width(r)
         m["loras"] = [name for name, lora_arch, lora_width in installed
-                      if lora_arch == arch and (None in (width, lora_width) or width == lora_width)]
+                      if fits_architecture(lora_arch, arch) and (None in (width, lora_width) or width == lora_width)]
+        m["preset"] = r.preset
+        m["cost_class"] = r.details.get("cost_class") or get_family(r.family).cost_class
         m["text_layers"] = engine.store.text_layers(r)  # the largest CLIP skip it takes
         m["default_vae"] = r.default_vae
         m.update(engine.fits(r))  # controlnets (with t2i_adapters), ip_adapters, vaes, embeddings
