@@ -956,8 +956,7 @@ class Engine:
                         clip_skip=(req.clip_skip - 1) or None)
         else:  # schnell was distilled with 256 T5 tokens, dev with 512
             call["max_sequence_length"] = 512 if pipe.transformer.config.guidance_embeds else 256
-        if req.mode != "img2img" or arch == "flux":
-            call.update(width=r.width, height=r.height)
+        call.update(width=r.width, height=r.height)
         if req.mode != "txt2img":
             call.update(image=r.init_image, strength=float(req.strength))
             if req.mode == "inpaint":

@@ -1,0 +1,261 @@
+"""SD3 / SD3.5 and Flux.1 in every real layout, loaded offline, equal to bare diffusers; their samplers, shift,
+guidance, few-step defaults and bad inputs."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from solvent.engine.checkpoint import read_shapes
+from solvent.engine.flow import inspect_flow
+from solvent.errors import IncompatibleAdapter, ModelTooLarge, UnsupportedModel, ValidationFailed
+from solvent.generation import GenerationRequest
+from tests.flow_models import (
+    build_flux,
+    build_sd3,
+    clip_file,
+    pipeline,
+    save_folder,
+    t5,
+    t5_file,
+    write_flux_files,
+    write_sd3_single,
+)
+
+SIZE = 256  # the families' smallest side; the tiny VAEs downsample 8×
+
+
+def _bare(family: str, comps: dict, steps: int = 3, seed: int = 7, cfg: float = 4.0, **kw) -> np.ndarray:
+    pipe = pipeline(family, comps)
+    extra = {"max_sequence_length": 512 if comps["transformer"].config.guidance_embeds else 256} if (
+        family == "flux") else {}
+    img = pipe("a red cube on a table", num_inference_steps=steps, guidance_scale=cfg, width=SIZE, height=SIZE,
+               generator=[torch.Generator().manual_seed(seed)], **extra, **kw).images[0]
+    return np.asarray(img).astype(int)
+
+
+def _ours(engine, model: str, steps: int = 3, seed: int = 7, cfg: float | None = 4.0, **kw):
+    return engine.generate(GenerationRequest(prompt="a red cube on a table", model=model, steps=steps, seed=seed,
+                                             width=SIZE, height=SIZE, cfg_scale=cfg, **kw))
+
+
+def _same(result, ref: np.ndarray) -> int:
+    return int(np.abs(np.asarray(result.images[0]).astype(int) - ref).max())
+
+
+@pytest.mark.parametrize("v35", [False, True], ids=["sd3", "sd3.5"])
+def test_sd3_single_file_equals_diffusers(tmp_path, engine, v35):
+    comps = build_sd3(v35)
+    ref = _bare("sd3", comps)
+    write_sd3_single(build_sd3(v35), tmp_path / "sd3.safetensors")
+    rec = engine.store.add(tmp_path / "sd3.safetensors", model_id="sd3m")
+    assert (rec.family, rec.format, rec.default_sampler, rec.details["t5"]) == ("sd3", "single_file", "flow_euler", True)
+    assert engine.store.latent_channels(rec) == 16
+    out = _ours(engine, "sd3m")
+    assert _same(out, ref) <= 1
+    assert out.usage.steps_run == 3 and out.params["sampler"] == "flow_euler"
+
+
+def test_sd3_without_t5_runs_and_differs(tmp_path, engine):
+    """SD3 without its T5 encoder (the documented quality trade-off): zeros stand in for T5's states."""
+    ref = _bare("sd3", build_sd3(with_t5=False))
+    write_sd3_single(build_sd3(), tmp_path / "no-t5.safetensors", with_t5=False)
+    rec = engine.store.add(tmp_path / "no-t5.safetensors", model_id="sd3-no-t5")
+    assert rec.details["t5"] is False
+    out = _ours(engine, "sd3-no-t5")
+    assert _same(out, ref) <= 1
+    assert _same(out, _bare("sd3", build_sd3())) > 4  # T5 changes the image
+
+
+def test_sd3_single_file_takes_a_separate_t5(tmp_path, engine):
+    comps = build_sd3()
+    write_sd3_single(comps, tmp_path / "sd3.safetensors", with_t5=False)
+    save_file(t5_file(comps["text_encoder_3"]), str(tmp_path / "t5xxl.safetensors"))
+    engine.store.add(tmp_path / "sd3.safetensors", model_id="sd3t", components={"t5": tmp_path / "t5xxl.safetensors"})
+    assert _same(_ours(engine, "sd3t"), _bare("sd3", build_sd3())) <= 1
+
+
+@pytest.mark.parametrize("layout", ["bfl", "comfy"])
+@pytest.mark.parametrize("schnell", [False, True], ids=["dev", "schnell"])
+def test_flux_transformer_file_with_separate_encoders_equals_diffusers(tmp_path, engine, layout, schnell):
+    paths = write_flux_files(build_flux(schnell), tmp_path / "files", comfy=layout == "comfy")
+    main = paths.pop("path")
+    rec = engine.store.add(main, model_id="flux", components=paths)
+    assert rec.family == "flux" and sorted(rec.details["components"]) == ["clip_l", "t5", "vae"]
+    assert rec.details["variant"] == ("schnell" if schnell else "dev")
+    assert (engine.store.root / "flux" / "components" / "t5.safetensors").is_file()  # copied beside it
+    cfg = 0.0 if schnell else 3.5
+    ref = _bare("flux", build_flux(schnell), cfg=cfg)
+    assert _same(_ours(engine, "flux", cfg=cfg), ref) <= 1
+
+
+def test_flux_fp8_file_loads_upcast(tmp_path, engine):
+    """Flux fine-tunes are often shared in fp8: the weights are upcast to the working dtype on load."""
+    paths = write_flux_files(build_flux(), tmp_path / "files", dtype=torch.float8_e4m3fn)
+    main = paths.pop("path")
+    engine.store.add(main, model_id="flux8", components=paths)
+    out = _ours(engine, "flux8", cfg=3.5)
+    diff = _same(out, _bare("flux", build_flux(), cfg=3.5))
+    assert 0 < diff < 80, diff  # fp8 rounding, not noise
+
+
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_diffusers_folder_equals_diffusers(tmp_path, engine, family):
+    comps = build_sd3() if family == "sd3" else build_flux()
+    save_folder(family, comps, tmp_path / "folder")
+    rec = engine.store.add(tmp_path / "folder", model_id="f")
+    assert rec.family == family and rec.format == "diffusers"
+    cfg = 3.5 if family == "flux" else 4.0
+    ref = _bare(family, build_sd3() if family == "sd3" else build_flux(), cfg=cfg)
+    assert _same(_ours(engine, "f", cfg=cfg), ref) <= 1
+
+
+def test_flux_schnell_and_turbo_names_set_few_step_defaults(tmp_path, engine):
+    paths = write_flux_files(build_flux(schnell=True), tmp_path / "files")
+    rec = engine.store.add(paths.pop("path"), model_id="flux1-schnell", components=paths)
+    assert (rec.preset, rec.default_steps, rec.default_cfg) == ("schnell", 4, 0.0)
+    out = engine.generate(GenerationRequest(prompt="x", model="flux1-schnell", width=SIZE, height=SIZE, seed=1))
+    assert out.usage.steps_run == 4
+    write_sd3_single(build_sd3(True), tmp_path / "sd3.5_large_turbo.safetensors")
+    rec = engine.store.add(tmp_path / "sd3.5_large_turbo.safetensors")
+    assert (rec.preset, rec.default_steps, rec.default_cfg) == ("sd3-turbo", 4, 0.0)
+
+
+def test_flow_samplers_shift_and_refusals(tmp_path, engine):
+    write_sd3_single(build_sd3(), tmp_path / "sd3.safetensors")
+    engine.store.add(tmp_path / "sd3.safetensors", model_id="sd3m")
+    base = _ours(engine, "sd3m", steps=2)
+    heun = _ours(engine, "sd3m", steps=2, sampler="flow_heun")
+    euler = _ours(engine, "sd3m", steps=2, sampler="Euler")  # A1111's name maps to the flow equivalent
+    assert euler.params["sampler"] == "flow_euler" and _same(euler, np.asarray(base.images[0]).astype(int)) <= 1
+    assert _same(heun, np.asarray(base.images[0]).astype(int)) > 4
+    default_sigmas = engine.load("sd3m").pipe.scheduler.sigmas.clone()  # the last call's: flow_euler, shift 3
+    _ours(engine, "sd3m", steps=2, shift=1.0)
+    sched = engine.load("sd3m").pipe.scheduler
+    assert sched.config.shift == 1.0 and not torch.allclose(sched.sigmas[:2], default_sigmas[:2])
+    assert engine.load("sd3m").scheduler_config["shift"] == 3.0  # the model's own is kept for the next request
+    ref = _bare("sd3", build_sd3(), steps=2)
+    assert _same(base, ref) <= 1
+    with pytest.raises(ValidationFailed) as e:
+        _ours(engine, "sd3m", sampler="dpmpp_2m_karras")
+    assert e.value.field == "sampler" and "flow_euler" in e.value.message
+    with pytest.raises(ValidationFailed) as e:
+        _ours(engine, "sd3m", shift=50)
+    assert e.value.field == "shift"
+    with pytest.raises(ValidationFailed) as e:
+        engine.generate(GenerationRequest(prompt="x", sampler="flow_euler"))  # solvent-tiny is a UNet model
+    assert e.value.field == "sampler" and "UNet" in e.value.message
+    with pytest.raises(ValidationFailed) as e:
+        engine.generate(GenerationRequest(prompt="x", shift=2.0))
+    assert e.value.field == "shift"
+
+
+def test_flux_heun_is_refused_with_the_samplers_that_run(tmp_path, engine):
+    paths = write_flux_files(build_flux(), tmp_path / "files")
+    engine.store.add(paths.pop("path"), model_id="flux", components=paths)
+    with pytest.raises(ValidationFailed) as e:
+        _ours(engine, "flux", sampler="flow_heun")
+    assert "flow_euler" in e.value.message and "flow_heun" not in e.value.message.split("run them:")[1]
+
+
+def test_img2img_and_inpaint_run_on_flow_models(tmp_path, engine):
+    from PIL import Image
+
+    write_sd3_single(build_sd3(), tmp_path / "sd3.safetensors")
+    engine.store.add(tmp_path / "sd3.safetensors", model_id="sd3m")
+    init = Image.new("RGB", (SIZE, SIZE), (200, 30, 30))
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    mask.paste(255, (0, 0, SIZE // 2, SIZE))
+    i2i = _ours(engine, "sd3m", steps=4, init_image=init, strength=0.5)
+    assert i2i.usage.steps_run == 2 and i2i.images[0].size == (SIZE, SIZE)
+    inp = _ours(engine, "sd3m", steps=4, init_image=init, strength=1.0, mask=mask)
+    kept = np.asarray(inp.images[0])[:, SIZE // 2 + 8:]
+    assert np.abs(kept.astype(int) - np.asarray(init)[:, SIZE // 2 + 8:]).max() <= 1  # black keeps the image
+
+
+def test_a_flux_transformer_without_its_encoders_is_refused_by_name(tmp_path, engine):
+    paths = write_flux_files(build_flux(), tmp_path / "files")
+    with pytest.raises(UnsupportedModel) as e:
+        engine.store.add(paths["path"], model_id="bare-flux")
+    assert e.value.field == "clip_l" and "--t5" in e.value.message and "--clip-l" in e.value.message
+    with pytest.raises(UnsupportedModel) as e:  # a CLIP file where T5 belongs
+        engine.store.add(paths["path"], components={"clip_l": paths["clip_l"], "t5": paths["clip_l"],
+                                                    "vae": paths["vae"]})
+    assert e.value.field == "t5" and "T5-XXL" in e.value.message
+    assert not (engine.store.root / "flux1").exists()
+
+
+def test_a_t5_of_the_wrong_size_is_named(tmp_path, engine):
+    paths = write_flux_files(build_flux(), tmp_path / "files")
+    save_file(t5_file(t5(width=32)), str(tmp_path / "t5-small.safetensors"))
+    with pytest.raises(IncompatibleAdapter) as e:
+        engine.store.add(paths["path"], components={**{k: v for k, v in paths.items() if k != "path"},
+                                                    "t5": tmp_path / "t5-small.safetensors"})
+    assert e.value.field == "t5" and "32-wide" in e.value.message and "64-wide" in e.value.message
+
+
+def test_sd3_clip_of_the_wrong_width_and_unknown_components(tmp_path, engine):
+    comps = build_sd3()
+    write_sd3_single(comps, tmp_path / "sd3.safetensors")
+    with pytest.raises(ValidationFailed) as e:
+        engine.store.add(tmp_path / "sd3.safetensors", components={"t5": tmp_path / "sd3.safetensors"})
+    assert e.value.field == "t5" and "already inside" in e.value.message
+    paths = write_flux_files(build_flux(), tmp_path / "files")
+    with pytest.raises(ValidationFailed) as e:
+        engine.store.add(paths["path"], components={"clip_g": paths["clip_l"]})
+    assert e.value.field == "clip_g"
+    from tests.tiny_models import write_checkpoint
+
+    write_checkpoint("sd1", tmp_path / "sd1.safetensors")
+    with pytest.raises(ValidationFailed) as e:
+        engine.store.add(tmp_path / "sd1.safetensors", components={"t5": paths["t5"]})
+    assert e.value.field == "t5"
+    save_file(clip_file(build_flux()["text_encoder"]), str(tmp_path / "clip_l.safetensors"))
+    assert inspect_flow(read_shapes(tmp_path / "clip_l.safetensors")) is None
+
+
+def test_flux_clip_skip_controls_and_ip_adapters_are_refused(tmp_path, engine):
+    from solvent.generation.control import ControlUnit
+
+    paths = write_flux_files(build_flux(), tmp_path / "files")
+    engine.store.add(paths.pop("path"), model_id="flux", components=paths)
+    with pytest.raises(ValidationFailed) as e:
+        _ours(engine, "flux", clip_skip=2)
+    assert e.value.field == "clip_skip"
+    with pytest.raises(IncompatibleAdapter) as e:
+        _ours(engine, "flux", controls=[ControlUnit("cn", None)])
+    assert e.value.field == "controlnets"
+    assert engine.fits(engine.store.get("flux"))["controlnets"] == []
+
+
+def test_weighted_prompts_are_read_as_plain_text(tmp_path, engine):
+    write_sd3_single(build_sd3(), tmp_path / "sd3.safetensors")
+    engine.store.add(tmp_path / "sd3.safetensors", model_id="sd3m")
+    plain = _ours(engine, "sd3m", steps=2)
+    weighted = engine.generate(GenerationRequest(prompt="a (red:1.3) cube on a [table]", model="sd3m", steps=2,
+                                                 seed=7, width=SIZE, height=SIZE, cfg_scale=4.0))
+    assert _same(weighted, np.asarray(plain.images[0]).astype(int)) <= 1
+
+
+def test_a_model_larger_than_the_cache_budget_is_refused_before_loading(tmp_path, engine):
+    write_sd3_single(build_sd3(), tmp_path / "sd3.safetensors")
+    engine.store.add(tmp_path / "sd3.safetensors", model_id="sd3m")
+    need = engine.store.parameter_count(engine.store.get("sd3m")) * 4
+    engine.settings.model_cache_bytes = need - 1
+    with pytest.raises(ModelTooLarge) as e:
+        _ours(engine, "sd3m")
+    assert "SOLVENT_MODEL_CACHE_BYTES" in e.value.message and e.value.field == "model"
+    assert engine.loaded_models() == []
+    engine.settings.model_cache_bytes = need
+    assert _ours(engine, "sd3m", steps=1).usage.steps_run == 1
+
+
+def test_batched_flow_requests_equal_separate_ones(tmp_path, engine):
+    write_sd3_single(build_sd3(), tmp_path / "sd3.safetensors")
+    engine.store.add(tmp_path / "sd3.safetensors", model_id="sd3m")
+    reqs = [GenerationRequest(prompt=p, model="sd3m", steps=2, seed=s, width=SIZE, height=SIZE, cfg_scale=4.0)
+            for p, s in (("a red cube", 1), ("a blue ball", 2))]
+    together = engine.generate_batch(reqs)
+    for req, res in zip(reqs, together, strict=True):
+        alone = engine.generate(req)
+        assert _same(res, np.asarray(alone.images[0]).astype(int)) <= 1
