@@ -244,3 +244,33 @@ def write_flux_files(comps: dict, folder: Path, comfy: bool = False, dtype=None)
     save_file(t5_file(comps["text_encoder_2"]), str(paths["t5"]))
     save_file(vae_file(comps["vae"]), str(paths["vae"]))
     return paths
+
+
+def _lora_pair(g: torch.Generator, out_f: int, in_f: int, rank: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.randn(rank, in_f, generator=g) * 0.3, torch.randn(out_f, rank, generator=g) * 0.3
+
+
+def write_transformer_lora(transformer, path: Path, seed: int = 3) -> Path:
+    """A LoRA of the attention projections in diffusers' (peft) layout: `transformer.<module>.lora_A/B`."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {}
+    for name, mod in transformer.named_modules():
+        if isinstance(mod, torch.nn.Linear) and name.endswith((".to_q", ".to_k", ".to_v", ".to_out.0")):
+            a, b = _lora_pair(g, mod.out_features, mod.in_features)
+            sd[f"transformer.{name}.lora_A.weight"], sd[f"transformer.{name}.lora_B.weight"] = a, b
+    save_file(sd, str(path))
+    return path
+
+
+def write_flux_kohya_lora(transformer, path: Path, seed: int = 4) -> Path:
+    """A Flux LoRA as kohya's sd-scripts writes it (`lora_unet_double_blocks_N_img_attn_qkv`, alpha beside)."""
+    g = torch.Generator().manual_seed(seed)
+    hidden = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+    sd = {}
+    for i in range(transformer.config.num_layers):
+        for part, out_f in (("img_attn_qkv", 3 * hidden), ("img_attn_proj", hidden), ("txt_attn_qkv", 3 * hidden)):
+            key = f"lora_unet_double_blocks_{i}_{part}"
+            sd[f"{key}.lora_down.weight"], sd[f"{key}.lora_up.weight"] = _lora_pair(g, out_f, hidden)
+            sd[f"{key}.alpha"] = torch.tensor(2.0)
+    save_file(sd, str(path))
+    return path

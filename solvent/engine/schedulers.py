@@ -23,4 +23,22 @@ def make_scheduler(sampler: Sampler, base_config: dict[str, Any], seed: int | No
     options = dict(sampler.options)
     if sampler.scheduler == "DPMSolverSDEScheduler" and seed is not None:
         options["noise_sampler_seed"] = seed
-    return cls.from_config(config, **options)
+    scheduler = cls.from_config(config, **options)
+    if sampler.flow and sampler.ancestral and seed is not None:
+        # SD3's and Flux's pipelines call `step` without the request's generator, so a stochastic flow sampler
+        # would draw from torch's global generator; hand it one seeded from the request instead.
+        generator = torch_generator(seed)
+        step = scheduler.step
+
+        def seeded_step(*args, **kwargs):
+            kwargs.setdefault("generator", generator)
+            return step(*args, **kwargs)
+
+        scheduler.step = seeded_step
+    return scheduler
+
+
+def torch_generator(seed: int):
+    import torch
+
+    return torch.Generator("cpu").manual_seed(seed)

@@ -259,3 +259,83 @@ def test_batched_flow_requests_equal_separate_ones(tmp_path, engine):
     for req, res in zip(reqs, together, strict=True):
         alone = engine.generate(req)
         assert _same(res, np.asarray(alone.images[0]).astype(int)) <= 1
+
+
+@pytest.fixture(scope="module")
+def flow_engine(tmp_path_factory):
+    from solvent.config import Settings
+    from solvent.root import build_engine
+
+    eng = build_engine(Settings(home=tmp_path_factory.mktemp("home")))
+    files = tmp_path_factory.mktemp("files")
+    write_sd3_single(build_sd3(True), files / "sd3.safetensors")
+    eng.store.add(files / "sd3.safetensors", model_id="sd3m")
+    paths = write_flux_files(build_flux(), files / "flux")
+    eng.store.add(paths.pop("path"), model_id="flux", components=paths)
+    return eng
+
+
+@pytest.mark.parametrize("sampler", [s.name for s in __import__("solvent.generation", fromlist=["SAMPLERS"]).SAMPLERS
+                                     if s.flow])
+@pytest.mark.parametrize("model", ["sd3m", "flux"])
+def test_every_flow_sampler_runs_deterministically(flow_engine, sampler, model):
+    from solvent.generation import resolve_sampler
+
+    if resolve_sampler(sampler).only and model == "flux":
+        pytest.skip("refused for Flux (tested above)")
+    req = GenerationRequest(prompt="a red cube", model=model, sampler=sampler, steps=3, seed=5, width=SIZE, height=SIZE)
+    a, b = flow_engine.generate(req), flow_engine.generate(req)
+    assert a.params["sampler"] == sampler and a.usage.steps_run >= 3
+    assert np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+
+
+def _bare_with_lora(family: str, comps: dict, lora, weight: float, cfg: float) -> np.ndarray:
+    pipe = pipeline(family, comps)
+    pipe.load_lora_weights(str(lora), adapter_name="x")
+    pipe.set_adapters(["x"], adapter_weights=[weight])
+    extra = {"max_sequence_length": 512} if family == "flux" else {}
+    img = pipe("a red cube on a table", num_inference_steps=3, guidance_scale=cfg, width=SIZE, height=SIZE,
+               generator=[torch.Generator().manual_seed(7)], **extra).images[0]
+    return np.asarray(img).astype(int)
+
+
+@pytest.mark.parametrize("family,layout", [("sd3", "diffusers"), ("flux", "diffusers"), ("flux", "kohya")])
+def test_flow_loras_in_each_format_equal_diffusers(tmp_path, engine, family, layout):
+    from solvent.engine.lora import lora_family
+    from tests.flow_models import write_flux_kohya_lora, write_transformer_lora
+
+    comps = build_sd3() if family == "sd3" else build_flux()
+    if family == "sd3":
+        write_sd3_single(comps, tmp_path / "m.safetensors")
+        engine.store.add(tmp_path / "m.safetensors", model_id="m")
+    else:
+        paths = write_flux_files(comps, tmp_path / "files")
+        engine.store.add(paths.pop("path"), model_id="m", components=paths)
+    engine.settings.loras_dir.mkdir(parents=True, exist_ok=True)
+    lora = engine.settings.loras_dir / "style.safetensors"
+    (write_flux_kohya_lora if layout == "kohya" else write_transformer_lora)(comps["transformer"], lora)
+    assert lora_family(lora)[0] == ("flux" if family == "flux" else "transformer")  # SD3: joint blocks alone
+    cfg = 3.5 if family == "flux" else 4.0
+    plain = _ours(engine, "m", cfg=cfg)
+    styled = _ours(engine, "m", cfg=cfg, loras=[__import__("solvent.generation", fromlist=["LoraSpec"]).LoraSpec(
+        "style", 0.8)])
+    fresh = build_sd3() if family == "sd3" else build_flux()
+    assert _same(styled, _bare_with_lora(family, fresh, lora, 0.8, cfg)) <= 1
+    assert _same(styled, np.asarray(plain.images[0]).astype(int)) > 4
+    again = _ours(engine, "m", cfg=cfg)  # the LoRA is off again for a request without it
+    assert _same(again, np.asarray(plain.images[0]).astype(int)) <= 1
+
+
+def test_a_unet_lora_is_refused_for_a_flow_model(tmp_path, engine):
+    from solvent.errors import IncompatibleLora
+    from solvent.generation import LoraSpec
+    from tests.lora_files import write_diffusers
+    from tests.tiny_models import build
+
+    write_sd3_single(build_sd3(), tmp_path / "m.safetensors")
+    engine.store.add(tmp_path / "m.safetensors", model_id="m")
+    engine.settings.loras_dir.mkdir(parents=True, exist_ok=True)
+    write_diffusers(build("sd1")["unet"], engine.settings.loras_dir / "sd15.safetensors")
+    with pytest.raises(IncompatibleLora) as e:
+        _ours(engine, "m", loras=[LoraSpec("sd15", 1.0)])
+    assert e.value.field == "loras" and "sd3" in e.value.message

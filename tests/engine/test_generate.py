@@ -167,10 +167,12 @@ def test_model_cache_evicts_beyond_budget(tmp_path, settings):
     from solvent.root import build_engine
     from tests.tiny_models import write_checkpoint
 
-    settings.model_cache_bytes = 1  # everything is over budget: keep only the most recent
     eng = build_engine(settings)
     write_checkpoint("sd1", tmp_path / "a.safetensors")
     eng.store.add(tmp_path / "a.safetensors", model_id="a")
+    need = [eng.store.parameter_count(eng.store.get(m)) * 4 for m in ("solvent-tiny", "a")]
+    assert min(need) > 0
+    settings.model_cache_bytes = max(need)  # each fits alone, not both: keep only the most recent
     eng.generate(GenerationRequest(prompt="x", steps=1))
     assert eng.loaded_models() == ["solvent-tiny"]
     eng.generate(GenerationRequest(prompt="x", model="a", steps=1, width=64, height=64))
