@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     default_model: str = "solvent-tiny"
     # Which model serves each Stability v2beta stable-image service (JSON object).
     stability_v2_models: dict[str, str] = {"core": "solvent-tiny", "sd3": "solvent-tiny", "ultra": "solvent-tiny"}
+    # Stability's generate/sd3 `model` names → installed models (unset ones use the sd3 service's model).
+    stability_sd3_models: dict[str, str] = {}
     # OpenAI model names → Solvent models (`default` serves requests that name none).
     openai_models: dict[str, str] = {"default": "solvent-tiny", "dall-e-2": "solvent-tiny", "dall-e-3": "solvent-tiny",
                                       "gpt-image-1": "solvent-tiny"}

@@ -182,3 +182,8 @@ class ModelOut(BaseModel):
     max_side: int | None = None
     max_pixels: int | None = None
     license: str | None = None
+    family_label: str | None = Field(None, description="the family's name (Stable Diffusion 3, Flux.1, …)")
+    samplers: list[str] = Field(default_factory=list, description="the samplers that run it (flow-matching ones "
+                                "for SD3 and Flux)")
+    preset: str | None = Field(None, description="its few-step preset (turbo, lcm, lightning, schnell, sd3-turbo), "
+                               "whose settings are its defaults")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ..errors import SolventError
+from ..generation.families import PRESETS
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -157,13 +158,19 @@ def cmd_models_add(args: argparse.Namespace) -> int:
         rec = _store().add(
             args.path, model_id=args.id, family=args.family, allow_pickle=args.unsafe_pickle, link=args.link,
             prediction_type=args.prediction_type, license_name=args.license or "", license_url=args.license_url or "",
-            image_encoder=args.image_encoder, progress=progress,
+            image_encoder=args.image_encoder, progress=progress, preset=args.preset,
+            components={name: value for name in ("clip_l", "clip_g", "t5", "vae")
+                        if (value := getattr(args, name)) is not None},
         )
     finally:
         bar.close()
     kind = "" if rec.kind == "checkpoint" else f"{rec.kind.replace('_', '-')}, "
     reads = f", reads image encoder {rec.image_encoder}" if rec.image_encoder else ""
-    print(f"added {rec.id}: {kind}{rec.family} {rec.format}, {_human(rec.size_bytes)}, hash {rec.short_hash}{reads}")
+    few = f", {rec.preset} defaults: {rec.default_steps} steps, CFG {rec.default_cfg:g}" if rec.preset else ""
+    parts = rec.details.get("components") or {}
+    beside = f", with {', '.join(sorted(parts))}" if parts else ""
+    print(f"added {rec.id}: {kind}{rec.family} {rec.format}, {_human(rec.size_bytes)}, hash {rec.short_hash}{reads}"
+          f"{beside}{few}")
     return 0
 
 
@@ -243,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "encoder, a VAE or an embedding, recognised from its tensors")
     ma.add_argument("path", help="diffusers folder or single-file checkpoint")
     ma.add_argument("--id", help="model id (default: from the file name)")
-    ma.add_argument("--family", choices=["sd1", "sd2", "sdxl"], help="assert the family (it is detected anyway)")
+    ma.add_argument("--family", choices=["sd1", "sd2", "sdxl", "sd3", "flux"],
+                    help="assert the family (it is detected anyway)")
     ma.add_argument("--prediction-type", choices=["epsilon", "v_prediction"], help="SD 2.x 768-v models use v_prediction")
     ma.add_argument("--link", action="store_true", help="reference the file in place instead of copying it")
     ma.add_argument("--unsafe-pickle", action="store_true",
@@ -251,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "embeddings are read once with torch's safe loader and stored as .safetensors)")
     ma.add_argument("--image-encoder", metavar="ID",
                     help="IP-Adapters: the CLIP image encoder in the store it reads (default: the first that fits)")
+    for flag, what in (("--clip-l", "CLIP-L text encoder (ComfyUI's models/clip/clip_l.safetensors)"),
+                       ("--clip-g", "SD3: CLIP-G text encoder (clip_g.safetensors)"),
+                       ("--t5", "T5-XXL text encoder (t5xxl_fp16 / t5xxl_fp8_e4m3fn .safetensors; optional for SD3)"),
+                       ("--vae", "VAE (Flux: ae.safetensors)")):
+        ma.add_argument(flag, metavar="FILE", dest=flag[2:].replace("-", "_"),
+                        help=f"SD3 / Flux single files: the {what}, when the file does not carry it")
+    ma.add_argument("--preset", choices=sorted(PRESETS),
+                    help="defaults for requests that send none: few-step models (turbo, lcm, lightning, schnell, "
+                         "sd3-turbo; recognised by name when left out) or standard")
     ma.add_argument("--license", help="licence name shown with the model's images")
     ma.add_argument("--license-url", help="licence URL")
     ma.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -38,6 +38,7 @@ class Family:
     max_side: int
     max_pixels: int
     cost_class: str  # the credit price class: "tiny" | "sd" | "sdxl" | "sd3" | "flux"
+    multiple: int = 8  # sides must be multiples of this (the VAE's 8×, and SD3's / Flux's 2×2 patches: 16)
 
     @property
     def flow(self) -> bool:
@@ -49,10 +50,10 @@ class Family:
         for field, value in (("width", width), ("height", height)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValidationFailed(f"`{field}` must be an integer but is {value!r}.", field=field, value=value)
-            if value % 8:
+            if value % self.multiple:
                 raise ValidationFailed(
-                    f"`{field}` has to be divisible by 8 but is {value}.", field=field, value=value
-                )
+                    f"`{field}` has to be divisible by {self.multiple} for {self.label} models but is {value}.",
+                    field=field, value=value)
             if not self.min_side <= value <= self.max_side:
                 raise ValidationFailed(
                     f"`{field}` must be between {self.min_side} and {self.max_side} for {self.label} models "
@@ -75,8 +76,8 @@ FAMILIES: dict[str, Family] = {
         Family("sd1", "Stable Diffusion 1.x", "sd", 512, 25, 7.0, "dpmpp_2m_karras", 64, 2048, 1536 * 1536, "sd"),
         Family("sd2", "Stable Diffusion 2.x", "sd", 768, 25, 7.0, "dpmpp_2m_karras", 64, 2048, 1536 * 1536, "sd"),
         Family("sdxl", "Stable Diffusion XL", "sdxl", 1024, 30, 6.0, "dpmpp_2m_karras", 256, 2048, 2048 * 2048, "sdxl"),
-        Family("sd3", "Stable Diffusion 3", "sd3", 1024, 28, 4.5, "flow_euler", 256, 2048, 2048 * 2048, "sd3"),
-        Family("flux", "Flux.1", "flux", 1024, 28, 3.5, "flow_euler", 256, 2048, 2048 * 2048, "flux"),
+        Family("sd3", "Stable Diffusion 3", "sd3", 1024, 28, 4.5, "flow_euler", 256, 2048, 2048 * 2048, "sd3", 16),
+        Family("flux", "Flux.1", "flux", 1024, 28, 3.5, "flow_euler", 256, 2048, 2048 * 2048, "flux", 16),
         Family("tiny", "solvent-tiny", "sd", 64, 20, 2.0, "dpmpp_2m", 32, 256, 256 * 256, "tiny"),
     )
 }

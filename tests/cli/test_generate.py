@@ -29,7 +29,7 @@ def test_solvent_generate_bad_input_is_one_clear_line(home):
     out = subprocess.run([sys.executable, "-m", "solvent.cli.main", "generate", "x", "--size", "100x64"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
-    assert out.stderr.strip() == "error: `width` has to be divisible by 8 but is 100."
+    assert out.stderr.strip() == "error: `width` has to be divisible by 8 for solvent-tiny models but is 100."
 
 
 def test_every_command_has_help():

@@ -69,6 +69,7 @@ class Txt2Img(BaseModel):
     n_iter: int = Field(1, ge=1, le=16)
     steps: int = Field(20, ge=1, le=150)
     cfg_scale: float = Field(7.0, ge=0, le=35)
+    distilled_cfg_scale: float | None = Field(None, ge=0, le=30)  # Forge: Flux's distilled guidance
     width: int = Field(512, ge=8, le=4096)
     height: int = Field(512, ge=8, le=4096)
     override_settings: dict[str, Any] | None = None
@@ -144,8 +145,17 @@ def _fields(services, principal, t: Txt2Img) -> dict:
 
     prompt, loras = _prompt_loras(t.prompt)
     model = _model_for(services, principal, t)
+    family = (served(services).get(model) or {}).get("family")
+    # A client that leaves steps and CFG out gets the model's own defaults (few-step models: 1–8 steps, no
+    # CFG) rather than A1111's 20 and 7. Flux takes Forge's `distilled_cfg_scale` as its guidance; A1111's
+    # `cfg_scale` is true CFG, which Flux.1 [dev] was distilled not to need.
+    given = t.model_fields_set
+    cfg = t.cfg_scale if "cfg_scale" in given else None
+    if family == "flux":
+        cfg = t.distilled_cfg_scale
     out = dict(model=model, prompt=prompt, negative_prompt=t.negative_prompt, width=t.width, height=t.height,
-               steps=t.steps, cfg_scale=t.cfg_scale, sampler=sampler, seed=t.seed, batch_size=t.batch_size)
+               steps=t.steps if "steps" in given else None, cfg_scale=cfg, sampler=sampler, seed=t.seed,
+               batch_size=t.batch_size)
     if loras:
         out["loras"] = loras
     skip = (t.override_settings or {}).get("CLIP_stop_at_last_layers")

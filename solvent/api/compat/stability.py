@@ -370,25 +370,46 @@ def balance(services: ServicesDep, principal: PrincipalDep) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def _aspect_size(native: int, ratio: str) -> tuple[int, int]:
+def _aspect_size(native: int, ratio: str, multiple: int = 8) -> tuple[int, int]:
     a, b = (int(x) for x in ratio.split(":"))
-    w = max(8, round(native * math.sqrt(a / b) / 8) * 8)
-    h = max(8, round(native * math.sqrt(b / a) / 8) * 8)
+    w = max(multiple, round(native * math.sqrt(a / b) / multiple) * multiple)
+    h = max(multiple, round(native * math.sqrt(b / a) / multiple) * multiple)
     return w, h
+
+
+SD3_MODELS = ("sd3.5-large", "sd3.5-large-turbo", "sd3.5-medium", "sd3.5-flash", "sd3-large", "sd3-large-turbo",
+              "sd3-medium")
 
 
 @router.post("/v2beta/stable-image/generate/{service}", summary="Stability v2beta: stable-image generate")
 async def stable_image(service: str, request: Request, services: ServicesDep, principal: PrincipalDep):
+    """`ultra`, `core` and `sd3` (with `model`: sd3.5-large, sd3.5-large-turbo, sd3.5-medium, …), each mapped to
+    an installed model by a setting; `ultra` and `sd3` also take `image` + `strength` (sd3: `mode=image-to-image`)
+    and sd3 takes `cfg_scale`."""
     models = services.settings.stability_v2_models
     if service not in models:
         raise NotFound(f"unknown service {service!r}; one of {', '.join(models)}", field="service", value=service)
-    ctype = request.headers.get("content-type", "")
-    if not ctype.startswith("multipart/form-data"):
-        raise BadRequest("this endpoint takes multipart/form-data", field="body")
-    form = {k: v for k, v in (await request.form()).multi_items() if not hasattr(v, "read")}
+    items, files = await read_multipart(request, "this endpoint")
+    form = dict(items)
     prompt = str(form.get("prompt", ""))
     if not 1 <= len(prompt) <= 10000:
         raise ValidationFailed("prompt: must be 1 to 10000 characters", field="prompt")
+    model = models[service]
+    if service == "sd3":
+        name = str(form.get("model", "sd3.5-large"))
+        if name not in SD3_MODELS:
+            raise ValidationFailed(f"model: must be one of {', '.join(SD3_MODELS)} but is {name!r}", field="model",
+                                   value=name)
+        model = services.settings.stability_sd3_models.get(name) or model
+    mode = str(form.get("mode", "image-to-image" if service == "ultra" and files.get("image") else "text-to-image"))
+    if mode not in ("text-to-image", "image-to-image") or (mode == "image-to-image" and service == "core"):
+        allowed = "text-to-image" if service == "core" else "text-to-image, image-to-image"
+        raise ValidationFailed(f"mode: must be one of {allowed} but is {mode!r}", field="mode", value=mode)
+    image = files.get("image")
+    if mode == "image-to-image" and not image:
+        raise ValidationFailed("image: is required for image-to-image", field="image")
+    if mode == "text-to-image" and image and service == "sd3":
+        raise ValidationFailed("image: is only for mode=image-to-image", field="image")
     ratio = str(form.get("aspect_ratio", "1:1"))
     if ratio not in ASPECT_RATIOS:
         raise ValidationFailed(f"aspect_ratio: must be one of {', '.join(ASPECT_RATIOS)} but is {ratio!r}",
@@ -396,22 +417,39 @@ async def stable_image(service: str, request: Request, services: ServicesDep, pr
     fmt = str(form.get("output_format", "png"))
     if fmt not in ("png", "jpeg", "webp"):
         raise ValidationFailed(f"output_format: must be png, jpeg or webp but is {fmt!r}", field="output_format")
-    try:
-        seed = int(form.get("seed", 0))
-    except ValueError as e:
-        raise ValidationFailed("seed: must be an integer", field="seed") from e
-    if not 0 <= seed <= 4_294_967_294:
-        raise ValidationFailed("seed: must be between 0 and 4294967294", field="seed", value=seed)
+    numbers: dict[str, float] = {}
+    for key, lo, hi, default in (("seed", 0, 4_294_967_294, 0), ("strength", 0, 1, None), ("cfg_scale", 1, 10, None)):
+        if key in form:
+            try:
+                numbers[key] = float(form[key]) if key != "seed" else int(form[key])
+            except ValueError as e:
+                raise ValidationFailed(f"{key}: must be a number but is {form[key]!r}", field=key,
+                                       value=form[key]) from e
+            if not lo <= numbers[key] <= hi:
+                raise ValidationFailed(f"{key}: must be between {lo} and {hi} but is {form[key]}", field=key,
+                                       value=form[key])
+        elif default is not None:
+            numbers[key] = default
+    if mode == "image-to-image" and "strength" not in numbers:
+        raise ValidationFailed("strength: is required for image-to-image (0 keeps the image, 1 replaces it)",
+                               field="strength")
+    if "cfg_scale" in numbers and service != "sd3":
+        raise ValidationFailed(f"cfg_scale: is not a parameter of generate/{service}", field="cfg_scale")
     style = form.get("style_preset")
     if style is not None and style not in STYLE_PRESETS:
         raise ValidationFailed(f"style_preset: must be one of {', '.join(STYLE_PRESETS)}", field="style_preset")
-    model = models[service]
     record = _engine(services, model)
-    w, h = _aspect_size(FAMILIES[record["family"]].native, ratio)
+    family = FAMILIES[record["family"]]
+    extra: dict[str, Any] = {}
+    if mode == "image-to-image":
+        iw, ih = await asyncio.to_thread(image_size, services, image, "image")  # decodable, under the limits
+        ratio = _ratio(iw, ih)  # the output keeps the input's aspect
+        extra.update(init_image=b64(image), strength=max(0.01, float(numbers["strength"])))
+    w, h = _aspect_size(family.native, ratio, family.multiple)
     full = prompt + (", " + STYLE_PRESETS[style] if style else "")
     done = await generate(request, services, principal, GenerationIn(
         model=model, prompt=full, negative_prompt=str(form.get("negative_prompt", ""))[:10000], width=w, height=h,
-        seed=seed or -1))
+        seed=int(numbers["seed"]) or -1, cfg_scale=numbers.get("cfg_scale"), **extra))
     data, seed_used, _ = done.images[0]
     data = await asyncio.to_thread(reencode, data, fmt)  # image encoding: off the event loop
     if "application/json" in request.headers.get("accept", ""):
@@ -469,7 +507,7 @@ async def stable_image_control(service: str, request: Request, services: Service
                            "cannot run; add one that fits it with `solvent models add`.", field="service",
                            value=service)
         await asyncio.to_thread(image_size, services, image, "image")  # decodable, under the limits
-        w, h = _aspect_size(family.native, ratio)
+        w, h = _aspect_size(family.native, ratio, family.multiple)
         extra = {"ip_adapters": [{"model": adapters[0], "images": [b64(image)], "weight": strength}]}
     else:
         nets = [n for n in record.get("controlnets") or [] if n not in (record.get("t2i_adapters") or [])] or \
@@ -479,7 +517,7 @@ async def stable_image_control(service: str, request: Request, services: Service
                            "fits it with `solvent models add`.", field="service", value=service)
         net = next((n for n in nets if service in n), nets[0])
         iw, ih = await asyncio.to_thread(image_size, services, image, "image")
-        w, h = _aspect_size(family.native, _ratio(iw, ih))
+        w, h = _aspect_size(family.native, _ratio(iw, ih), family.multiple)
         extra = {"controlnets": [{"model": net, "image": b64(image), "weight": strength,
                                   "preprocessor": CONTROL_PREPROCESSORS[service]}]}
     full = prompt + (", " + STYLE_PRESETS[style] if style else "")

@@ -16,12 +16,14 @@ ASPECTS = (("1:1", 1, 1), ("4:3", 4, 3), ("3:4", 3, 4), ("3:2", 3, 2), ("2:3", 2
 
 
 def size_presets(family: Family) -> list[SizeOut]:
-    """Each aspect ratio at about the family's native area, in multiples of 8 that its size rules accept."""
+    """Each aspect ratio at about the family's native area, in the multiples its size rules accept (8; 16 for SD3
+    and Flux)."""
     out, seen = [], set()
     area = family.native * family.native
+    step = family.multiple
     for label, a, b in ASPECTS:
-        w = round((area * a / b) ** 0.5 / 8) * 8
-        h = round((area * b / a) ** 0.5 / 8) * 8
+        w = round((area * a / b) ** 0.5 / step) * step
+        h = round((area * b / a) ** 0.5 / step) * step
         w, h = (min(max(v, family.min_side), family.max_side) for v in (w, h))
         if w * h <= family.max_pixels and (w, h) not in seen:
             seen.add((w, h))
@@ -32,13 +34,15 @@ def size_presets(family: Family) -> list[SizeOut]:
 def model_out(m: dict) -> ModelOut:
     fam = FAMILIES.get(m.get("family", ""))
     extra = {"sizes": size_presets(fam), "min_side": fam.min_side, "max_side": fam.max_side,
-             "max_pixels": fam.max_pixels} if fam else {}
+             "max_pixels": fam.max_pixels, "family_label": fam.label,
+             "samplers": [s.name for s in SAMPLERS if s.flow == fam.flow and (not s.only or fam.architecture in s.only)]
+             } if fam else {}
     return ModelOut(**{k: m[k] for k in ("id", "family", "native_resolution", "default_steps", "default_cfg",
                                          "default_sampler")}, loras=m.get("loras") or [],
                     controlnets=m.get("controlnets") or [], t2i_adapters=m.get("t2i_adapters") or [],
                     ip_adapters=m.get("ip_adapters") or [], refiners=m.get("refiners") or [], vaes=m.get("vaes") or [],
                     default_vae=m.get("default_vae"), embeddings=m.get("embeddings") or [],
-                    license=m.get("license_name"), **extra)
+                    license=m.get("license_name"), preset=m.get("preset") or None, **extra)
 
 
 @router.get("/models", response_model=list[ModelOut], summary="Models a running worker can serve")

@@ -82,6 +82,10 @@ export function applyModel($, model, keep) {
   sel.innerHTML = "";
   for (const s of model.sizes) sel.add(new Option(s.label, `${s.width}x${s.height}`));
   if (prev && [...sel.options].some((o) => o.value === prev)) sel.value = prev;
+  // Only the samplers that run this model's family (flow-matching ones for SD3 and Flux) can be picked.
+  const runs = new Set(model.samplers || []);
+  for (const o of $("sampler").options) o.hidden = o.disabled = runs.size > 0 && !runs.has(o.value);
+  if ($("sampler").selectedOptions[0]?.disabled) $("sampler").value = model.default_sampler;
   if (!keep) {
     $("steps").value = model.default_steps;
     $("cfg").value = model.default_cfg;

@@ -30,7 +30,10 @@ export async function createPage(main) {
     $("price").textContent = "";
     return;
   }
-  for (const m of models) $("model").add(new Option(`${m.id} (${m.family})`, m.id));
+  for (const m of models) {
+    const few = m.preset ? `, ${m.preset}: ${m.default_steps} steps` : "";
+    $("model").add(new Option(`${m.id} (${m.family_label || m.family}${few})`, m.id));
+  }
   for (const s of samplers.samplers) $("sampler").add(new Option(s.label, s.name));
   const modelOf = () => models.find((m) => m.id === $("model").value) || models[0];
 
