@@ -57,7 +57,7 @@ def build_sd3(v35: bool = False, with_t5: bool = True) -> dict:
     transformer = SD3Transformer2DModel(
         sample_size=32, patch_size=2, in_channels=16, num_layers=2, attention_head_dim=head, num_attention_heads=heads,
         joint_attention_dim=T5_WIDTH, caption_projection_dim=head * heads, pooled_projection_dim=64, out_channels=16,
-        pos_embed_max_size=32, dual_attention_layers=(0,) if v35 else (), qk_norm="rms_norm" if v35 else None)
+        pos_embed_max_size=128, dual_attention_layers=(0,) if v35 else (), qk_norm="rms_norm" if v35 else None)
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     return {"transformer": transformer, "vae": _vae("sd3"),

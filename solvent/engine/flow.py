@@ -41,6 +41,15 @@ class FlowInfo:
     inside: tuple[str, ...]  # components the file carries (`clip_l`, `clip_g`, `t5`, `vae`)
 
     @property
+    def max_side(self) -> int | None:
+        """SD3: the largest side its position table covers (patches × 2 × the VAE's 8×); Flux has none."""
+        pos = self.shapes.get(f"{self.prefix}pos_embed")
+        if pos is None:
+            return None
+        patch = self.shapes[f"{self.prefix}x_embedder.proj.weight"][2]
+        return math.isqrt(pos[1]) * patch * 8
+
+    @property
     def variant(self) -> str:
         """`dev` / `schnell` for Flux (distilled guidance or not); `large` / `medium` for SD3."""
         if self.family == "flux":

@@ -213,6 +213,11 @@ class Engine:
         width = family.native if req.width is None else req.width
         height = family.native if req.height is None else req.height
         family.validate_size(width, height)
+        largest = record.details.get("max_side")
+        for name, side in (("width", width), ("height", height)):
+            if largest and side > largest:
+                raise ValidationFailed(f"`{name}` must be at most {largest} for {record.id!r} (its transformer's "
+                                       f"position table) but is {side}.", field=name, value=side)
         # A few-step LoRA (LCM, Lightning, Hyper) brings its own defaults to a model that has none of its own.
         few = lora_preset([spec.name for spec in req.loras], record.family) if not record.preset else None
         steps = (few.steps if few else record.default_steps) if req.steps is None else req.steps

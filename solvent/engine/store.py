@@ -465,6 +465,7 @@ class ModelStore:
         check_components(info, {n: read_shapes(p) for n, p in paths.items()},
                          {"path": str(src), **{n: str(p) for n, p in paths.items()}})
         details = {"variant": info.variant, "latent_channels": 16, "t5": "t5" in (*info.inside, *paths),
+                   "max_side": info.max_side,
                    "cost_class": "sd3-large" if info.family == "sd3" and info.variant == "large" else info.family}
         chosen = preset or _recognised_preset(model_id or src.stem, info.family, details)
         return self._install(src, model_id, info.family, "single_file", "checkpoint", extra_files=paths,
@@ -679,7 +680,10 @@ def _folder_details(folder: Path, family: str) -> dict[str, Any]:
     else:
         variant = "large" if int(cfg.get("num_layers", 24)) >= 38 else "medium"
     t5 = (folder / ("text_encoder_3" if family == "sd3" else "text_encoder_2")).is_dir()
-    return {"variant": variant, "t5": t5,
+    side = None
+    if cfg.get("pos_embed_max_size"):
+        side = int(cfg["pos_embed_max_size"]) * int(cfg.get("patch_size", 2)) * 8
+    return {"variant": variant, "t5": t5, "max_side": side,
             "cost_class": "sd3-large" if family == "sd3" and variant == "large" else family}
 
 
