@@ -8,6 +8,8 @@ ratio Solvent / bare. The bare call gets the same pipeline object, prompt, sched
 so the ratio is Solvent's own overhead (validation, prompt weighting, metadata, usage).
 
     python benchmarks/engine.py --jobs 4                      # + K jobs one by one vs in one batched call
+    python benchmarks/engine.py --arch flux-schnell --tiny    # SD3 / SD3.5 / Flux: a tiny model (tests' sizes)
+    python benchmarks/engine.py --arch sd3.5 --size 1024 --steps 28 --device cuda --dtype bf16   # full size, random
 
 With `--jobs K`, also times K different-prompt jobs run one after another (`Engine.generate` each, as a
 worker with `--batch 1` does) against the same K in one device call (`Engine.generate_batch`, `--batch K`).
@@ -56,10 +58,58 @@ def random_arch_model(arch: str, home: Path) -> str:
     return f"random-{arch}"
 
 
+FLOW_ARCHES = ("sd3", "sd3.5", "flux-dev", "flux-schnell")
+
+
+def random_flow_model(arch: str, home: Path, tiny: bool, dtype: torch.dtype) -> str:
+    """A random-weight SD3 (medium), SD3.5 (medium: q/k norms, dual attention in its first 13 blocks) or Flux.1
+    pipeline saved as a diffusers folder: the tests' tiny sizes, or the released sizes from the shipped configs."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from solvent.engine.store import ModelStore
+    from solvent.generation.families import shipped_config
+    from tests.flow_models import build_flux, build_sd3, save_folder
+
+    family = "sd3" if arch.startswith("sd3") else "flux"
+    if tiny:
+        comps = build_sd3(v35=arch == "sd3.5") if family == "sd3" else build_flux(schnell=arch == "flux-schnell")
+    else:
+        from diffusers import AutoencoderKL, FluxTransformer2DModel, SD3Transformer2DModel
+        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+        from solvent.engine.flow import clip_tokenizer, t5_tokenizer
+
+        cfg = shipped_config(family, "transformer")
+        if arch == "sd3.5":
+            cfg.update(num_layers=24, dual_attention_layers=list(range(13)), qk_norm="rms_norm", pos_embed_max_size=384)
+        if arch == "flux-schnell":
+            cfg["guidance_embeds"] = False
+        build = SD3Transformer2DModel if family == "sd3" else FluxTransformer2DModel
+        comps = {"transformer": build.from_config(cfg).to(dtype),
+                 "vae": AutoencoderKL.from_config(shipped_config(family, "vae")).to(dtype),
+                 "scheduler": FlowMatchEulerDiscreteScheduler.from_config(shipped_config(family, "scheduler")),
+                 "tokenizer": clip_tokenizer(False)}
+        t5 = T5EncoderModel(T5Config(**shipped_config(family, "text_encoder_3" if family == "sd3" else "text_encoder_2")))
+        if family == "sd3":
+            comps.update(
+                text_encoder=CLIPTextModelWithProjection(CLIPTextConfig(**shipped_config("sd3", "text_encoder"))).to(dtype),
+                text_encoder_2=CLIPTextModelWithProjection(
+                    CLIPTextConfig(**shipped_config("sd3", "text_encoder_2"))).to(dtype),
+                tokenizer_2=clip_tokenizer(True), text_encoder_3=t5.to(dtype), tokenizer_3=t5_tokenizer())
+        else:
+            comps.update(text_encoder=CLIPTextModel(CLIPTextConfig(**shipped_config("flux", "text_encoder"))).to(dtype),
+                         text_encoder_2=t5.to(dtype), tokenizer_2=t5_tokenizer())
+    save_folder(family, comps, home / "src")
+    ModelStore(Settings(home=home)).add(home / "src", model_id=f"random-{arch}", link=True)
+    return f"random-{arch}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="solvent-tiny")
-    p.add_argument("--arch", choices=["sd1", "sd2"], help="benchmark a random-weight full-size model of this family")
+    p.add_argument("--arch", choices=["sd1", "sd2", *FLOW_ARCHES],
+                   help="benchmark a random-weight full-size model of this family")
+    p.add_argument("--tiny", action="store_true", help="with an SD3 / Flux --arch: the tests' tiny sizes")
     p.add_argument("--size", type=int, help="square size in pixels (default: the model's native)")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch", type=int, default=1)
@@ -81,8 +131,14 @@ def main() -> None:
     torch.manual_seed(0)
 
     home = Path(tempfile.mkdtemp(prefix="solvent-bench-"))
-    model = random_arch_model(args.arch, home) if args.arch else args.model
-    engine = build_engine(Settings(home=home, device=args.device, dtype=args.dtype, compile=args.compile))
+    flow = args.arch in FLOW_ARCHES
+    if flow:
+        save_dtype = torch.float32 if args.tiny or args.dtype in ("auto", "fp32") else torch.bfloat16
+        model = random_flow_model(args.arch, home, args.tiny, save_dtype)
+    else:
+        model = random_arch_model(args.arch, home) if args.arch else args.model
+    engine = build_engine(Settings(home=home, device=args.device, dtype=args.dtype, compile=args.compile,
+                                   model_cache_bytes=1 << 40))
     req = GenerationRequest(prompt=args.prompt, model=model, steps=args.steps, sampler=args.sampler, seed=1234,
                             batch_size=args.batch, width=args.size, height=args.size)
     resolved = engine.resolve(req)
@@ -95,8 +151,11 @@ def main() -> None:
     def bare_call() -> None:
         pipe.scheduler = make_scheduler(resolve_sampler(resolved.sampler.name), lm.scheduler_config, resolved.seed)
         gens = [torch.Generator("cpu").manual_seed(resolved.seed + i) for i in range(args.batch)]
+        extra = {}
+        if flow and args.arch.startswith("flux"):
+            extra["max_sequence_length"] = 512 if pipe.transformer.config.guidance_embeds else 256
         pipe(args.prompt, num_inference_steps=resolved.steps, guidance_scale=resolved.cfg_scale,
-             width=resolved.width, height=resolved.height, num_images_per_prompt=args.batch, generator=gens)
+             width=resolved.width, height=resolved.height, num_images_per_prompt=args.batch, generator=gens, **extra)
 
     def timed(fn) -> float:
         synchronize(engine.device)
@@ -107,7 +166,7 @@ def main() -> None:
 
     s, b = medians(timed, solvent_call, bare_call, args.runs)
     n = args.batch
-    print(f"device {engine.device} {str(engine.dtype).removeprefix('torch.')}, torch {torch.__version__}, "
+    print(f"device {engine.device} {str(lm.dtype or engine.dtype).removeprefix('torch.')}, torch {torch.__version__}, "
           f"threads {torch.get_num_threads()}, compile {args.compile}")
     print(f"model {model}, {resolved.width}x{resolved.height}, {resolved.steps} steps, sampler {resolved.sampler.name}, "
           f"cfg {resolved.cfg_scale:g}, batch {n}, median of {args.runs}")
