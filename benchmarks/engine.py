@@ -75,7 +75,13 @@ def random_flow_model(arch: str, home: Path, tiny: bool, dtype: torch.dtype) -> 
         comps = build_sd3(v35=arch == "sd3.5") if family == "sd3" else build_flux(schnell=arch == "flux-schnell")
     else:
         from diffusers import AutoencoderKL, FluxTransformer2DModel, SD3Transformer2DModel
-        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+        from transformers import (
+            CLIPTextConfig,
+            CLIPTextModel,
+            CLIPTextModelWithProjection,
+            T5Config,
+            T5EncoderModel,
+        )
 
         from solvent.engine.flow import clip_tokenizer, t5_tokenizer
 

@@ -339,3 +339,34 @@ def test_a_unet_lora_is_refused_for_a_flow_model(tmp_path, engine):
     with pytest.raises(IncompatibleLora) as e:
         _ours(engine, "m", loras=[LoraSpec("sd15", 1.0)])
     assert e.value.field == "loras" and "sd3" in e.value.message
+
+
+def test_few_step_unet_models_and_loras_get_their_defaults(tmp_path, engine):
+    """SDXL-Turbo by its name: 1 step, no CFG, trailing Euler a; an LCM-LoRA brings LCM's defaults to a
+    standard model; a request's own settings always win."""
+    from solvent.generation import LoraSpec
+    from tests.lora_files import write_diffusers
+    from tests.tiny_models import write_checkpoint
+
+    write_checkpoint("sdxl", tmp_path / "sdxl-turbo.safetensors")
+    rec = engine.store.add(tmp_path / "sdxl-turbo.safetensors", prediction_type="epsilon")
+    assert (rec.id, rec.preset, rec.default_steps, rec.default_cfg, rec.default_sampler) == (
+        "sdxl-turbo", "turbo", 1, 0.0, "euler_a_trailing")
+    out = engine.generate(GenerationRequest(prompt="a cat", model="sdxl-turbo", width=SIZE, height=SIZE, seed=2))
+    assert out.usage.steps_run == 1 and out.params["cfg_scale"] == 0.0
+    assert engine.generate(GenerationRequest(prompt="a cat", model="sdxl-turbo", width=SIZE, height=SIZE,
+                                             steps=3)).usage.steps_run == 3
+    comps = write_checkpoint("sd1", tmp_path / "plain.safetensors")
+    engine.store.add(tmp_path / "plain.safetensors", model_id="plain", prediction_type="epsilon")
+    engine.settings.loras_dir.mkdir(parents=True, exist_ok=True)
+    write_diffusers(comps["unet"], engine.settings.loras_dir / "lcm-lora-sdv1-5.safetensors")
+    req = GenerationRequest(prompt="a cat", model="plain", width=64, height=64, loras=[LoraSpec("lcm-lora-sdv1-5", 1.0)])
+    res = engine.resolve(req)
+    assert (res.steps, res.cfg_scale, res.sampler.name) == (4, 1.5, "lcm")
+    assert engine.generate(req).usage.steps_run == 4
+    forced = engine.store.add(tmp_path / "plain.safetensors", model_id="plain-turbo", preset="turbo",
+                              prediction_type="epsilon")
+    assert forced.default_steps == 1
+    with pytest.raises(ValidationFailed) as e:
+        engine.store.add(tmp_path / "plain.safetensors", model_id="x", preset="warp")
+    assert e.value.field == "preset"
