@@ -274,3 +274,48 @@ def write_flux_kohya_lora(transformer, path: Path, seed: int = 4) -> Path:
             sd[f"{key}.alpha"] = torch.tensor(2.0)
     save_file(sd, str(path))
     return path
+
+
+def write_flux_bfl_lora(transformer, path: Path, seed: int = 5, comfy: bool = True) -> dict:
+    """A Flux LoRA in Black Forest Labs' module names (ComfyUI saves them under `diffusion_model.`): fused qkv and
+    single-block linear1 projections, lora_down / lora_up with alpha. Returns {BFL module: ΔW} (alpha applied)."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = transformer.config
+    hidden = cfg.num_attention_heads * cfg.attention_head_dim
+    mlp = transformer.single_transformer_blocks[0].proj_mlp.out_features
+    prefix = "diffusion_model." if comfy else ""
+    sd, deltas = {}, {}
+    targets = [(f"double_blocks.{i}.img_attn.qkv", 3 * hidden, hidden) for i in range(cfg.num_layers)]
+    targets += [(f"double_blocks.{i}.txt_mlp.0", 4 * hidden, hidden) for i in range(cfg.num_layers)]
+    targets += [(f"single_blocks.{i}.linear1", 3 * hidden + mlp, hidden) for i in range(cfg.num_single_layers)]
+    for name, out_f, in_f in targets:
+        down, up = _lora_pair(g, out_f, in_f)
+        sd[f"{prefix}{name}.lora_down.weight"], sd[f"{prefix}{name}.lora_up.weight"] = down, up
+        sd[f"{prefix}{name}.alpha"] = torch.tensor(2.0)
+        deltas[name] = up @ down * (2.0 / down.shape[0])
+    save_file(sd, str(path))
+    return deltas
+
+
+def fuse_flux_deltas(transformer, deltas: dict, weight: float) -> None:
+    """Add `weight` × each ΔW of a BFL-named LoRA to the diffusers transformer's weights (the fused rows split
+    in the original order: q, k, v, then the single blocks' MLP)."""
+    hidden = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+    with torch.no_grad():
+        for name, delta in deltas.items():
+            kind, i, rest = name.split(".", 2)
+            i = int(i)
+            if kind == "double_blocks" and rest == "img_attn.qkv":
+                attn = transformer.transformer_blocks[i].attn
+                parts = [attn.to_q, attn.to_k, attn.to_v]
+            elif kind == "double_blocks":
+                parts = [transformer.transformer_blocks[i].ff_context.net[0].proj]
+            else:
+                blk = transformer.single_transformer_blocks[i]
+                parts = [blk.attn.to_q, blk.attn.to_k, blk.attn.to_v, blk.proj_mlp]
+            row = 0
+            for lin in parts:
+                n = lin.weight.shape[0]
+                lin.weight += weight * delta[row:row + n]
+                row += n
+            assert row == delta.shape[0] and (len(parts) == 1 or parts[0].weight.shape[0] == hidden)

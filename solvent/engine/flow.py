@@ -277,6 +277,68 @@ def flux_to_diffusers(state: dict, hidden: int) -> dict:
     return out
 
 
+_DOUBLE = {"img_attn.qkv": ("attn.to_q", "attn.to_k", "attn.to_v"),
+           "txt_attn.qkv": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
+           "img_attn.proj": ("attn.to_out.0",), "txt_attn.proj": ("attn.to_add_out",),
+           "img_mlp.0": ("ff.net.0.proj",), "img_mlp.2": ("ff.net.2",), "txt_mlp.0": ("ff_context.net.0.proj",),
+           "txt_mlp.2": ("ff_context.net.2",), "img_mod.lin": ("norm1.linear",), "txt_mod.lin": ("norm1_context.linear",)}
+_SINGLE = {"linear1": ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp"), "linear2": ("proj_out",),
+           "modulation.lin": ("norm.linear",)}
+_GLOBAL = {"img_in": "x_embedder", "txt_in": "context_embedder", "time_in.in_layer": "time_text_embed.timestep_embedder"
+           ".linear_1", "time_in.out_layer": "time_text_embed.timestep_embedder.linear_2",
+           "vector_in.in_layer": "time_text_embed.text_embedder.linear_1",
+           "vector_in.out_layer": "time_text_embed.text_embedder.linear_2",
+           "guidance_in.in_layer": "time_text_embed.guidance_embedder.linear_1",
+           "guidance_in.out_layer": "time_text_embed.guidance_embedder.linear_2", "final_layer.linear": "proj_out",
+           "final_layer.adaLN_modulation.1": "norm_out.linear"}
+
+
+def flux_lora_to_diffusers(state: dict, hidden: int) -> dict | None:
+    """A Flux LoRA in Black Forest Labs' / ComfyUI's module names (`diffusion_model.double_blocks.0.img_attn.qkv
+    .lora_A.weight`, or `lora_down` / `lora_up` with `alpha`) → diffusers' peft keys (`transformer.…lora_A/B`), or
+    None when it is in another layout. Fused projections share their down matrix, so splitting the up matrix
+    (q, k, v; and the single blocks' MLP) is exact; alpha is folded into the down matrix."""
+    import torch
+
+    pat = re.compile(r"^(?:diffusion_model\.)?(.+?)\.(lora_A|lora_B|lora_down|lora_up)\.weight$")
+    modules: dict[str, dict] = {}
+    for k, v in state.items():
+        if (m := pat.match(k)) is None:
+            if not k.endswith(".alpha"):
+                return None
+            continue
+        modules.setdefault(m[1], {})["A" if m[2] in ("lora_A", "lora_down") else "B"] = v
+    if not modules or not any(m.startswith(("double_blocks.", "single_blocks.")) for m in modules):
+        return None
+    out = {}
+    for name, ab in modules.items():
+        if set(ab) != {"A", "B"}:
+            raise CorruptCheckpoint(f"the LoRA's `{name}` has no {'up' if 'A' in ab else 'down'} matrix.",
+                                    field="loras")
+        a, b = ab["A"], ab["B"]
+        alpha = next((state[k] for k in (f"{name}.alpha", f"diffusion_model.{name}.alpha") if k in state), None)
+        if alpha is not None:
+            a = a * (float(alpha) / a.shape[0])
+        if (m := re.match(r"(double|single)_blocks\.(\d+)\.(.+)$", name)) is not None:
+            table = _DOUBLE if m[1] == "double" else _SINGLE
+            if m[3] not in table:
+                raise CorruptCheckpoint(f"the LoRA targets `{name}`, which Flux has not.", field="loras")
+            block = f"{'transformer_blocks' if m[1] == 'double' else 'single_transformer_blocks'}.{m[2]}"
+            targets = table[m[3]]
+            sizes = [hidden] * 3 + [b.shape[0] - 3 * hidden] if len(targets) == 4 else [b.shape[0] // len(targets)] * len(targets)
+            for target, part in zip(targets, torch.split(b, sizes, dim=0), strict=True):
+                out[f"transformer.{block}.{target}.lora_A.weight"] = a.contiguous()
+                out[f"transformer.{block}.{target}.lora_B.weight"] = part.contiguous()
+        elif name in _GLOBAL:
+            if name == "final_layer.adaLN_modulation.1":
+                b = _swap_halves(b)
+            out[f"transformer.{_GLOBAL[name]}.lora_A.weight"] = a.contiguous()
+            out[f"transformer.{_GLOBAL[name]}.lora_B.weight"] = b.contiguous()
+        else:
+            raise CorruptCheckpoint(f"the LoRA targets `{name}`, which Flux has not.", field="loras")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------

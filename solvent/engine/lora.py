@@ -95,14 +95,20 @@ def apply_loras(pipe, loaded: set[str], specs: list[tuple[Path, float]], archite
         if name not in loaded:
             unet = getattr(pipe, "unet", None)
             check_lora(path, architecture, unet.config.cross_attention_dim if unet is not None else None)
+            source = _flux_original(path, pipe) if architecture == "flux" else None
             try:
-                pipe.load_lora_weights(str(path), adapter_name=name)
+                pipe.load_lora_weights(source if source is not None else str(path), adapter_name=name)
             except (ValueError, RuntimeError, KeyError) as e:
                 raise IncompatibleLora(
                     f"`loras` {path.stem!r} does not fit this model: {str(e).splitlines()[0][:300]}",
                     field="loras",
                     value=path.stem,
                 ) from e
+            if not any(name in names for names in pipe.get_list_adapters().values()):
+                # diffusers loads a LoRA whose keys match nothing as a silent no-op: say so instead.
+                raise IncompatibleLora(f"`loras` {path.stem!r} holds no tensor this model has (a LoRA of another "
+                                       "model, or of a layout Solvent does not read).", field="loras",
+                                       value=path.stem)
             loaded.add(name)
         names.append(name)
         weights.append(float(weight))
@@ -111,3 +117,14 @@ def apply_loras(pipe, loaded: set[str], specs: list[tuple[Path, float]], archite
         pipe.set_adapters(names, adapter_weights=weights)
     elif loaded:
         pipe.disable_lora()
+
+
+def _flux_original(path: Path, pipe) -> dict | None:
+    """A Flux LoRA in Black Forest Labs' / ComfyUI's module names, converted for diffusers (None: another layout,
+    which diffusers reads itself)."""
+    from safetensors.torch import load_file
+
+    from .flow import flux_lora_to_diffusers
+
+    cfg = pipe.transformer.config
+    return flux_lora_to_diffusers(load_file(str(path)), cfg.num_attention_heads * cfg.attention_head_dim)

@@ -370,3 +370,35 @@ def test_few_step_unet_models_and_loras_get_their_defaults(tmp_path, engine):
     with pytest.raises(ValidationFailed) as e:
         engine.store.add(tmp_path / "plain.safetensors", model_id="x", preset="warp")
     assert e.value.field == "preset"
+
+
+def test_a_flux_lora_in_bfl_comfy_names_equals_its_fused_weights(tmp_path, engine):
+    """diffusers reads no LoRA in BFL's module names (it loads one as a silent no-op); Solvent converts them."""
+    from solvent.generation import LoraSpec
+    from tests.flow_models import fuse_flux_deltas, write_flux_bfl_lora
+
+    comps = build_flux()
+    paths = write_flux_files(comps, tmp_path / "files")
+    engine.store.add(paths.pop("path"), model_id="m", components=paths)
+    engine.settings.loras_dir.mkdir(parents=True, exist_ok=True)
+    deltas = write_flux_bfl_lora(comps["transformer"], engine.settings.loras_dir / "comfy-style.safetensors")
+    styled = _ours(engine, "m", cfg=3.5, loras=[LoraSpec("comfy-style", 0.8)])
+    fused = build_flux()
+    fuse_flux_deltas(fused["transformer"], deltas, 0.8)
+    assert _same(styled, _bare("flux", fused, cfg=3.5)) <= 2
+    assert _same(styled, _bare("flux", build_flux(), cfg=3.5)) > 4
+
+
+def test_a_lora_that_matches_nothing_is_refused(tmp_path, engine):
+    from solvent.errors import IncompatibleLora
+    from solvent.generation import LoraSpec
+
+    paths = write_flux_files(build_flux(), tmp_path / "files")
+    engine.store.add(paths.pop("path"), model_id="m", components=paths)
+    engine.settings.loras_dir.mkdir(parents=True, exist_ok=True)
+    save_file({"unet.single_transformer_blocks.0.attn.to_q.lora_A.weight": torch.zeros(4, 32),  # another model's
+               "unet.single_transformer_blocks.0.attn.to_q.lora_B.weight": torch.zeros(32, 4)},
+              str(engine.settings.loras_dir / "elsewhere.safetensors"))
+    with pytest.raises(IncompatibleLora) as e:
+        _ours(engine, "m", cfg=3.5, loras=[LoraSpec("elsewhere", 1.0)])
+    assert e.value.field == "loras" and "no tensor" in e.value.message
