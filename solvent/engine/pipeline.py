@@ -622,7 +622,9 @@ class Engine:
     def _check_fits(self, record: ModelRecord, dtype: torch.dtype) -> None:
         """Refuse, before reading a weight, a model that would not fit the cache budget (or the GPU, without
         offload): its parameters at the working dtype, counted from the safetensors headers."""
-        need = self.store.parameter_count(record) * torch.tensor([], dtype=dtype).element_size()
+        denoiser, rest = self.store.parameter_counts(record)
+        size = torch.tensor([], dtype=dtype).element_size()
+        need = (denoiser * (1 if self.settings.fp8_weights else size)) + rest * size
         gib = 1024**3
         budget = self.settings.model_cache_bytes
         if need > budget:

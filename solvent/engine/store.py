@@ -38,6 +38,7 @@ from .adapters import encoder_fits, inspect_adapter, pickled_adapter
 from .checkpoint import PICKLE_REFUSAL, SAFE_SUFFIXES, UNET, inspect_checkpoint, is_pickle, read_shapes
 from .flow import COMPONENTS, FlowInfo, check_components, inspect_flow
 
+_NOT_DENOISER = ("first_stage_model.", "vae.", "cond_stage_model.", "conditioner.", "text_encoders.")
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -254,20 +255,35 @@ class ModelStore:
 
     def parameter_count(self, record: ModelRecord) -> int:
         """How many weights a model's safetensors files hold (from their headers; pickles count 0). Cached."""
+        return sum(self.parameter_counts(record))
+
+    def parameter_counts(self, record: ModelRecord) -> tuple[int, int]:
+        """(the UNet's / transformer's weights, every other weight), from the safetensors headers. Cached."""
         key = (record.id, record.sha256, "parameters")
         if key not in self._configs:
-            total = 0
+            denoiser = rest = 0
             base = self.path_of(record) if record.format == "diffusers" else self.path_of(record).parent
+            main = self.path_of(record)
             for f in record.files:
                 p = Path(f["path"])
                 if p.suffix.lower() not in SAFE_SUFFIXES:
                     continue
                 p = p if p.is_absolute() else base / p
                 try:
-                    total += sum(math.prod(shape) for shape in read_shapes(p).values())
+                    shapes = read_shapes(p)
                 except (OSError, SolventError):
                     continue
-            self._configs[key] = total
+                for k, shape in shapes.items():
+                    n = math.prod(shape)
+                    if record.format == "diffusers":
+                        inside = p.parent.name in ("unet", "transformer")
+                    else:
+                        inside = p == main and not k.startswith(_NOT_DENOISER)
+                    if inside:
+                        denoiser += n
+                    else:
+                        rest += n
+            self._configs[key] = (denoiser, rest)
         return self._configs[key]
 
     def latent_channels(self, record: ModelRecord) -> int:

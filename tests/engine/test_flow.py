@@ -402,3 +402,22 @@ def test_a_lora_that_matches_nothing_is_refused(tmp_path, engine):
     with pytest.raises(IncompatibleLora) as e:
         _ours(engine, "m", cfg=3.5, loras=[LoraSpec("elsewhere", 1.0)])
     assert e.value.field == "loras" and "no tensor" in e.value.message
+
+
+def test_fp8_weights_store_the_transformer_in_fp8_and_halve_its_estimate(tmp_path):
+    from solvent.config import Settings
+    from solvent.root import build_engine
+
+    paths = write_flux_files(build_flux(), tmp_path / "files")
+    main = paths.pop("path")
+    images, engines = {}, {}
+    for fp8 in (False, True):
+        eng = engines[fp8] = build_engine(Settings(home=tmp_path / f"home-{fp8}", fp8_weights=fp8))
+        eng.store.add(main, model_id="m", components=paths)
+        images[fp8] = _ours(eng, "m", cfg=3.5)
+    assert next(engines[True].load("m").pipe.transformer.parameters()).dtype == torch.float8_e4m3fn
+    assert engines[True].load("m").nbytes < engines[False].load("m").nbytes
+    diff = _same(images[True], np.asarray(images[False].images[0]).astype(int))
+    assert 0 < diff < 80, diff  # fp8 storage rounding, computed in fp32
+    denoiser, rest = engines[True].store.parameter_counts(engines[True].store.get("m"))
+    assert denoiser == sum(p.numel() for p in build_flux()["transformer"].parameters()) and rest > 0
