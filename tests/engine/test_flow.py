@@ -421,3 +421,26 @@ def test_fp8_weights_store_the_transformer_in_fp8_and_halve_its_estimate(tmp_pat
     assert 0 < diff < 80, diff  # fp8 storage rounding, computed in fp32
     denoiser, rest = engines[True].store.parameter_counts(engines[True].store.get("m"))
     assert denoiser == sum(p.numel() for p in build_flux()["transformer"].parameters()) and rest > 0
+
+
+@pytest.mark.parametrize("model", ["sd3m", "flux"])
+def test_progress_previews_of_flow_latents(flow_engine, model):
+    """Flux's latents are packed 2×2 into tokens: the preview unpacks them before decoding."""
+    events = []
+    req = GenerationRequest(prompt="a red cube", model=model, steps=2, seed=5, width=SIZE, height=SIZE)
+    flow_engine.generate(req, progress=events.append)
+    assert [(e.step, e.total) for e in events] == [(1, 2), (2, 2)]
+    img = events[-1].preview()
+    assert img.size == (SIZE, SIZE) and img.mode == "RGB"
+
+
+def test_a_full_size_vae_preview_maps_latents_without_decoding(engine):
+    from types import SimpleNamespace
+
+    from solvent.generation.families import FAMILIES
+
+    pipe = SimpleNamespace(vae=SimpleNamespace(config=SimpleNamespace(block_out_channels=[128, 256, 512, 512])))
+    r = SimpleNamespace(family=FAMILIES["sd3"], width=256, height=256)
+    img = engine._flow_preview(pipe, torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(0)), r)
+    arr = np.asarray(img)
+    assert img.size == (32, 32) and arr.min() == 0 and arr.max() >= 254  # stretched to the visible range

@@ -54,6 +54,10 @@ def server(tmp_path_factory):
     store.add(home / "encoder", model_id="tiny-vit")
     write_ip_adapter(home / "ip-tiny.safetensors", _unet())
     store.add(home / "ip-tiny.safetensors", model_id="ip-tiny")
+    from tests.flow_models import build_flux, write_flux_files
+
+    flux = write_flux_files(build_flux(schnell=True), home / "flux")  # a Flux.1 [schnell] file, as downloaded
+    store.add(flux.pop("path"), model_id="flux1-schnell", components=flux)
     port = free_port()
     log_path = home / "serve.log"
     log = open(log_path, "w")  # noqa: SIM115 - closed below, after the server stops
@@ -541,3 +545,24 @@ def test_a_silhouette_drawn_on_the_pad_and_an_image_prompt(page, server, tmp_pat
     unit = info["params"]["controls"][0]
     assert (unit["model"], unit["preprocessor"], unit["control_mode"]) == ("solvent-tiny-silhouette", "none", "prompt")
     assert info["params"]["ip_adapters"] == [{"model": "ip-tiny", "weight": 0.6, "scales": [0.5]}]
+
+
+def test_a_flux_model_gets_its_sizes_samplers_and_few_step_defaults(page, server):
+    sign_in(page, server)
+    label = page.locator("#model option[value='flux1-schnell']").inner_text()
+    assert "Flux.1" in label and "schnell: 4 steps" in label
+    page.select_option("#model", "flux1-schnell")
+    assert page.input_value("#steps") == "4" and page.input_value("#sampler") == "flow_euler"
+    sizes = page.eval_on_selector_all("#size option", "os => os.map((o) => o.value)")
+    assert sizes and all(int(v) % 16 == 0 for s in sizes for v in s.split("x"))
+    usable = page.eval_on_selector_all("#sampler option", "os => os.filter((o) => !o.disabled).map((o) => o.value)")
+    assert "flow_euler" in usable and "dpmpp_2m_karras" not in usable and "flow_heun" not in usable
+    page.select_option("#size", sizes[0])
+    page.fill("#prompt", "a kite over the sea")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_function("() => document.querySelectorAll('#results img').length > 0", timeout=120_000)
+    job = _last_job(server)
+    assert job["state"] == "succeeded" and job["params"]["model"] == "flux1-schnell", job
+    page.select_option("#model", "solvent-tiny")  # back to a UNet model: its samplers again
+    usable = page.eval_on_selector_all("#sampler option", "os => os.filter((o) => !o.disabled).map((o) => o.value)")
+    assert "dpmpp_2m_karras" in usable and "flow_euler" not in usable
