@@ -69,7 +69,7 @@ from .adapters import (
 from .checkpoint import load_components
 from .embeddings import load_into, mentioned
 from .lora import apply_loras, resolve_lora
-from .prompts import PromptEncoder
+from .prompts import PromptEncoder, sd3_reweight
 from .schedulers import make_scheduler
 from .store import ModelRecord, ModelStore
 
@@ -961,6 +961,7 @@ class Engine:
         if arch == "sd3":
             call.update(negative_prompt=[plain_prompt(x.request.negative_prompt) for x in every],
                         clip_skip=(req.clip_skip - 1) or None)
+            self._sd3_weights(pipe, call, every, req.clip_skip)
         else:  # schnell was distilled with 256 T5 tokens, dev with 512
             call["max_sequence_length"] = 512 if pipe.transformer.config.guidance_embeds else 256
         call.update(width=r.width, height=r.height)
@@ -981,6 +982,23 @@ class Engine:
         if req.mode == "inpaint":
             images = _keep_unmasked(images, rs, [x.request.batch_size for x in rs])
         return self._results(rs, images, seconds, steps_run, load_seconds)
+
+    def _sd3_weights(self, pipe, call: dict, every: list[Resolved], clip_skip: int) -> None:
+        """Weighted prompts on SD3: encode as diffusers does, then weight the CLIP part of each weighted row
+        (`prompts.sd3_reweight`); the call then takes embeddings instead of text."""
+        texts = [x.request.prompt for x in every]
+        negatives = [x.request.negative_prompt for x in every]
+        if not any(_weighted(t) for t in (*texts, *negatives)):
+            return
+        with torch.inference_mode():
+            pe, npe, pooled, npooled = pipe.encode_prompt(
+                prompt=call.pop("prompt"), prompt_2=None, prompt_3=None, negative_prompt=call.pop("negative_prompt"),
+                do_classifier_free_guidance=True, clip_skip=call.pop("clip_skip"), device=self.device)
+            for row, (text, negative) in enumerate(zip(texts, negatives, strict=True)):
+                sd3_reweight(pipe, pe, row, text, clip_skip, self.settings.max_prompt_chunks, self.device)
+                sd3_reweight(pipe, npe, row, negative, clip_skip, self.settings.max_prompt_chunks, self.device)
+        call.update(prompt_embeds=pe, negative_prompt_embeds=npe, pooled_prompt_embeds=pooled,
+                    negative_pooled_prompt_embeds=npooled)
 
     def _flow_preview(self, pipe, latents: torch.Tensor, r: Resolved) -> Image.Image:
         """A cheap preview of SD3 / Flux latents (Flux's are packed 2×2): a VAE decode for tiny VAEs, else the
@@ -1173,6 +1191,16 @@ def _terms_text(terms: dict) -> dict[str, str]:
     if terms.get("license"):
         out["License"] = str(terms["license"])
     return out
+
+
+def _weighted(text: str) -> bool:
+    """Whether a prompt uses weight syntax (any fragment weighted other than 1)."""
+    from ..generation.prompts import parse_weights
+
+    try:
+        return any(w not in (1.0, -1.0) for _, w in parse_weights(text))
+    except ValueError:
+        return False
 
 
 def _check_flow(req: GenerationRequest, record: ModelRecord, family: Family) -> None:

@@ -109,3 +109,25 @@ class PromptEncoder:
         if self.xl and not negative and getattr(self.pipe.config, "force_zeros_for_empty_prompt", True):
             return p, Encoded(torch.zeros_like(p.embeds), torch.zeros_like(p.pooled))
         return p, self.encode(neg, n, device, clip_skip)
+
+
+@torch.no_grad()
+def sd3_reweight(pipe, embeds: torch.Tensor, row: int, text: str, clip_skip: int, max_chunks: int,
+                 device: torch.device) -> None:
+    """Weight one row of SD3 prompt embeddings as AUTOMATIC1111 weights CLIP's: the CLIP-L and CLIP-G token states
+    (the first 77 positions, zero-padded to T5's width) are recomputed from the prompt's own tokens and scaled by
+    their weights with the mean restored; T5's states (the rest) stay unweighted, as T5 has no such weighting.
+    SD3 reads one 77-token CLIP window, so weights past it have no effect (as on the unweighted path)."""
+    chunks = chunk_prompt(lambda t: pipe.tokenizer(t, add_special_tokens=False, truncation=False).input_ids, text,
+                          max_chunks)
+    if not chunks.weighted:
+        return
+    ids, weights = (chunks.ids[0], chunks.weights[0]) if chunks.ids else ([], [])
+    parts = []
+    for tok, te in ((pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)):
+        padded, w = _pad(tok, ids, weights)
+        out = te(torch.tensor([padded], device=device), output_hidden_states=True)
+        parts.append(out.hidden_states[-(clip_skip + 1)])  # diffusers' SD3: the penultimate layer at clip skip 1
+    z = _reweight(torch.cat(parts, dim=-1), torch.tensor(w, device=device))[0]
+    width = min(z.shape[-1], embeds.shape[-1])
+    embeds[row, :z.shape[0], :width] = z[:, :width].to(embeds.dtype)

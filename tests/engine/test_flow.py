@@ -228,13 +228,34 @@ def test_flux_clip_skip_controls_and_ip_adapters_are_refused(tmp_path, engine):
     assert engine.fits(engine.store.get("flux"))["controlnets"] == []
 
 
-def test_weighted_prompts_are_read_as_plain_text(tmp_path, engine):
-    write_sd3_single(build_sd3(), tmp_path / "sd3.safetensors")
-    engine.store.add(tmp_path / "sd3.safetensors", model_id="sd3m")
-    plain = _ours(engine, "sd3m", steps=2)
-    weighted = engine.generate(GenerationRequest(prompt="a (red:1.3) cube on a [table]", model="sd3m", steps=2,
-                                                 seed=7, width=SIZE, height=SIZE, cfg_scale=4.0))
-    assert _same(weighted, np.asarray(plain.images[0]).astype(int)) <= 1
+def test_sd3_weights_its_clip_states_and_leaves_t5_alone():
+    from solvent.engine.prompts import sd3_reweight
+
+    pipe = pipeline("sd3", build_sd3(True))
+    cpu = torch.device("cpu")
+    with torch.inference_mode():
+        pe = pipe.encode_prompt(prompt=["a red cube on a table"], prompt_2=None, prompt_3=None, negative_prompt=[""],
+                                device=cpu)[0]
+        same = pe.clone()
+        sd3_reweight(pipe, same, 0, "a red cube on a table", 1, 3, cpu)  # no weights: untouched
+        assert torch.equal(same, pe)
+        up, down = pe.clone(), pe.clone()
+        sd3_reweight(pipe, up, 0, "a (red:1.6) cube on a table", 1, 3, cpu)
+        sd3_reweight(pipe, down, 0, "a (red:0.4) cube on a table", 1, 3, cpu)
+    assert torch.equal(up[:, 77:], pe[:, 77:]) and torch.equal(down[:, 77:], pe[:, 77:])  # T5's states
+    assert (up[:, :77] - pe[:, :77]).abs().max() > 0.1 and (up[:, :77] - down[:, :77]).abs().max() > 0.1
+    assert torch.allclose(up[:, :77].mean(), pe[:, :77].mean(), atol=1e-5)  # A1111's mean restored
+
+
+def test_weighted_prompts_run_on_both_and_flux_reads_them_as_plain_text(flow_engine):
+    def run(model, prompt):
+        out = flow_engine.generate(GenerationRequest(prompt=prompt, model=model, negative_prompt="(blurry:1.2)",
+                                                     steps=2, seed=7, width=SIZE, height=SIZE, cfg_scale=4.0))
+        return np.asarray(out.images[0]).astype(int)
+
+    assert run("sd3m", "a (red:1.6) cube on a [table]").shape == (SIZE, SIZE, 3)
+    flux = run("flux", "a red cube on a table")
+    assert np.abs(run("flux", "a (red:1.6) cube on a [table]") - flux).max() <= 1  # T5 + pooled CLIP: no weights
 
 
 def test_a_model_larger_than_the_cache_budget_is_refused_before_loading(tmp_path, engine):
