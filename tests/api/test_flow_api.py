@@ -145,6 +145,13 @@ def test_a1111_lists_and_runs_flux_with_its_defaults(live):
         "prompt": "a fox", "sampler_name": "DPM++ 2M Karras", "width": 512, "height": 512,
         "override_settings": {"sd_model_checkpoint": "flux1-schnell"}})
     assert r.status_code == 422 and "flow_euler" in r.text
+    turbo = {"prompt": "a fox", "width": 512, "height": 512, "override_settings": {"sd_model_checkpoint": "sdxl-turbo"}}
+    r = httpx.post(f"{base}/txt2img", headers=live.h, timeout=120,
+                   json={**turbo, "sampler_name": "Euler a", "scheduler": "SGM Uniform"})  # A1111 1.9+'s schedule
+    info = parse_infotext(__import__("json").loads(r.json()["info"])["infotexts"][0])
+    assert info["Sampler"] == "Euler a SGM Uniform" and info["Steps"] == "1"
+    r = httpx.post(f"{base}/txt2img", headers=live.h, json={**turbo, "sampler_name": "Euler", "scheduler": "Beta"})
+    assert r.status_code == 422 and "scheduler" in r.text
 
 
 def test_openai_model_name_maps_to_flux(live):

@@ -65,6 +65,7 @@ class Txt2Img(BaseModel):
     seed: int = Field(-1, ge=-1, le=2**32 - 1)
     sampler_name: str | None = None
     sampler_index: str | None = None
+    scheduler: str | None = Field(None, max_length=64)  # A1111 1.9+: the schedule type beside the sampler
     batch_size: int = Field(1, ge=1, le=16)
     n_iter: int = Field(1, ge=1, le=16)
     steps: int = Field(20, ge=1, le=150)
@@ -137,10 +138,33 @@ def _prompt_loras(prompt: str) -> tuple[str, list[dict]]:
     return (_LORA_TAG.sub("", prompt).strip() if loras else prompt), loras
 
 
+# A1111 1.9+'s schedule types: those Solvent's table has as sampler variants, and those that are the default.
+SCHEDULE_SUFFIX = {"karras": "_karras", "sgm uniform": "_trailing"}
+SCHEDULE_DEFAULT = ("automatic", "uniform", "normal", "simple", "")
+
+
+def _with_schedule(sampler: str | None, schedule: str | None) -> str | None:
+    """`Euler` + `SGM Uniform` → `euler_trailing`, `DPM++ 2M` + `Karras` → `dpmpp_2m_karras`; the default schedule
+    types keep the sampler; any other is refused with those that run."""
+    key = (schedule or "").strip().lower()
+    if key in SCHEDULE_DEFAULT:
+        return sampler
+    base = resolve_sampler(sampler or "euler", "sampler_name").name.removesuffix("_karras").removesuffix("_trailing")
+    if key in SCHEDULE_SUFFIX:
+        try:
+            return resolve_sampler(base + SCHEDULE_SUFFIX[key], "scheduler").name
+        except ValidationFailed:
+            pass
+    raise ValidationFailed(f"`scheduler` {schedule!r} does not run with `sampler_name` {sampler or 'Euler'!r}; Solvent "
+                           "runs Automatic, Uniform, Normal, Simple, and Karras or SGM Uniform where the sampler has "
+                           "them.", field="scheduler", value=schedule)
+
+
 def _fields(services, principal, t: Txt2Img) -> dict:
     sampler = t.sampler_name or t.sampler_index
     if sampler:
         sampler = resolve_sampler(sampler, "sampler_name").name
+    sampler = _with_schedule(sampler, t.scheduler)
     from .controlnet import units
 
     prompt, loras = _prompt_loras(t.prompt)
