@@ -158,17 +158,17 @@ def test_flux_heun_is_refused_with_the_samplers_that_run(tmp_path, engine):
     assert "flow_euler" in e.value.message and "flow_heun" not in e.value.message.split("run them:")[1]
 
 
-def test_img2img_and_inpaint_run_on_flow_models(tmp_path, engine):
+@pytest.mark.parametrize("model", ["sd3m", "flux"])
+def test_img2img_and_inpaint_run_on_flow_models(flow_engine, model):
     from PIL import Image
 
-    write_sd3_single(build_sd3(), tmp_path / "sd3.safetensors")
-    engine.store.add(tmp_path / "sd3.safetensors", model_id="sd3m")
+    engine = flow_engine
     init = Image.new("RGB", (SIZE, SIZE), (200, 30, 30))
     mask = Image.new("L", (SIZE, SIZE), 0)
     mask.paste(255, (0, 0, SIZE // 2, SIZE))
-    i2i = _ours(engine, "sd3m", steps=4, init_image=init, strength=0.5)
+    i2i = _ours(engine, model, steps=4, init_image=init, strength=0.5)
     assert i2i.usage.steps_run == 2 and i2i.images[0].size == (SIZE, SIZE)
-    inp = _ours(engine, "sd3m", steps=4, init_image=init, strength=1.0, mask=mask)
+    inp = _ours(engine, model, steps=4, init_image=init, strength=1.0, mask=mask)
     kept = np.asarray(inp.images[0])[:, SIZE // 2 + 8:]
     assert np.abs(kept.astype(int) - np.asarray(init)[:, SIZE // 2 + 8:]).max() <= 1  # black keeps the image
 
@@ -463,3 +463,14 @@ def test_a_full_size_vae_preview_maps_latents_without_decoding(engine):
     img = engine._flow_preview(pipe, torch.randn(1, 16, 32, 32, generator=torch.Generator().manual_seed(0)), r)
     arr = np.asarray(img)
     assert img.size == (32, 32) and arr.min() == 0 and arr.max() >= 254  # stretched to the visible range
+
+
+def test_a_flux_vae_file_from_the_store_decodes_for_flux(tmp_path, engine):
+    comps = build_flux()
+    paths = write_flux_files(comps, tmp_path / "files")
+    engine.store.add(paths["path"], model_id="flux", components={k: v for k, v in paths.items() if k != "path"})
+    vae = engine.store.add(paths["vae"], model_id="ae")
+    assert (vae.kind, vae.latent_channels) == ("vae", 16)
+    assert engine.fits(engine.store.get("flux"))["vaes"] == ["ae"]
+    own = _ours(engine, "flux", cfg=3.5)
+    assert _same(_ours(engine, "flux", cfg=3.5, vae="ae"), np.asarray(own.images[0]).astype(int)) <= 1  # same weights
