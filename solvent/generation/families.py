@@ -7,6 +7,7 @@ configs (under `assets/configs/<family>`), the native resolution, defaults and s
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -125,16 +126,18 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("sd3-turbo", 4, 0.0, "flow_euler", "SD3.5 Large Turbo: 4 steps, no CFG"),
     Preset("flux-dev", 28, 3.5, "flow_euler", "Flux.1 [dev]: distilled guidance 3.5, 28 steps"),
 )}
-_PRESET_NAMES = (("lightning", "lightning"), ("hyper", "lightning"), ("lcm", "lcm"), ("schnell", "schnell"),
-                 ("turbo", "turbo"))
+# Names as their makers publish them; `hyper` alone would catch "HyperRealism" checkpoints, `lcm` inside a word others.
+_PRESET_NAMES = ((re.compile(r"lightning"), "lightning"), (re.compile(r"hyper[-_ ]?sd"), "lightning"),
+                 (re.compile(r"(?<![a-z])lcm(?![a-z])"), "lcm"), (re.compile(r"schnell"), "schnell"),
+                 (re.compile(r"turbo"), "turbo"))
 
 
 def preset_for(name: str, family: str) -> Preset | None:
     """The few-step preset a model or LoRA name announces (`sdxl-turbo`, `lcm-lora-sdv1-5`, `…lightning_4step…`,
     `flux1-schnell`, `sd3.5_large_turbo`), or None."""
     low = name.lower()
-    for word, preset in _PRESET_NAMES:
-        if word in low:
+    for pattern, preset in _PRESET_NAMES:
+        if pattern.search(low):
             if preset == "turbo" and family == "sd3":
                 return PRESETS["sd3-turbo"]
             if preset in ("turbo", "lightning", "lcm") and family in FLOW_ARCHITECTURES:

@@ -383,6 +383,10 @@ def test_few_step_unet_models_and_loras_get_their_defaults(tmp_path, engine):
     res = engine.resolve(req)
     assert (res.steps, res.cfg_scale, res.sampler.name) == (4, 1.5, "lcm")
     assert engine.generate(req).usage.steps_run == 4
+    from solvent.generation.families import preset_for
+
+    assert [preset_for(n, "sd1") for n in ("hyperrealism_v3", "calcium", "dreamshaper_8")] == [None] * 3
+    assert preset_for("Hyper-SD15-8steps-lora", "sd1").name == "lightning"
     forced = engine.store.add(tmp_path / "plain.safetensors", model_id="plain-turbo", preset="turbo",
                               prediction_type="epsilon")
     assert forced.default_steps == 1
