@@ -71,7 +71,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     req = GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, model=args.model, width=width, height=height,
         steps=args.steps, cfg_scale=args.cfg, sampler=args.sampler, seed=args.seed, batch_size=args.n,
-        init_image=init, strength=args.strength, mask=mask, loras=args.lora or [],
+        init_image=init, strength=args.strength, mask=mask, loras=args.lora or [], shift=args.shift,
     )
     paths = _out_paths(Path(args.out), args.n)
     formats = [normalise_format(p.suffix.lstrip(".") or "png", "out") for p in paths]
@@ -222,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--strength", type=float, default=0.75, help="img2img strength 0..1 (default 0.75)")
     g.add_argument("--mask", help="mask file for inpainting (white = repaint)")
     g.add_argument("--lora", type=_lora, action="append", help="NAME:WEIGHT, repeatable")
+    g.add_argument("--shift", type=float, help="SD3 / Flux: the flow-matching timestep shift (default: the model's)")
     g.add_argument("--out", default="solvent.png", help="output file (.png, .webp, .jpg) or folder")
     g.add_argument("--json", action="store_true", help="also print a JSON summary")
     g.add_argument("--quiet", action="store_true", help="no progress bar")

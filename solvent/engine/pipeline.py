@@ -1096,6 +1096,8 @@ class Engine:
                 strength=float(req.strength) if req.mode != "txt2img" else None,
                 loras=[(p.stem, w) for p, w in r.loras],
                 extra={**({"Clip skip": req.clip_skip} if req.clip_skip != 1 else {}),
+                       **({"Shift": f"{req.shift:g}"} if req.shift is not None else {}),
+                       **({"Distilled CFG Scale": f"{r.cfg_scale:g}"} if r.family.architecture == "flux" else {}),
                        **({"VAE hash": r.vae.short_hash, "VAE": r.vae.id} if r.vae else {}), **_control_text(r),
                        **({"Refiner": f"{r.refiner.id} [{r.refiner.short_hash}]",
                            "Refiner switch at": f"{req.refiner_switch:g}"} if r.refiner else {}),

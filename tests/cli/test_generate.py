@@ -41,3 +41,28 @@ def test_every_command_has_help():
             parser.parse_args([*cmd, "--help"])
         except SystemExit as e:
             assert e.code == 0
+
+
+def test_models_add_a_flux_file_with_its_components_then_generate(tmp_path, home):
+    """As a ComfyUI user would: the transformer file, then its clip_l, t5xxl and ae files beside it."""
+    from tests.flow_models import build_flux, write_flux_files
+
+    paths = write_flux_files(build_flux(schnell=True), tmp_path / "comfy")
+    env = {"SOLVENT_HOME": str(home), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    cli = [sys.executable, "-m", "solvent.cli.main"]
+    out = subprocess.run([*cli, "models", "add", str(paths["path"]), "--id", "flux1-schnell", "--clip-l",
+                          str(paths["clip_l"]), "--t5", str(paths["t5"]), "--vae", str(paths["vae"]), "--quiet"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "flux single_file" in out.stdout and "with clip_l, t5, vae" in out.stdout and "schnell defaults: 4 steps" \
+        in out.stdout
+    out = subprocess.run([*cli, "generate", "a kite", "--model", "flux1-schnell", "--size", "256x256", "--seed", "3",
+                          "--shift", "2", "--out", str(tmp_path / "f.png"), "--quiet"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    params = parse_infotext(Image.open(tmp_path / "f.png").info["parameters"])
+    assert params["Steps"] == "4" and params["Model"] == "flux1-schnell" and params["Shift"] == "2"
+    assert params["Distilled CFG Scale"] == "0"  # schnell: no guidance
+    out = subprocess.run([*cli, "models", "add", str(paths["path"]), "--id", "bare", "--quiet"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "--clip-l" in out.stderr and "--t5" in out.stderr
