@@ -128,7 +128,8 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     print(f"{'ID':<28} {'KIND':<13} {'FAMILY':<6} {'FORMAT':<12} {'SIZE':>10}  {'HASH':<10}  SOURCE")
     for r in records:
         note = f" (reads {r.image_encoder})" if r.image_encoder else ""
-        print(f"{r.id:<28} {r.kind:<13} {r.family:<6} {r.format:<12} {_human(r.size_bytes):>10}  {r.short_hash:<10}  "
+        family = "-" if r.kind == "upscaler" else r.family  # an upscaler serves every family
+        print(f"{r.id:<28} {r.kind:<13} {family:<6} {r.format:<12} {_human(r.size_bytes):>10}  {r.short_hash:<10}  "
               f"{r.source}{note}")
     return 0
 

@@ -34,7 +34,7 @@ from .checkpoint import read_shapes
 from .embeddings import embedding_shapes
 
 KINDS = ("checkpoint", "refiner", "controlnet", "t2i_adapter", "ip_adapter", "image_encoder", "vae", "embedding",
-         "estimator")
+         "estimator", "upscaler")
 STEERING = ("controlnet", "t2i_adapter")  # the kinds a control unit may name
 _LDM = "control_model."
 
@@ -121,7 +121,27 @@ def inspect_adapter(src: Path) -> AdapterInfo | None:
         width = next((v[1] for k, v in shapes.items() if k.endswith("attn2.to_k.weight")), None)
         arch = "sdxl" if any(k.removeprefix(_LDM).startswith("label_emb.") for k in shapes) else "sd"
         return AdapterInfo("controlnet", arch, int(width or 0), "ldm")
+    if _may_be_upscaler(shapes):
+        from .upscale import upscaler_details
+
+        details = upscaler_details(src)
+        if details is not None:
+            return AdapterInfo("upscaler", "", 0, "spandrel", details=details)
     return None
+
+
+_NOT_UPSCALER = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner.", "text_encoders.",
+                 "double_blocks.", "joint_blocks.", "lora_", "transformer.", "unet.", "text_model.", "encoder.block.")
+UPSCALER_MAX_WEIGHTS = 200_000_000  # the largest super-resolution models (HAT-L, DAT) hold about 40M
+
+
+def _may_be_upscaler(shapes: dict) -> bool:
+    """Cheap, from the header: no key of a diffusion model or adapter, and a size an upscaler has (so spandrel,
+    which reads the weights, never reads a multi-GB checkpoint)."""
+    import math
+
+    return bool(shapes) and not any(k.startswith(_NOT_UPSCALER) for k in shapes) and sum(
+        math.prod(v) for v in shapes.values()) <= UPSCALER_MAX_WEIGHTS
 
 
 def _encoder_info(hidden: int, projection: int, layout: str) -> AdapterInfo:
@@ -375,6 +395,16 @@ def pickled_adapter(path: Path) -> dict | None:
                                "to .safetensors where you trust it.", field="path", value=str(path)) from e
     if not isinstance(data, dict):
         return None
+    for key in ("params_ema", "params"):  # Real-ESRGAN / BasicSR checkpoints wrap the weights
+        if isinstance(data.get(key), dict):
+            data = data[key]
+            break
+    if data and all(isinstance(v, torch.Tensor) for v in data.values()) and _may_be_upscaler(
+            {k: tuple(v.shape) for k, v in data.items()}):
+        from .upscale import describe
+
+        if describe(dict(data)) is not None:
+            return {k: v.contiguous() for k, v in data.items()}
     if isinstance(data.get("image_proj"), dict) and isinstance(data.get("ip_adapter"), dict):
         return {f"{head}.{k}": v for head in ("image_proj", "ip_adapter") for k, v in data[head].items()}
     params = data.get("string_to_param")

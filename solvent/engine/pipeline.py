@@ -105,6 +105,15 @@ ProgressFn = Callable[[ProgressEvent], None]
 
 
 @dataclass
+class UpscaleResult:
+    image: Image.Image
+    upscaler: str  # the store id, or "lanczos"
+    scale: float
+    passes: int  # how many times the model ran (×4 twice for ×8, …)
+    device_seconds: float
+
+
+@dataclass
 class Resolved:
     """A request with every default filled in and every field validated."""
 
@@ -194,7 +203,7 @@ class Engine:
         self.dtype = dev.pick_dtype(self.device, self.settings.dtype)
         self._cache: OrderedDict[str, LoadedModel] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self._estimators: dict[tuple, Any] = {}  # (id, sha256) → (model, processor): depth estimators in use
+        self._estimators: dict[tuple, Any] = {}  # (id, sha256) → depth estimators ((model, processor)) and upscalers in use
 
     # ------------------------------------------------------------------------------------------
     # Validation
@@ -205,6 +214,7 @@ class Engine:
         record = self.store.get(req.model or self.store.default_id())
         if record.kind != "checkpoint":
             where = {"refiner": "`refiner`", "ip_adapter": "`ip_adapters`", "vae": "`vae`",
+                     "upscaler": "an upscale request",
                      "embedding": "the prompt"}.get(record.kind, "`controlnets`")
             raise ValidationFailed(f"`model` {record.id!r} is a {record.kind}, not a model that makes images; name "
                                    f"it in {where} with a model of its family instead.", field="model",
@@ -403,6 +413,42 @@ class Engine:
                            and self.store.latent_channels(r) == latent]
         out["estimators"] = sorted({r.details.get("task") for r in every if r.kind == "estimator"} - {None})
         return out
+
+    def upscale(self, image: Image.Image, upscaler: str = "lanczos", scale: float | None = None) -> UpscaleResult:
+        """`image` upscaled by `scale` (default: the upscaler's own factor; Lanczos: 2) with an installed upscaler
+        (run as often as the scale needs, tiled, then resized to the exact size) or `lanczos`. The output is
+        bounded by `SOLVENT_MAX_INPUT_PIXELS` (what any image entering Solvent may have)."""
+        from .upscale import load_upscaler, upscale_image
+
+        limit = self.settings.max_input_pixels
+        if image.width * image.height > limit:
+            raise InvalidImage(f"`image` has more than {limit} pixels.", field="image", value=image.size)
+        record = None
+        if str(upscaler).lower() not in ("lanczos", "none", ""):
+            record = self._named(upscaler, "upscaler", ("upscaler",), "an upscaler")
+        native = int(record.details.get("scale", 4)) if record else 2
+        factor = native if scale is None else scale
+        if not isinstance(factor, int | float) or isinstance(factor, bool) or not 1 < factor <= 16:
+            raise ValidationFailed(f"`scale` must be a number above 1 and at most 16 but is {factor!r}.",
+                                   field="scale", value=factor)
+        size = (round(image.width * factor), round(image.height * factor))
+        if size[0] * size[1] > limit:
+            raise ValidationFailed(f"`scale` {factor:g} would make {size[0]}×{size[1]} = {size[0] * size[1]} pixels, "
+                                   f"more than SOLVENT_MAX_INPUT_PIXELS ({limit}).", field="scale", value=factor)
+        t0 = time.perf_counter()
+        out, passes = image.convert("RGB"), 0
+        if record is not None:
+            key = (record.id, record.sha256)
+            if key not in self._estimators:
+                self._estimators[key] = load_upscaler(self.store.path_of(record))
+            model = self._estimators[key]
+            while out.width < size[0] or out.height < size[1]:
+                out = upscale_image(model, out, self.device, self.dtype)
+                passes += 1
+        out = out if out.size == size else out.resize(size, Image.Resampling.LANCZOS)
+        dev.synchronize(self.device)
+        return UpscaleResult(out, record.id if record else "lanczos", float(factor), passes,
+                             time.perf_counter() - t0)
 
     def estimators(self) -> dict[str, Callable[[Image.Image], Image.Image]]:
         """The estimated preprocessors this engine can run (`depth`, with the first installed depth estimator)."""
