@@ -362,7 +362,8 @@ def _assign(module, state: dict, what: str, where: str, dtype) -> None:
     params = dict(module.named_parameters())
     state = {k: v for k, v in state.items() if not k.endswith("position_ids")}
     missing = [k for k in params if k not in state]
-    unexpected = [k for k in state if k not in params and k not in dict(module.named_buffers())]
+    buffers = dict(module.named_buffers())
+    unexpected = [k for k in state if k not in params and k not in buffers]
     if missing or unexpected:
         raise CorruptCheckpoint(f"the {what} in {where} is incomplete or of another layout: {len(missing)} tensors "
                                 f"missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]}).",
