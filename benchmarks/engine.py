@@ -83,7 +83,8 @@ def random_flow_model(arch: str, home: Path, tiny: bool, dtype: torch.dtype) -> 
             T5EncoderModel,
         )
 
-        from solvent.engine.flow import clip_tokenizer, t5_tokenizer
+        from solvent.engine.checkpoint import tokenizer as clip_tokenizer
+        from solvent.engine.flow import t5_tokenizer
 
         cfg = shipped_config(family, "transformer")
         if arch == "sd3.5":

@@ -202,6 +202,8 @@ def unet_config(info: CheckpointInfo, native: int) -> dict[str, Any]:
 
 
 def vae_config(info: CheckpointInfo, native: int) -> dict[str, Any]:
+    """The VAE's config, its sizes read off the original layout (`first_stage_model.encoder.down.*`). SD3's and
+    Flux's 16-channel VAEs have no quant convolutions: the config says whether the file has them."""
     s = info.shapes
     cfg = shipped_config(info.family, "vae")
     levels = _indices(s, f"{VAE}encoder.down.")
@@ -212,11 +214,13 @@ def vae_config(info: CheckpointInfo, native: int) -> dict[str, Any]:
         down_block_types=["DownEncoderBlock2D"] * len(levels),
         up_block_types=["UpDecoderBlock2D"] * len(levels),
         layers_per_block=len(_indices(s, f"{VAE}encoder.down.0.block.")),
-        latent_channels=s[f"{VAE}post_quant_conv.weight"][0],
+        latent_channels=s[f"{VAE}encoder.conv_out.weight"][0] // 2,  # the encoder emits mean and log-variance
         in_channels=s[f"{VAE}encoder.conv_in.weight"][1],
         out_channels=s[f"{VAE}decoder.conv_out.weight"][0],
         sample_size=native,
     )
+    for key, conv in (("use_quant_conv", "quant_conv"), ("use_post_quant_conv", "post_quant_conv")):
+        cfg[key] = f"{VAE}{conv}.weight" in s
     return cfg
 
 

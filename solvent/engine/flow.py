@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptCheckpoint, IncompatibleAdapter, UnsupportedModel
-from ..generation.families import T5_TOKENIZER_DIR, shipped_config
+from ..generation.families import FAMILIES, T5_TOKENIZER_DIR, shipped_config
+from .checkpoint import CheckpointInfo, _indices, clip_config, read_state_dict, tokenizer, vae_config
 
 DIT = "model.diffusion_model."  # the transformer's prefix in Stability's and ComfyUI's files
 INSIDE = {"clip_l": "text_encoders.clip_l.transformer.", "clip_g": "text_encoders.clip_g.transformer.",
@@ -86,9 +87,9 @@ def _probe(name: str) -> str:
 
 
 def _count(shapes: dict, prefix: str) -> int:
-    pat = re.compile(re.escape(prefix) + r"(\d+)\.")
-    found = {int(m.group(1)) for k in shapes if (m := pat.match(k))}
-    return max(found) + 1 if found else 0
+    """How many numbered blocks under `prefix` (`joint_blocks.0.…` … `joint_blocks.23.…` → 24)."""
+    found = _indices(shapes, prefix)
+    return found[-1] + 1 if found else 0
 
 
 def component_kind(shapes: dict) -> str | None:
@@ -154,37 +155,6 @@ def flux_transformer_config(info: FlowInfo) -> dict[str, Any]:
     )
     if s[f"{p}final_layer.linear.weight"][0] != in_ch:
         cfg["out_channels"] = s[f"{p}final_layer.linear.weight"][0]
-    return cfg
-
-
-def vae_config(family: str, shapes: dict, prefix: str) -> dict[str, Any]:
-    """A 16-channel VAE in the original layout (`encoder.down.*`), its sizes read off the shapes."""
-    cfg = shipped_config(family, "vae")
-    levels = _count(shapes, f"{prefix}encoder.down.")
-    if not levels:
-        raise CorruptCheckpoint("the VAE has no `encoder.down.*` tensors.", field="vae")
-    cfg.update(
-        block_out_channels=[shapes[f"{prefix}encoder.down.{i}.block.0.conv1.weight"][0] for i in range(levels)],
-        down_block_types=["DownEncoderBlock2D"] * levels, up_block_types=["UpDecoderBlock2D"] * levels,
-        layers_per_block=_count(shapes, f"{prefix}encoder.down.0.block."),
-        latent_channels=shapes[f"{prefix}encoder.conv_out.weight"][0] // 2,
-        in_channels=shapes[f"{prefix}encoder.conv_in.weight"][1], out_channels=shapes[f"{prefix}decoder.conv_out.weight"][0],
-        use_quant_conv=f"{prefix}quant_conv.weight" in shapes,
-        use_post_quant_conv=f"{prefix}post_quant_conv.weight" in shapes,
-    )
-    return cfg
-
-
-def clip_config(family: str, template: str, shapes: dict) -> dict[str, Any]:
-    """A CLIP text model in the transformers layout (`text_model.*`)."""
-    cfg = shipped_config(family, template)
-    vocab, hidden = shapes["text_model.embeddings.token_embedding.weight"]
-    cfg.update(vocab_size=vocab, hidden_size=hidden, num_attention_heads=max(1, hidden // 64),
-               max_position_embeddings=shapes["text_model.embeddings.position_embedding.weight"][0],
-               num_hidden_layers=_count(shapes, "text_model.encoder.layers."),
-               intermediate_size=shapes["text_model.encoder.layers.0.mlp.fc1.weight"][0])
-    if "text_projection.weight" in shapes:
-        cfg["projection_dim"] = shapes["text_projection.weight"][0]
     return cfg
 
 
@@ -344,12 +314,6 @@ def flux_lora_to_diffusers(state: dict, hidden: int) -> dict | None:
 # ---------------------------------------------------------------------------------------------
 
 
-def read_component(path: Path) -> dict:
-    from .checkpoint import read_state_dict
-
-    return read_state_dict(Path(path))
-
-
 def _sub(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
@@ -388,12 +352,6 @@ def _empty(factory):
         return factory()
 
 
-def clip_tokenizer(openclip: bool):
-    from .checkpoint import tokenizer
-
-    return tokenizer(openclip)
-
-
 def t5_tokenizer():
     from transformers import T5TokenizerFast
 
@@ -405,8 +363,8 @@ def _clip(family: str, template: str, state: dict, where: str, dtype, projection
 
     state = {("text_model." + k if not k.startswith(("text_model.", "text_projection")) else k): v
              for k, v in state.items()}
-    shapes = {k: tuple(v.shape) for k, v in state.items()}
-    cfg = CLIPTextConfig(**clip_config(family, template, shapes))
+    info = CheckpointInfo(family, {k: tuple(v.shape) for k, v in state.items()}, inpainting=False)
+    cfg = CLIPTextConfig(**clip_config(info, "text_model.", template))
     cls = CLIPTextModelWithProjection if projection else CLIPTextModel
     model = _empty(lambda: cls(cfg))
     if not projection:
@@ -492,14 +450,12 @@ def load_flow_components(path: Path, family: str, components: dict[str, Path], d
         convert_sd3_transformer_checkpoint_to_diffusers,
     )
 
-    from .checkpoint import read_state_dict
-
     path = Path(path)
     state = read_state_dict(path)
     info = inspect_flow({k: tuple(v.shape) for k, v in state.items()})
     if info is None or info.family != family:
         raise UnsupportedModel(f"{str(path)!r} holds no {family} transformer.", field="path", value=str(path))
-    parts = {name: read_component(p) for name, p in components.items() if name not in info.inside}
+    parts = {name: read_state_dict(Path(p)) for name, p in components.items() if name not in info.inside}
     check_components(info, {n: {k: tuple(v.shape) for k, v in s.items()} for n, s in parts.items()},
                      {"path": str(path), **{n: str(p) for n, p in components.items()}})
     where = repr(str(path))
@@ -525,7 +481,8 @@ def load_flow_components(path: Path, family: str, components: dict[str, Path], d
         if "encoder.down.0.block.0.conv1.weight" in vae_state:
             vae_state = {f"first_stage_model.{k}": v for k, v in vae_state.items()}
     if "first_stage_model.encoder.conv_in.weight" in vae_state:
-        vcfg = vae_config(family, {k: tuple(v.shape) for k, v in vae_state.items()}, "first_stage_model.")
+        vcfg = vae_config(CheckpointInfo(family, {k: tuple(v.shape) for k, v in vae_state.items()}, False),
+                          FAMILIES[family].native)
         vae_state = convert_ldm_vae_checkpoint(vae_state, vcfg)
     else:  # diffusers' layout
         shapes = {f"first_stage_model.{k}": tuple(v.shape) for k, v in vae_state.items()}
@@ -550,13 +507,13 @@ def load_flow_components(path: Path, family: str, components: dict[str, Path], d
     clip_l = text("clip_l")
     if family == "flux":
         out.update(text_encoder=_clip("flux", "text_encoder", *clip_l, dtype, projection=False),
-                   tokenizer=clip_tokenizer(False),
+                   tokenizer=tokenizer(False),
                    text_encoder_2=_t5("flux", "text_encoder_2", *text("t5"), dtype), tokenizer_2=t5_tokenizer())
         return out
     out.update(text_encoder=_clip("sd3", "text_encoder", *clip_l, dtype, projection=True),
-               tokenizer=clip_tokenizer(False),
+               tokenizer=tokenizer(False),
                text_encoder_2=_clip("sd3", "text_encoder_2", *text("clip_g"), dtype, projection=True),
-               tokenizer_2=clip_tokenizer(True))
+               tokenizer_2=tokenizer(True))
     t5 = text("t5")
     out.update(text_encoder_3=_t5("sd3", "text_encoder_3", *t5, dtype) if t5 else None,
                tokenizer_3=t5_tokenizer() if t5 else None)
@@ -568,10 +525,10 @@ def folder_tokenizers(folder: Path, family: str) -> dict[str, Any]:
     for an SD3 folder without T5."""
     out: dict[str, Any] = {}
     if not (folder / "tokenizer").is_dir():
-        out["tokenizer"] = clip_tokenizer(False)
+        out["tokenizer"] = tokenizer(False)
     t5_slot = "3" if family == "sd3" else "2"
     if family == "sd3" and not (folder / "tokenizer_2").is_dir():
-        out["tokenizer_2"] = clip_tokenizer(True)
+        out["tokenizer_2"] = tokenizer(True)
     if not (folder / f"text_encoder_{t5_slot}").is_dir():
         if family == "flux":
             raise UnsupportedModel(f"`path` {str(folder)!r} is a Flux folder without text_encoder_2 (T5-XXL); Flux "

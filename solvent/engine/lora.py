@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from ..errors import CorruptCheckpoint, IncompatibleLora, LoraNotFound, ValidationFailed
+from ..generation.families import FLOW_ARCHITECTURES
 from .checkpoint import read_shapes
 
 NAME = re.compile(r"^\w[\w. -]{0,199}$")  # no separators, so no path
@@ -65,7 +66,7 @@ def lora_family(path: Path) -> tuple[str, int | None]:
 
 
 def fits_architecture(lora_arch: str, architecture: str) -> bool:
-    return lora_arch == architecture or (lora_arch == "transformer" and architecture in ("sd3", "flux"))
+    return lora_arch == architecture or (lora_arch == "transformer" and architecture in FLOW_ARCHITECTURES)
 
 
 def check_lora(path: Path, architecture: str, cross_attention_dim: int | None) -> None:

@@ -41,7 +41,7 @@ from ..generation.control import (
 )
 from ..generation.families import FAMILIES, Family, lora_preset, shipped_config
 from ..generation.metadata import infotext
-from ..generation.prompts import chunk_prompt, plain_prompt
+from ..generation.prompts import chunk_prompt, is_weighted, plain_prompt
 from ..generation.request import (
     MAX_SEED,
     GenerationRequest,
@@ -893,20 +893,10 @@ class Engine:
         counts = [x.request.batch_size for x in rs]
 
         # 6. Denoise, reporting progress and honouring cancellation between steps
-        steps_run = 0
-
-        def on_step(p, i, t, kwargs):
-            nonlocal steps_run
-            steps_run += 1
-            if is_cancelled():
-                raise Cancelled(f"cancelled after {steps_run} steps.")
-            if progress is not None:
-                latents = kwargs["latents"]
-                total = r.steps if rlm is not None else (getattr(p, "_num_timesteps", None) or r.steps)
-                progress(ProgressEvent(steps_run, total, lambda lat=latents: self._preview(p, lat, arch)))
-            return kwargs
-
-        generators = [torch.Generator("cpu").manual_seed(x.seed + i) for x in rs for i in range(x.request.batch_size)]
+        # (with a refiner the steps of both models count against the request's)
+        on_step = _Steps(r.steps, is_cancelled, progress, lambda p, lat: self._preview(p, lat, arch),
+                         fixed_total=rlm is not None)
+        generators = _generators(rs)
 
         def stack(get) -> torch.Tensor:  # one row per image: each request's row repeated for its images
             if len(rs) == 1:
@@ -954,7 +944,7 @@ class Engine:
         if req.mode == "inpaint":
             images = _keep_unmasked(images, rs, counts)
 
-        return self._results(rs, images, seconds, steps_run, load_seconds)
+        return self._results(rs, images, seconds, on_step.done, load_seconds)
 
     def _results(self, rs: list[Resolved], images: list[Image.Image], seconds: float, steps_run: int,
                  load_seconds: float) -> list[GenerationResult]:
@@ -985,24 +975,13 @@ class Engine:
         dev.reset_peak(self.device)
         dev.synchronize(self.device)
         t0 = time.perf_counter()
-        steps_run = 0
-
-        def on_step(p, i, t, kwargs):
-            nonlocal steps_run
-            steps_run += 1
-            if is_cancelled():
-                raise Cancelled(f"cancelled after {steps_run} steps.")
-            if progress is not None:
-                latents = kwargs["latents"]
-                total = getattr(p, "_num_timesteps", None) or r.steps
-                progress(ProgressEvent(steps_run, total, lambda lat=latents: self._flow_preview(p, lat, r)))
-            return kwargs
+        on_step = _Steps(r.steps, is_cancelled, progress, lambda p, lat: self._flow_preview(p, lat, r))
 
         every = [x for x in rs for _ in range(x.request.batch_size)]
         call: dict[str, Any] = dict(
             prompt=[plain_prompt(x.request.prompt) for x in every], num_inference_steps=r.steps,
             guidance_scale=r.cfg_scale, num_images_per_prompt=1,
-            generator=[torch.Generator("cpu").manual_seed(x.seed + i) for x in rs for i in range(x.request.batch_size)],
+            generator=_generators(rs),
             callback_on_step_end=on_step, output_type="pil")
         if arch == "sd3":
             call.update(negative_prompt=[plain_prompt(x.request.negative_prompt) for x in every],
@@ -1027,14 +1006,14 @@ class Engine:
         seconds = time.perf_counter() - t0
         if req.mode == "inpaint":
             images = _keep_unmasked(images, rs, [x.request.batch_size for x in rs])
-        return self._results(rs, images, seconds, steps_run, load_seconds)
+        return self._results(rs, images, seconds, on_step.done, load_seconds)
 
     def _sd3_weights(self, pipe, call: dict, every: list[Resolved], clip_skip: int) -> None:
         """Weighted prompts on SD3: encode as diffusers does, then weight the CLIP part of each weighted row
         (`prompts.sd3_reweight`); the call then takes embeddings instead of text."""
         texts = [x.request.prompt for x in every]
         negatives = [x.request.negative_prompt for x in every]
-        if not any(_weighted(t) for t in (*texts, *negatives)):
+        if not any(is_weighted(t) for t in (*texts, *negatives)):
             return
         with torch.inference_mode():
             pe, npe, pooled, npooled = pipe.encode_prompt(
@@ -1241,14 +1220,29 @@ def _terms_text(terms: dict) -> dict[str, str]:
     return out
 
 
-def _weighted(text: str) -> bool:
-    """Whether a prompt uses weight syntax (any fragment weighted other than 1)."""
-    from ..generation.prompts import parse_weights
+class _Steps:
+    """The step callback of one device call: counts the steps, stops between them when cancelled, and reports
+    progress with a cheap preview of the latents."""
 
-    try:
-        return any(w not in (1.0, -1.0) for _, w in parse_weights(text))
-    except ValueError:
-        return False
+    def __init__(self, steps: int, is_cancelled, progress, preview, fixed_total: bool = False):
+        self.steps, self.is_cancelled, self.progress, self.preview = steps, is_cancelled, progress, preview
+        self.fixed_total = fixed_total  # report against `steps`, not the pipeline's own count of its steps
+        self.done = 0
+
+    def __call__(self, p, i, t, kwargs):
+        self.done += 1
+        if self.is_cancelled():
+            raise Cancelled(f"cancelled after {self.done} steps.")
+        if self.progress is not None:
+            latents = kwargs["latents"]
+            total = self.steps if self.fixed_total else (getattr(p, "_num_timesteps", None) or self.steps)
+            self.progress(ProgressEvent(self.done, total, lambda lat=latents: self.preview(p, lat)))
+        return kwargs
+
+
+def _generators(rs: list[Resolved]) -> list[torch.Generator]:
+    """One CPU generator per image: image i of a request is seeded with its seed + i."""
+    return [torch.Generator("cpu").manual_seed(x.seed + i) for x in rs for i in range(x.request.batch_size)]
 
 
 def _check_flow(req: GenerationRequest, record: ModelRecord, family: Family) -> None:

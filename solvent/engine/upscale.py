@@ -21,7 +21,8 @@ TILE = 512  # input pixels per tile side: bounds memory on any image size
 OVERLAP = 32  # input pixels two tiles share; blended with a linear ramp so no seam shows
 
 
-def _torchvision_stub() -> None:
+def _torchvision_stub() -> list[str]:
+    """Stand-in modules for torchvision when it does not import; returns their names (to remove again)."""
     try:
         import torchvision  # noqa: F401
     except Exception:  # noqa: BLE001 - absent, or a build that does not import beside this torch
@@ -30,7 +31,7 @@ def _torchvision_stub() -> None:
                                    "torchvision does not import beside torch 2.13); it is not an upscaler Solvent "
                                    "serves.", field="path")
 
-        names = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
+        names = ["torchvision", "torchvision.transforms", "torchvision.transforms.functional"]
         for name in names:
             sys.modules[name] = types.ModuleType(name)
         fn = sys.modules["torchvision.transforms.functional"]
@@ -39,12 +40,21 @@ def _torchvision_stub() -> None:
         fn.rotate = fn.normalize = refuse
         sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
         sys.modules["torchvision.transforms"].functional = fn
+        return names
+    return []
 
 
 def spandrel():
-    _torchvision_stub()
-    import spandrel as sp
-
+    """spandrel, imported with the stand-in while it loads its architectures (they keep the names they took);
+    the stand-in leaves `sys.modules` at once, so nothing else (transformers probes for torchvision) sees it."""
+    if "spandrel" in sys.modules:
+        return sys.modules["spandrel"]
+    added = _torchvision_stub()
+    try:
+        import spandrel as sp
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)
     return sp
 
 

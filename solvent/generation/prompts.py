@@ -154,3 +154,11 @@ def plain_prompt(text: str) -> str:
     except ValueError:
         return text
     return "".join(" " if w == -1 and frag == "BREAK" else frag for frag, w in parts).strip()
+
+
+def is_weighted(text: str) -> bool:
+    """Whether a prompt uses weight syntax (a fragment weighted other than 1)."""
+    try:
+        return any(w not in (1.0, -1.0) for _, w in parse_weights(text))
+    except ValueError:
+        return False

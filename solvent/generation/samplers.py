@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ValidationFailed
+from .families import FLOW_ARCHITECTURES
 
 
 @dataclass(frozen=True)
@@ -103,16 +104,23 @@ def resolve_sampler(name: str, field_name: str = "sampler", architecture: str | 
         )
     if architecture is None:
         return sampler
-    flow = architecture in ("sd3", "flux")
+    flow = architecture in FLOW_ARCHITECTURES
     if flow and not sampler.flow:
         sampler = _BY_KEY.get(FLOW_EQUIVALENTS.get(sampler.name, ""), sampler)
-    runs = [s.name for s in SAMPLERS if s.flow == flow and (not s.only or architecture in s.only)]
-    if sampler.flow != flow or (sampler.only and architecture not in sampler.only):
+    runs = samplers_for(architecture)
+    if sampler.name not in runs:
         kind = "flow-matching" if flow else "UNet"
         raise ValidationFailed(
             f"`{field_name}` {name!r} does not run {architecture} models ({kind} samplers run them: "
             f"{', '.join(runs)}).", field=field_name, value=name)
     return sampler
+
+
+def samplers_for(architecture: str) -> list[str]:
+    """The samplers that run models of an architecture: the flow-matching ones for SD3 and Flux, the others for
+    UNet models (each only where its `only` allows)."""
+    flow = architecture in FLOW_ARCHITECTURES
+    return [s.name for s in SAMPLERS if s.flow == flow and (not s.only or architecture in s.only)]
 
 
 def stability_names() -> list[str]:

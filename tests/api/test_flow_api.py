@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 
 import httpx
 import openai
@@ -14,60 +13,36 @@ import pytest
 import requests
 from PIL import Image
 
-from solvent.accounts import create_key, create_org
-from solvent.billing import set_plan
-from solvent.config import Settings
 from solvent.generation import parse_infotext, read_metadata
-from solvent.jobs.registry import create_worker
-from solvent.root import build_app, build_engine
-from solvent.workers import WorkerLoop, declaration
-from solvent.workers.local import LocalBackend
+from tests.api.compat.test_clients import Live
 from tests.flow_models import build_flux, build_sd3, write_flux_files, write_sd3_single
-from tests.harness import ThreadServer, sqlite_services
+from tests.harness import wait_job
 from tests.tiny_models import write_checkpoint
 
 
-class FlowLive:
-    def __init__(self, tmp):
-        self.services = sqlite_services(
-            tmp, stability_sd3_models={"sd3.5-medium": "sd3.5-medium"},
-            openai_models={"default": "solvent-tiny", "gpt-image-1": "flux1-schnell"})
-        set_plan(self.services.db, "payg", concurrent_jobs=8, rpm=1000, max_steps=150)
-        self.http = ThreadServer(build_app(self.services))
-        self.base = self.http.base
-        engine = build_engine(Settings(home=tmp / "engine"))
-        files = tmp / "downloads"
-        files.mkdir()
-        write_sd3_single(build_sd3(v35=True), files / "sd3.5_medium.safetensors")
-        # (4-step defaults keep the 1024² images Stability's API asks for quick on a CPU)
-        engine.store.add(files / "sd3.5_medium.safetensors", model_id="sd3.5-medium", preset="sd3-turbo")
-        paths = write_flux_files(build_flux(schnell=True), files / "flux", comfy=True)
-        engine.store.add(paths.pop("path"), model_id="flux1-schnell", components=paths)
-        write_checkpoint("sdxl", files / "sdxl-turbo.safetensors")
-        engine.store.add(files / "sdxl-turbo.safetensors", prediction_type="epsilon")
-        w, _ = create_worker(self.services.db, name="w")
-        self.loop = WorkerLoop(engine, LocalBackend(self.services, w.id), declaration(engine), poll=0.05)
-        self.worker = threading.Thread(target=self.loop.run, daemon=True)
-        self.worker.start()
-        org = create_org(self.services.db, "org", plan_id="payg")
-        self.services.billing.ledger.purchase(org.id, 10**7, f"setup:{org.id}")
-        self.key = create_key(self.services.db, org.id, "k", ("generate", "read", "admin"))[1]
-        self.h = {"Authorization": f"Bearer {self.key}"}
+def _install(engine, tmp):
+    """SD3.5 medium and Flux.1 schnell as people download them, and an SDXL-Turbo (tiny, random weights)."""
+    files = tmp / "downloads"
+    files.mkdir()
+    write_sd3_single(build_sd3(v35=True), files / "sd3.5_medium.safetensors")
+    # (4-step defaults keep the 1024² images Stability's API asks for quick on a CPU)
+    engine.store.add(files / "sd3.5_medium.safetensors", model_id="sd3.5-medium", preset="sd3-turbo")
+    paths = write_flux_files(build_flux(schnell=True), files / "flux", comfy=True)
+    engine.store.add(paths.pop("path"), model_id="flux1-schnell", components=paths)
+    write_checkpoint("sdxl", files / "sdxl-turbo.safetensors")
+    engine.store.add(files / "sdxl-turbo.safetensors", prediction_type="epsilon")
 
-    def close(self):
-        self.loop.stop()
-        self.worker.join(timeout=30)
-        self.http.stop()
-        self.services.db.dispose()
+
+class FlowLive(Live):
+    def __init__(self, tmp):
+        super().__init__(tmp, _install, stability_sd3_models={"sd3.5-medium": "sd3.5-medium"},
+                         openai_models={"default": "solvent-tiny", "gpt-image-1": "flux1-schnell"})
+        self.h = {"Authorization": f"Bearer {self.key}"}
 
     def job(self, body: dict) -> dict:
         r = httpx.post(f"{self.base}/api/jobs", headers=self.h, json=body)
         assert r.status_code == 201, r.text
-        job = httpx.get(f"{self.base}/api/jobs/{r.json()['id']}", params={"wait": 60}, headers=self.h).json()
-        for _ in range(600):
-            if job["state"] in ("succeeded", "failed", "canceled"):
-                break
-            job = httpx.get(f"{self.base}/api/jobs/{job['id']}", headers=self.h).json()
+        job = wait_job(self.base, self.key, r.json()["id"])
         assert job["state"] == "succeeded", job
         return job
 
@@ -126,9 +101,24 @@ def test_stability_generate_sd3_with_model_names_and_image_to_image(live):
     w, hgt = Image.open(io.BytesIO(base64.b64decode(r.json()["image"]))).size
     assert abs(w / hgt - 2) < 0.05 and w % 16 == hgt % 16 == 0  # the input's 2:1 aspect, in the family's multiples
     for data, field in (({"model": "sd4-huge"}, "model"), ({"mode": "image-to-image"}, "image"),
-                        ({"cfg_scale": 40}, "cfg_scale")):
+                        ({"cfg_scale": 40}, "cfg_scale"), ({"strength": "lots"}, "strength")):
         r = requests.post(url, headers=h, files={"none": ""}, data={"prompt": "x", **data})
         assert r.status_code == 400 and field in r.text, (data, r.text)
+    r = requests.post(url, headers=h, files={"image": ("x.png", b"not a picture", "image/png")},
+                      data={"prompt": "x", "mode": "image-to-image", "strength": 0.5})
+    assert r.status_code == 400 and "image" in r.text
+    r = requests.post(url, headers=h, files={"image": ("x.png", b"\0" * (40 << 20), "image/png")},
+                      data={"prompt": "x", "mode": "image-to-image", "strength": 0.5})
+    assert r.status_code == 400 and "image" in r.text  # over SOLVENT_MAX_INPUT_BYTES (32 MiB) for one image
+    r = requests.post(url, headers=h, files={"image": ("x.png", b"\0" * (50 << 20), "image/png")},
+                      data={"prompt": "x", "mode": "image-to-image", "strength": 0.5})
+    assert r.status_code == 413  # over SOLVENT_MAX_REQUEST_BYTES (48 MiB) for the body
+    from solvent.accounts import create_key
+
+    reader = create_key(live.services.db, live.org, "reader", ("read",))[1]
+    r = requests.post(url, headers={"Authorization": f"Bearer {reader}", "Accept": "application/json"},
+                      files={"none": ""}, data={"prompt": "x", "model": "sd3.5-medium"})
+    assert r.status_code == 403, r.text
 
 
 def test_a1111_lists_and_runs_flux_with_its_defaults(live):

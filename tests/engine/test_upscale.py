@@ -85,3 +85,16 @@ def test_a_checkpoint_is_never_read_as_an_upscaler(tmp_path, engine):
 
     write_checkpoint("sd1", tmp_path / "sd1.safetensors")
     assert engine.store.add(tmp_path / "sd1.safetensors", model_id="sd1").kind == "checkpoint"
+
+
+def test_the_torchvision_stand_in_does_not_outlive_spandrels_import():
+    """transformers probes for torchvision with importlib: a stand-in left in sys.modules would make it raise."""
+    import importlib.util
+    import sys
+
+    spandrel()
+    assert "torchvision" not in sys.modules or getattr(sys.modules["torchvision"], "__spec__", None) is not None
+    importlib.util.find_spec("torchvision")  # None, or a real torchvision: never a ValueError
+    from transformers.utils import is_torchvision_available
+
+    is_torchvision_available()

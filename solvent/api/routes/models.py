@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ...generation.families import FAMILIES, Family
-from ...generation.samplers import SAMPLERS
+from ...generation.samplers import SAMPLERS, samplers_for
 from ...jobs.registry import served_models
 from ..deps import PrincipalDep, ServicesDep
 from ..schemas import ModelOut, SizeOut
@@ -35,8 +35,7 @@ def model_out(m: dict) -> ModelOut:
     fam = FAMILIES.get(m.get("family", ""))
     extra = {"sizes": size_presets(fam), "min_side": fam.min_side, "max_side": fam.max_side,
              "max_pixels": fam.max_pixels, "family_label": fam.label,
-             "samplers": [s.name for s in SAMPLERS if s.flow == fam.flow and (not s.only or fam.architecture in s.only)]
-             } if fam else {}
+             "samplers": samplers_for(fam.architecture)} if fam else {}
     return ModelOut(**{k: m[k] for k in ("id", "family", "native_resolution", "default_steps", "default_cfg",
                                          "default_sampler")}, loras=m.get("loras") or [],
                     controlnets=m.get("controlnets") or [], t2i_adapters=m.get("t2i_adapters") or [],

@@ -29,16 +29,21 @@ PROMPT = "a red circle on a blue background"
 
 
 class Live:
-    def __init__(self, tmp):
+    """A live server on a random port with one worker; `install(engine, tmp)` adds models to the worker's store
+    first, and `settings` override the server's."""
+
+    def __init__(self, tmp, install=None, **settings):
         from solvent.root import build_engine
 
-        self.services = sqlite_services(tmp)
+        self.services = sqlite_services(tmp, **settings)
         db = self.services.db
         set_plan(db, "payg", concurrent_jobs=8, rpm=1000, max_steps=150)
         self.app = build_app(self.services)
         self.http = ThreadServer(self.app)
         self.port, self.base = self.http.port, self.http.base
         engine = build_engine(Settings(home=tmp / "engine"))
+        if install is not None:
+            install(engine, tmp)
         w, _ = create_worker(db, name="w")
         self.loop = WorkerLoop(engine, LocalBackend(self.services, w.id), declaration(engine), poll=0.05)
         self.worker = threading.Thread(target=self.loop.run, daemon=True)
