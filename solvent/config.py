@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     default_plan: str = "community"
     # Stripe webhook signing secret (whsec_…); unset = the webhook answers 404 and top-ups are manual.
     stripe_webhook_secret: str | None = None
+    # What upscales an image asked for beyond its model's trained size (generated at the closest size the model
+    # supports, then upscaled): "lanczos" or an installed upscaler's id (`solvent models add … --kind upscaler`).
+    size_upscaler: str = "lanczos"
     # The model a request that names none gets (every API surface; the first served model when it is not served).
     default_model: str = "solvent-tiny"
     # Which model serves each Stability v2beta stable-image service (JSON object).

@@ -87,8 +87,11 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
         spec.strength = min(1.0, 1.0001 / steps)
     params = spec.to_params()
     t2i = sum(1 for c in controls if c["model"] in (record.get("t2i_adapters") or []))
-    priced = PriceRequest(model=body.model, cost_class=record.get("cost_class") or family.cost_class, width=width,
-                          height=height, steps=steps, images=body.batch_size, mode=mode,
+    # Beyond the trained range: generated at the closest size the model supports, then upscaled (priced apart).
+    base_w, base_h = family.base_size(width, height, record.get("max_side"))
+    priced = PriceRequest(model=body.model, cost_class=record.get("cost_class") or family.cost_class, width=base_w,
+                          height=base_h, out_width=width, out_height=height, steps=steps, images=body.batch_size,
+                          mode=mode,
                           strength=params["strength"], control_units=len(controls) - t2i, t2i_units=t2i,
                           references=sum(len(u["scales"]) for u in prompts))
     terms = {"license": record.get("license_name") or None, "license_url": record.get("license_url") or None}

@@ -180,7 +180,10 @@ class ModelOut(BaseModel):
     sizes: list[SizeOut] = Field(default_factory=list, description="size presets valid for it (aspect ratios)")
     min_side: int | None = None
     max_side: int | None = None
-    max_pixels: int | None = None
+    max_pixels: int | None = Field(None, description="the trained range: larger sizes are generated at the closest "
+                                   "size in it and upscaled")
+    max_output_side: int | None = Field(None, description="the largest side it may be asked for")
+    max_output_pixels: int | None = None
     license: str | None = None
     family_label: str | None = Field(None, description="the family's name (Stable Diffusion 3, Flux.1, …)")
     samplers: list[str] = Field(default_factory=list, description="the samplers that run it (flow-matching ones "

@@ -69,13 +69,14 @@ class Billing:
 
     @staticmethod
     def _caps(plan: PlanView, key: ApiKey | None, req: PriceRequest) -> None:
-        pixels = req.width * req.height
+        width, height = (req.out_width, req.out_height) if req.out_width else (req.width, req.height)
+        pixels = width * height  # what the image will have (an upscaled one: the size asked for)
         for who, max_pixels, max_steps in (("plan " + plan.name, plan.max_pixels, plan.max_steps),
                                            ("API key", key.max_pixels if key else None,
                                             key.max_steps if key else None)):
             if max_pixels is not None and pixels > max_pixels:
-                raise PlanLimit(f"`width`×`height` = {req.width}×{req.height} = {pixels} pixels exceeds the {who} cap "
-                                f"of {max_pixels} pixels.", field="width", value=req.width, cap="max_pixels",
+                raise PlanLimit(f"`width`×`height` = {width}×{height} = {pixels} pixels exceeds the {who} cap "
+                                f"of {max_pixels} pixels.", field="width", value=width, cap="max_pixels",
                                 limit=max_pixels)
             if max_steps is not None and req.steps > max_steps:
                 raise PlanLimit(f"`steps` {req.steps} exceeds the {who} cap of {max_steps} steps.", field="steps",

@@ -31,6 +31,8 @@ DEFAULT_CLASSES = {
     "sd3": CostClass(3500, 1024 * 1024, 28),  # 3.5 credits: Stability's SD3.5 Medium price
     "sd3-large": CostClass(6500, 1024 * 1024, 28),  # 6.5 credits: SD3.5 Large (Large Turbo's 4 steps: ~0.9)
     "flux": CostClass(5000, 1024 * 1024, 28),  # 5 credits: Flux.1 [dev] (schnell's 4 steps: ~0.7)
+    # Upscaling, per output megapixel (one "step": a model pass, or Lanczos): 1 credit, Stability's fast upscale.
+    "upscale": CostClass(1000, 1024 * 1024, 1),
 }
 
 
@@ -49,6 +51,10 @@ class PriceRequest:
     control_units: int = 0  # ControlNet units: each runs a second network beside the UNet at every step
     t2i_units: int = 0  # T2I-Adapter units: a small network run once per image
     references: int = 0  # IP-Adapter reference images: each adds image attention to every cross-attention layer
+    # The size asked for when the image is generated at `width`×`height` and upscaled to it (the size policy):
+    # that upscale is priced by its output pixels on top of the generation.
+    out_width: int = 0
+    out_height: int = 0
 
     @property
     def steps_run(self) -> int:
@@ -102,7 +108,11 @@ class Pricing:
                  + self.ip_adapter_pct * req.references)
         num = c.base_mc * req.width * req.height * req.steps_run * (100 + extra)
         den = c.pixels * c.steps * 100
-        return max(self.min_mc, -(-num // den))  # ceiling division: integers only
+        price = max(self.min_mc, -(-num // den))  # ceiling division: integers only
+        out = req.out_width * req.out_height
+        if out > req.width * req.height and (up := self.classes.get("upscale")) is not None:
+            price += -(-up.base_mc * out // (up.pixels * up.steps))
+        return price
 
     def price_mc(self, req: PriceRequest) -> int:
         return self.per_image_mc(req) * req.images

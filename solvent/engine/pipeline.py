@@ -135,6 +135,19 @@ class Resolved:
     ip_adapters: list[tuple[ModelRecord, ImagePrompt]] = field(default_factory=list)
     image_encoder: ModelRecord | None = None  # the one encoder every IP-Adapter of the request reads
     refiner: ModelRecord | None = None  # SDXL: the model that runs the steps after `request.refiner_switch`
+    # The size asked for when it lies beyond the model's trained range (`width`×`height` is then the size it is
+    # generated at, `Family.base_size`, and the images are upscaled to this with `upscaler`); 0 = as generated.
+    out_width: int = 0
+    out_height: int = 0
+    upscaler: str = "lanczos"
+
+    @property
+    def upscaled(self) -> bool:
+        return bool(self.out_width) and (self.out_width, self.out_height) != (self.width, self.height)
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return (self.out_width, self.out_height) if self.upscaled else (self.width, self.height)
 
     @property
     def controlnets(self) -> list[tuple[ModelRecord, ControlUnit, Image.Image]]:
@@ -220,14 +233,11 @@ class Engine:
                                    f"it in {where} with a model of its family instead.", field="model",
                                    value=record.id)
         family = FAMILIES[record.family]
-        width = family.native if req.width is None else req.width
-        height = family.native if req.height is None else req.height
-        family.validate_size(width, height)
-        largest = record.details.get("max_side")
-        for name, side in (("width", width), ("height", height)):
-            if largest and side > largest:
-                raise ValidationFailed(f"`{name}` must be at most {largest} for {record.id!r} (its transformer's "
-                                       f"position table) but is {side}.", field=name, value=side)
+        out_width = family.native if req.width is None else req.width
+        out_height = family.native if req.height is None else req.height
+        family.validate_size(out_width, out_height)
+        # Beyond the trained range (or an SD3 transformer's position table): generated smaller, then upscaled.
+        width, height = family.base_size(out_width, out_height, record.details.get("max_side"))
         # A few-step LoRA (LCM, Lightning, Hyper) brings its own defaults to a model that has none of its own.
         few = lora_preset([spec.name for spec in req.loras], record.family) if not record.preset else None
         steps = (few.steps if few else record.default_steps) if req.steps is None else req.steps
@@ -286,9 +296,13 @@ class Engine:
                                    f"{record.family}; leave it out.", field="shift", value=req.shift)
         controls = self._resolve_controls(req, record, family, width, height)
         ips, encoder = self._resolve_ip_adapters(req, record)
+        upscaler = self.settings.size_upscaler
+        if (width, height) != (out_width, out_height) and upscaler.lower() != "lanczos":
+            upscaler = self._named(upscaler, "SOLVENT_SIZE_UPSCALER", ("upscaler",), "an upscaler").id
         return Resolved(req, record, family, width, height, steps, float(cfg), sampler, seed, loras, init, mask,
                         controls, self._resolve_vae(req, record), self._resolve_embeddings(req, record, family),
-                        ips, encoder, self._resolve_refiner(req, record, family, controls))
+                        ips, encoder, self._resolve_refiner(req, record, family, controls), out_width, out_height,
+                        upscaler)
 
     def _resolve_refiner(self, req: GenerationRequest, record: ModelRecord, family: Family,
                          controls: list) -> ModelRecord | None:
@@ -418,8 +432,6 @@ class Engine:
         """`image` upscaled by `scale` (default: the upscaler's own factor; Lanczos: 2) with an installed upscaler
         (run as often as the scale needs, tiled, then resized to the exact size) or `lanczos`. The output is
         bounded by `SOLVENT_MAX_INPUT_PIXELS` (what any image entering Solvent may have)."""
-        from .upscale import load_upscaler, upscale_image
-
         limit = self.settings.max_input_pixels
         if image.width * image.height > limit:
             raise InvalidImage(f"`image` has more than {limit} pixels.", field="image", value=image.size)
@@ -436,6 +448,17 @@ class Engine:
             raise ValidationFailed(f"`scale` {factor:g} would make {size[0]}×{size[1]} = {size[0] * size[1]} pixels, "
                                    f"more than SOLVENT_MAX_INPUT_PIXELS ({limit}).", field="scale", value=factor)
         t0 = time.perf_counter()
+        out, passes = self._upscale_to(image, record, size)
+        dev.synchronize(self.device)
+        return UpscaleResult(out, record.id if record else "lanczos", float(factor), passes,
+                             time.perf_counter() - t0)
+
+    def _upscale_to(self, image: Image.Image, record: ModelRecord | None,
+                    size: tuple[int, int]) -> tuple[Image.Image, int]:
+        """`image` at `size`: the upscaler `record` run as often as it takes (tiled), then Lanczos to the exact size
+        (Lanczos alone when `record` is None). Returns the image and how many times the model ran."""
+        from .upscale import load_upscaler, upscale_image
+
         out, passes = image.convert("RGB"), 0
         if record is not None:
             key = (record.id, record.sha256)
@@ -445,10 +468,7 @@ class Engine:
             while out.width < size[0] or out.height < size[1]:
                 out = upscale_image(model, out, self.device, self.dtype)
                 passes += 1
-        out = out if out.size == size else out.resize(size, Image.Resampling.LANCZOS)
-        dev.synchronize(self.device)
-        return UpscaleResult(out, record.id if record else "lanczos", float(factor), passes,
-                             time.perf_counter() - t0)
+        return (out if out.size == size else out.resize(size, Image.Resampling.LANCZOS)), passes
 
     def estimators(self) -> dict[str, Callable[[Image.Image], Image.Image]]:
         """The estimated preprocessors this engine can run (`depth`, with the first installed depth estimator)."""
@@ -948,7 +968,17 @@ class Engine:
 
     def _results(self, rs: list[Resolved], images: list[Image.Image], seconds: float, steps_run: int,
                  load_seconds: float) -> list[GenerationResult]:
-        """Seeds, metadata and usage, per request; a batch's device time is shared by work."""
+        """Seeds, metadata and usage, per request; a batch's device time is shared by work. Images asked for
+        beyond the model's trained size are upscaled here (the time counts as the call's)."""
+        if any(x.upscaled for x in rs):
+            t0 = time.perf_counter()
+            images, first = list(images), 0
+            for x in rs:
+                n = x.request.batch_size
+                images[first:first + n] = [self._grow(x, img) for img in images[first:first + n]]
+                first += n
+            dev.synchronize(self.device)
+            seconds += time.perf_counter() - t0
         if len(rs) == 1:
             return [self._result(rs[0], images, seconds, steps_run, load_seconds, None)]
         parts = batch_parts(round(seconds * 1000), [x.width * x.height * x.steps * x.request.batch_size for x in rs])
@@ -957,6 +987,19 @@ class Engine:
             n = x.request.batch_size
             out.append(self._result(x, images[first:first + n], part_ms(part) / 1000, steps_run, load_seconds, part))
             first += n
+        return out
+
+    def _grow(self, r: Resolved, image: Image.Image) -> Image.Image:
+        """One image generated at `r.width`×`r.height` upscaled to the size asked for (inpainting: the kept part
+        pasted back from the full-size input, so only the repainted part is upscaled)."""
+        if not r.upscaled:
+            return image
+        record = None if r.upscaler.lower() == "lanczos" else self.store.get(r.upscaler)
+        out, _ = self._upscale_to(image, record, r.output_size)
+        req = r.request
+        if req.mode == "inpaint" and req.init_image is not None and req.mask is not None:
+            init = req.init_image.convert("RGB").resize(r.output_size, Image.Resampling.LANCZOS)
+            out = Image.composite(out, init, req.mask.convert("L").resize(r.output_size, Image.Resampling.NEAREST))
         return out
 
     def _run_flow(self, lm: LoadedModel, rs: list[Resolved], progress, is_cancelled,
@@ -1114,8 +1157,8 @@ class Engine:
                 sampler_label=r.sampler.a1111[0] if r.sampler.a1111 else r.sampler.name,
                 cfg_scale=r.cfg_scale,
                 seed=s,
-                width=r.width,
-                height=r.height,
+                width=r.output_size[0],
+                height=r.output_size[1],
                 model_hash=record.short_hash,
                 model_name=record.id,
                 strength=float(req.strength) if req.mode != "txt2img" else None,
@@ -1128,14 +1171,18 @@ class Engine:
                            "Refiner switch at": f"{req.refiner_switch:g}"} if r.refiner else {}),
                        **({"TI hashes": ", ".join(f"{e.id}: {e.short_hash}" for e in r.embeddings)}
                           if r.embeddings else {}),
+                       **({"Generated size": f"{r.width}x{r.height}", "Upscaler": r.upscaler} if r.upscaled else {}),
                        "Version": "solvent", **_terms_text(req.terms)},
             )
             for s in seeds
         ]
         params = req.public_params()
-        params.update(model=record.id, width=r.width, height=r.height, steps=r.steps, cfg_scale=r.cfg_scale,
-                      sampler=r.sampler.name, seed=r.seed, vae=r.vae.id if r.vae else None,
+        params.update(model=record.id, width=r.output_size[0], height=r.output_size[1], steps=r.steps,
+                      cfg_scale=r.cfg_scale, sampler=r.sampler.name, seed=r.seed, vae=r.vae.id if r.vae else None,
                       refiner=r.refiner.id if r.refiner else None)
+        if r.upscaled:  # the size policy: generated at the closest trained size, then upscaled
+            params["size_policy"] = {"generated_width": r.width, "generated_height": r.height,
+                                     "upscaler": r.upscaler}
         usage = Usage(
             device=str(self.device),
             dtype=dev.dtype_name(self.dtype),
@@ -1143,7 +1190,7 @@ class Engine:
             steps_run=steps_run,
             steps_requested=r.steps,
             images=len(images),
-            pixels=r.width * r.height * len(images),
+            pixels=r.output_size[0] * r.output_size[1] * len(images),
             model_id=record.id,
             model_hash=record.sha256,
             peak_memory_bytes=dev.peak_memory(self.device),

@@ -20,6 +20,10 @@ ASSETS = Path(str(resources.files("solvent.generation") / "assets"))
 TOKENIZER_DIR = ASSETS / "clip_tokenizer"
 T5_TOKENIZER_DIR = ASSETS / "t5_tokenizer"  # T5 v1.1's SentencePiece vocabulary (Apache-2.0), as tokenizer.json
 FLOW_ARCHITECTURES = ("sd3", "flux")  # rectified-flow transformers (diffusers' SD3 and Flux pipelines)
+# What any model may be asked for. Beyond a family's trained range (`Family.max_side`, `max_pixels`) the image is
+# generated at the closest size the model supports with the same aspect ratio (`Family.base_size`) and upscaled.
+OUTPUT_MAX_SIDE = 2048
+OUTPUT_MAX_PIXELS = 2048 * 2048
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,13 @@ class Family:
     max_pixels: int
     cost_class: str  # the credit price class: "tiny" | "sd" | "sdxl" | "sd3" | "flux"
     multiple: int = 8  # sides must be multiples of this (the VAE's 8×, and SD3's / Flux's 2×2 patches: 16)
+    # The side the compatibility APIs give a request that names no size, as the real services do (512² for an
+    # SD 1.x engine on Stability's v1); 0 = `native`. solvent-tiny answers 512² like SD 1.x (upscaled from 256²).
+    client: int = 0
+
+    @property
+    def client_side(self) -> int:
+        return self.client or self.native
 
     @property
     def flow(self) -> bool:
@@ -47,7 +58,10 @@ class Family:
         return self.architecture in FLOW_ARCHITECTURES
 
     def validate_size(self, width: int, height: int) -> None:
-        """Raise `ValidationFailed` naming the field unless `width`×`height` suits this family."""
+        """Raise `ValidationFailed` naming the field unless `width`×`height` may be asked of this family: sides
+        from `min_side` to `OUTPUT_MAX_SIDE` in multiples of `multiple`, at most `OUTPUT_MAX_PIXELS` in all
+        (sizes beyond the trained range are generated smaller and upscaled: `base_size`)."""
+        largest = max(self.max_side, OUTPUT_MAX_SIDE)
         for field, value in (("width", width), ("height", height)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValidationFailed(f"`{field}` must be an integer but is {value!r}.", field=field, value=value)
@@ -55,20 +69,33 @@ class Family:
                 raise ValidationFailed(
                     f"`{field}` has to be divisible by {self.multiple} for {self.label} models but is {value}.",
                     field=field, value=value)
-            if not self.min_side <= value <= self.max_side:
+            if not self.min_side <= value <= largest:
                 raise ValidationFailed(
-                    f"`{field}` must be between {self.min_side} and {self.max_side} for {self.label} models "
+                    f"`{field}` must be between {self.min_side} and {largest} for {self.label} models "
                     f"but is {value}.",
                     field=field,
                     value=value,
                 )
-        if width * height > self.max_pixels:
+        if width * height > max(self.max_pixels, OUTPUT_MAX_PIXELS):
             raise ValidationFailed(
-                f"`width`×`height` must be at most {self.max_pixels} pixels for {self.label} models but is "
-                f"{width}×{height} = {width * height}.",
+                f"`width`×`height` must be at most {max(self.max_pixels, OUTPUT_MAX_PIXELS)} pixels for "
+                f"{self.label} models but is {width}×{height} = {width * height}.",
                 field="width",
                 value=width,
             )
+
+    def base_size(self, width: int, height: int, max_side: int | None = None) -> tuple[int, int]:
+        """The size a `width`×`height` image is generated at: itself when it lies in the trained range (sides up
+        to `max_side` — a model's own position-table limit when it has one — and `max_pixels` in all), else the
+        largest size in that range with the same aspect ratio, in multiples of `multiple`; the image is then
+        upscaled to `width`×`height`."""
+        side = min(self.max_side, max_side or self.max_side)
+        scale = min(1.0, side / width, side / height, (self.max_pixels / (width * height)) ** 0.5)
+        if scale >= 1.0:
+            return width, height
+        step = self.multiple
+        least = -(-self.min_side // step) * step
+        return tuple(max(least, int(v * scale) // step * step) for v in (width, height))  # type: ignore[return-value]
 
 
 FAMILIES: dict[str, Family] = {
@@ -79,7 +106,7 @@ FAMILIES: dict[str, Family] = {
         Family("sdxl", "Stable Diffusion XL", "sdxl", 1024, 30, 6.0, "dpmpp_2m_karras", 256, 2048, 2048 * 2048, "sdxl"),
         Family("sd3", "Stable Diffusion 3", "sd3", 1024, 28, 4.5, "flow_euler", 256, 2048, 2048 * 2048, "sd3", 16),
         Family("flux", "Flux.1", "flux", 1024, 28, 3.5, "flow_euler", 256, 2048, 2048 * 2048, "flux", 16),
-        Family("tiny", "solvent-tiny", "sd", 64, 20, 2.0, "dpmpp_2m", 32, 256, 256 * 256, "tiny"),
+        Family("tiny", "solvent-tiny", "sd", 64, 20, 2.0, "dpmpp_2m", 32, 256, 256 * 256, "tiny", client=512),
     )
 }
 

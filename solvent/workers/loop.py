@@ -52,6 +52,7 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
         m["loras"] = [name for name, lora_arch, lora_width in installed
                       if fits_architecture(lora_arch, arch) and (None in (width, lora_width) or width == lora_width)]
         m["preset"] = r.preset
+        m["max_side"] = r.details.get("max_side")  # an SD3 transformer's position table: larger sizes are upscaled
         m["cost_class"] = r.details.get("cost_class") or get_family(r.family).cost_class
         m["text_layers"] = engine.store.text_layers(r)  # the largest CLIP skip it takes
         m["default_vae"] = r.default_vae

@@ -100,8 +100,8 @@ def _model(services, name: str | None) -> tuple[str, dict]:
 
 
 def _size(size: str | None, family) -> tuple[int, int]:
-    if size in (None, "auto"):
-        return family.native, family.native
+    if size in (None, "auto"):  # the Images API's default, whatever the model (upscaled where it is smaller)
+        return 1024, 1024
     m = re.fullmatch(r"(\d{2,4})x(\d{2,4})", size)
     if not m:
         raise ValidationFailed(f"Invalid value for 'size': {size!r}; use 'WIDTHxHEIGHT' or 'auto'.", field="size",

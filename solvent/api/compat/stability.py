@@ -48,7 +48,7 @@ STYLE_PRESETS = {
 CLIP_PRESETS = ("FAST_BLUE", "FAST_GREEN", "NONE", "SIMPLE", "SLOW", "SLOWER", "SLOWEST")
 SDXL_DIMENSIONS = {(1024, 1024), (1152, 896), (1216, 832), (1344, 768), (1536, 640), (640, 1536), (768, 1344),
                    (832, 1216), (896, 1152)}
-PIXEL_BOUNDS = {"tiny": (64 * 64, 256 * 256), "sd1": (262_144, 1_048_576), "sd2": (589_824, 1_048_576)}
+PIXEL_BOUNDS = {"tiny": (64 * 64, 1_048_576), "sd1": (262_144, 1_048_576), "sd2": (589_824, 1_048_576)}
 ASPECT_RATIOS = ("16:9", "1:1", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
 NAMED = {"invalid_samples", "invalid_height_or_width", "invalid_file_size", "invalid_mime_type",
          "invalid_image_dimensions", "invalid_mask_image", "invalid_prompts", "invalid_pixel_count",
@@ -178,7 +178,7 @@ def _prompts(items: list[TextPrompt], style: str | None) -> tuple[str, str]:
 def _common(services, engine_id: str, t: TextToImage, accept: str, width: int | None, height: int | None) -> dict:
     record = _engine(services, engine_id)
     family = FAMILIES[record["family"]]
-    width, height = width or family.native, height or family.native
+    width, height = width or family.client_side, height or family.client_side
     _check_size(record["family"], width, height)
     if t.samples > 1 and "image/png" in accept:
         raise _named("invalid_samples", "samples > 1 is only allowed with Accept: application/json", "samples",
@@ -445,7 +445,7 @@ async def stable_image(service: str, request: Request, services: ServicesDep, pr
         iw, ih = await asyncio.to_thread(image_size, services, image, "image")  # decodable, under the limits
         ratio = _ratio(iw, ih)  # the output keeps the input's aspect
         extra.update(init_image=b64(image), strength=max(0.01, float(numbers["strength"])))
-    w, h = _aspect_size(family.native, ratio, family.multiple)
+    w, h = _aspect_size(family.client_side, ratio, family.multiple)
     full = prompt + (", " + STYLE_PRESETS[style] if style else "")
     done = await generate(request, services, principal, GenerationIn(
         model=model, prompt=full, negative_prompt=str(form.get("negative_prompt", ""))[:10000], width=w, height=h,
@@ -507,7 +507,7 @@ async def stable_image_control(service: str, request: Request, services: Service
                            "cannot run; add one that fits it with `solvent models add`.", field="service",
                            value=service)
         await asyncio.to_thread(image_size, services, image, "image")  # decodable, under the limits
-        w, h = _aspect_size(family.native, ratio, family.multiple)
+        w, h = _aspect_size(family.client_side, ratio, family.multiple)
         extra = {"ip_adapters": [{"model": adapters[0], "images": [b64(image)], "weight": strength}]}
     else:
         nets = [n for n in record.get("controlnets") or [] if n not in (record.get("t2i_adapters") or [])] or \
@@ -517,7 +517,7 @@ async def stable_image_control(service: str, request: Request, services: Service
                            "fits it with `solvent models add`.", field="service", value=service)
         net = next((n for n in nets if service in n), nets[0])
         iw, ih = await asyncio.to_thread(image_size, services, image, "image")
-        w, h = _aspect_size(family.native, _ratio(iw, ih), family.multiple)
+        w, h = _aspect_size(family.client_side, _ratio(iw, ih), family.multiple)
         extra = {"controlnets": [{"model": net, "image": b64(image), "weight": strength,
                                   "preprocessor": CONTROL_PREPROCESSORS[service]}]}
     full = prompt + (", " + STYLE_PRESETS[style] if style else "")

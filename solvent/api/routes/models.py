@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ...generation.families import FAMILIES, Family
+from ...generation.families import FAMILIES, OUTPUT_MAX_PIXELS, OUTPUT_MAX_SIDE, Family
 from ...generation.samplers import SAMPLERS, samplers_for
 from ...jobs.registry import served_models
 from ..deps import PrincipalDep, ServicesDep
@@ -35,6 +35,8 @@ def model_out(m: dict) -> ModelOut:
     fam = FAMILIES.get(m.get("family", ""))
     extra = {"sizes": size_presets(fam), "min_side": fam.min_side, "max_side": fam.max_side,
              "max_pixels": fam.max_pixels, "family_label": fam.label,
+             "max_output_side": max(fam.max_side, OUTPUT_MAX_SIDE), "max_output_pixels": max(fam.max_pixels,
+                                                                                           OUTPUT_MAX_PIXELS),
              "samplers": samplers_for(fam.architecture)} if fam else {}
     return ModelOut(**{k: m[k] for k in ("id", "family", "native_resolution", "default_steps", "default_cfg",
                                          "default_sampler")}, loras=m.get("loras") or [],

@@ -268,7 +268,7 @@ def test_stability_engines_account_balance(live):
 
 @pytest.mark.parametrize("body,name", [
     ({"width": 100, "height": 64}, "invalid_height_or_width"),
-    ({"width": 512, "height": 512}, "invalid_pixel_count"),
+    ({"width": 1088, "height": 1024}, "invalid_pixel_count"),
     ({"text_prompts": []}, "invalid_prompts"),
     ({"text_prompts": [{"text": "  "}]}, "invalid_prompts"),
     ({"steps": 5}, "bad_request"),

@@ -152,7 +152,8 @@ def test_stability_control_sketch_and_structure(live):
                           data={"prompt": "a red circle", "control_strength": "0.6", "seed": "5"})
         assert r.status_code == 200, r.text
         out = Image.open(io.BytesIO(base64.b64decode(r.json()["image"])))
-        assert out.size == (72, 56) and r.json()["seed"] == 5 and r.json()["finish_reason"] == "SUCCESS"
+        # 4:3 at 512² of area, as SD 1.x answers (solvent-tiny: generated at 256×184, then upscaled)
+        assert out.size == (592, 440) and r.json()["seed"] == 5 and r.json()["finish_reason"] == "SUCCESS"
     r = requests.post(f"{base}/v2beta/stable-image/control/sketch", headers=h, timeout=60,
                       files={"image": ("s.png", buf.getvalue(), "image/png")}, data={"prompt": "x",
                                                                                      "control_strength": "3"})
@@ -166,7 +167,7 @@ def test_stability_control_sketch_and_structure(live):
                       data={"prompt": "a red circle", "fidelity": "0.9", "aspect_ratio": "3:2", "seed": "5"})
     assert r.status_code == 200, r.text
     out = Image.open(io.BytesIO(base64.b64decode(r.json()["image"])))
-    assert out.size == (80, 56) and r.json()["seed"] == 5  # 3:2 at the tiny model's area, to 8 px
+    assert out.size == (624, 416) and r.json()["seed"] == 5  # 3:2 at 512² of area (as SD 1.x), to 8 px
     r = requests.post(f"{base}/v2beta/stable-image/control/style", headers=h, timeout=60,
                       files={"image": ("s.png", buf.getvalue(), "image/png")}, data={"prompt": "x", "fidelity": "2"})
     assert r.status_code == 400 and "fidelity" in r.json()["errors"][0]
