@@ -16,11 +16,12 @@ from collections.abc import Callable
 from ..accounts import Principal
 from ..billing import Payer, PriceRequest
 from ..errors import InvalidImage, ModelNotFound, ValidationFailed
-from ..generation import JobSpec, LoraSpec
+from ..generation import Hires, JobSpec, LoraSpec
 from ..generation.control import MAX_REFERENCES, ControlUnit, ImagePrompt, check_image_prompt, check_unit
 from ..generation.families import FAMILIES, lora_preset
 from ..generation.images import load_image, png_bytes
 from ..generation.prompts import chunk_prompt
+from ..generation.request import BUILTIN_UPSCALERS, LATENT_MODES
 from ..generation.samplers import resolve_sampler
 from ..generation.tokens import clip_encode
 from ..jobs.registry import served_models
@@ -81,7 +82,8 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
                    batch_size=body.batch_size, strength=body.strength, output_format=body.output_format,
                    loras=[LoraSpec(x.name, x.weight) for x in body.loras], controls=controls,
                    ip_adapters=prompts, clip_skip=body.clip_skip, vae=body.vae, refiner=refiner,
-                   refiner_switch=body.refiner_switch, shift=body.shift)
+                   refiner_switch=body.refiner_switch, shift=body.shift,
+                   hires=body.hires.model_dump() if body.hires is not None else None)
     if mode != "txt2img" and int(steps * body.strength) < 1:
         # diffusers would run no step at all (steps × strength rounds to 0): run exactly one.
         spec.strength = min(1.0, 1.0001 / steps)
@@ -89,13 +91,42 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
     t2i = sum(1 for c in controls if c["model"] in (record.get("t2i_adapters") or []))
     # Beyond the trained range: generated at the closest size the model supports, then upscaled (priced apart).
     base_w, base_h = family.base_size(width, height, record.get("max_side"))
+    out_w, out_h, second = width, height, None
+    if body.hires is not None:
+        out_w, out_h, second = _hires(body, record, family, mode, width, height, steps)
     priced = PriceRequest(model=body.model, cost_class=record.get("cost_class") or family.cost_class, width=base_w,
-                          height=base_h, out_width=width, out_height=height, steps=steps, images=body.batch_size,
-                          mode=mode,
+                          height=base_h, out_width=out_w, out_height=out_h, hires=second, steps=steps,
+                          images=body.batch_size, mode=mode,
                           strength=params["strength"], control_units=len(controls) - t2i, t2i_units=t2i,
                           references=sum(len(u["scales"]) for u in prompts))
     terms = {"license": record.get("license_name") or None, "license_url": record.get("license_url") or None}
     return mode, params, priced, terms
+
+
+def _hires(body: GenerationIn, record: dict, family, mode: str, width: int, height: int,
+           steps: int) -> tuple[int, int, tuple[int, int, int]]:
+    """Hires fix checked against what the serving workers have: (final width, height, the second pass's
+    width, height and steps run)."""
+    h = body.hires
+    if mode != "txt2img":
+        raise ValidationFailed("hires fix (`enable_hr`) is for text-to-image; leave it out with an init image.",
+                               field="enable_hr", value=True)
+    upscalers = record.get("upscalers")
+    if h.upscaler not in LATENT_MODES and h.upscaler not in BUILTIN_UPSCALERS and h.upscaler.lower() != "lanczos" \
+            and upscalers is not None and h.upscaler not in upscalers:
+        raise ModelNotFound(f"`hr_upscaler` {h.upscaler!r} is not an upscaler the workers serving {body.model!r} "
+                            f"have; available: {', '.join([*LATENT_MODES, *BUILTIN_UPSCALERS, *upscalers])}.",
+                            field="hr_upscaler", value=h.upscaler)
+    if h.sampler is not None:
+        resolve_sampler(h.sampler, "hr_sampler_name", family.architecture)
+    target = Hires(h.scale, h.resize_x, h.resize_y).target(width, height, family.multiple)
+    try:
+        family.validate_size(*target)
+    except ValidationFailed as e:
+        raise ValidationFailed(f"hires fix would make {target[0]}×{target[1]}: {e.message}", field="hr_scale",
+                               value=h.scale) from e
+    w2, h2 = family.base_size(*target, record.get("max_side"))
+    return target[0], target[1], (w2, h2, max(1, int((h.steps or steps) * h.denoising)))
 
 
 def _controls(body: GenerationIn, record: dict) -> list[dict]:

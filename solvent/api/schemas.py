@@ -69,6 +69,23 @@ class ImagePromptIn(BaseModel):
     weight: float = Field(1.0, ge=0, le=2, description="how strongly the references steer (IP-Adapter scale)")
 
 
+class HiresIn(BaseModel):
+    """Hires fix (AUTOMATIC1111's `enable_hr`): a second, image-to-image pass at a larger size."""
+
+    model_config = ConfigDict(extra="forbid")
+    scale: float = Field(2.0, ge=1, le=8, description="A1111's hr_scale: the first pass's size × this")
+    resize_x: int = Field(0, ge=0, le=4096, description="hr_resize_x: the final width (0: by scale, or by aspect)")
+    resize_y: int = Field(0, ge=0, le=4096, description="hr_resize_y: the final height")
+    upscaler: str = Field("Latent", min_length=1, max_length=100,
+                          description="a latent mode (Latent, Latent (bicubic), …), Lanczos, Nearest or an installed "
+                                      "upscaler's id")
+    steps: int = Field(0, ge=0, le=150, description="hr_second_pass_steps: 0 = the first pass's steps")
+    denoising: float = Field(0.7, gt=0, le=1, description="denoising_strength of the second pass")
+    sampler: str | None = Field(None, max_length=64, description="hr_sampler_name: none = the first pass's")
+    prompt: str = Field("", max_length=10_000, description="hr_prompt: empty = the first pass's")
+    negative_prompt: str = Field("", max_length=10_000)
+
+
 class GenerationIn(BaseModel):
     """A generation request. Unset fields take the model's defaults."""
 
@@ -97,6 +114,8 @@ class GenerationIn(BaseModel):
     shift: float | None = Field(None, gt=0, le=20, description="SD3 / Flux: the flow-matching timestep shift "
                                 "(SD3's default 3; Flux shifts by image size unless this is set)")
     vae: str | None = Field(None, max_length=100, description="a VAE that fits the model; none = its default")
+    hires: HiresIn | None = Field(None, description="hires fix: the image made at width×height, upscaled and "
+                                  "refined by a second pass (text-to-image only)")
     output_format: Literal["png", "webp", "jpeg"] = "png"
 
 

@@ -55,6 +55,8 @@ class PriceRequest:
     # that upscale is priced by its output pixels on top of the generation.
     out_width: int = 0
     out_height: int = 0
+    # Hires fix: the second pass (width, height it runs at, steps it runs), priced as the first pass is.
+    hires: tuple[int, int, int] | None = None
 
     @property
     def steps_run(self) -> int:
@@ -106,11 +108,17 @@ class Pricing:
                                    f"{', '.join(sorted(self.classes))}.", field="model", value=req.model)
         extra = (self.controlnet_pct * req.control_units + self.t2i_pct * req.t2i_units
                  + self.ip_adapter_pct * req.references)
-        num = c.base_mc * req.width * req.height * req.steps_run * (100 + extra)
+        work = req.width * req.height * req.steps_run  # pixels × steps of every pass
+        if req.hires is not None:
+            w2, h2, s2 = req.hires
+            work += w2 * h2 * s2
+        num = c.base_mc * work * (100 + extra)
         den = c.pixels * c.steps * 100
         price = max(self.min_mc, -(-num // den))  # ceiling division: integers only
-        out = req.out_width * req.out_height
-        if out > req.width * req.height and (up := self.classes.get("upscale")) is not None:
+        out, made = req.out_width * req.out_height, req.width * req.height
+        if req.hires is not None:
+            made = req.hires[0] * req.hires[1]
+        if out > made and (up := self.classes.get("upscale")) is not None:
             price += -(-up.base_mc * out // (up.pixels * up.steps))
         return price
 

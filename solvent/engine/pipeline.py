@@ -6,6 +6,7 @@ budget; each has a lock, so one pipeline is never called from two threads at onc
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -40,9 +41,11 @@ from ..generation.control import (
     preprocess,
 )
 from ..generation.families import FAMILIES, Family, lora_preset, shipped_config
-from ..generation.metadata import infotext
+from ..generation.metadata import infotext, parse_infotext, with_fields
 from ..generation.prompts import chunk_prompt, is_weighted, plain_prompt
 from ..generation.request import (
+    BUILTIN_UPSCALERS,
+    LATENT_MODES,
     MAX_SEED,
     GenerationRequest,
     GenerationResult,
@@ -275,7 +278,7 @@ class Engine:
             if not isinstance(text, str):
                 raise ValidationFailed(f"`{name}` must be a string but is {type(text).__name__}.", field=name)
             chunk_prompt(clip_encode, text, self.settings.max_prompt_chunks, name)
-        init, mask = self._resolve_images(req, width, height)
+        init, mask = self._resolve_images(req, width, height) if req.init_latents is None else (None, None)
         loras = [(resolve_lora(spec.name, self.settings.loras_dir), spec.weight) for spec in req.loras]
         for path, weight in loras:
             if not isinstance(weight, int | float) or not -10 <= weight <= 10:
@@ -843,6 +846,10 @@ class Engine:
         return self._generate(reqs, progress, cancel)
 
     def _generate(self, reqs: list[GenerationRequest], progress, cancel) -> list[GenerationResult]:
+        if any(x.hires is not None for x in reqs):
+            if len(reqs) > 1:
+                raise ValidationFailed("a hires-fix request runs alone, not batched with others.", field="batch")
+            return [self._hires(reqs[0], progress, cancel)]
         # 1. Check inputs (several requests must be able to share one call)
         rs = [self.resolve(r) for r in reqs]
         if len(rs) > 1 and (len(keys := {batch_key(r) for r in rs}) != 1 or None in keys):
@@ -939,9 +946,12 @@ class Engine:
         if req.mode == "txt2img":
             call.update(width=r.width, height=r.height)
         else:
-            call.update(image=r.init_image, strength=float(req.strength))
+            call.update(image=r.init_image if req.init_latents is None else req.init_latents,
+                        strength=float(req.strength))
             if req.mode == "inpaint":
                 call.update(mask_image=r.mask, width=r.width, height=r.height)
+        if req.latents_out:
+            call["output_type"] = "latent"
         if r.controlnets:
             call.update(_control_kwargs(r))
         own = {"vae": pipe.vae, "image_encoder": getattr(pipe, "image_encoder", None),
@@ -951,7 +961,7 @@ class Engine:
         if rlm is not None:  # the base model stops at the switch and hands its latents to the refiner
             call.update(denoising_end=float(req.refiner_switch), output_type="latent")
         try:
-            with torch.inference_mode(), self._steered(lm, pipe, r, call):
+            with torch.inference_mode(), self._steered(lm, pipe, r, call), _from_latents(pipe, req.init_latents):
                 images = pipe(**call).images
         finally:
             for name, value in own.items():
@@ -988,6 +998,110 @@ class Engine:
             out.append(self._result(x, images[first:first + n], part_ms(part) / 1000, steps_run, load_seconds, part))
             first += n
         return out
+
+    def _hires(self, req: GenerationRequest, progress, cancel) -> GenerationResult:
+        """Hires fix: the first pass at the request's size; its latents (a latent mode) or images (an image
+        upscaler) upscaled to the hires size; then one image-to-image pass per image, with the image's own seed,
+        at `denoising` strength — exactly the two passes run by hand (`tests/engine/test_hires.py`)."""
+        h = req.hires
+        if req.mode != "txt2img":
+            raise ValidationFailed("hires fix (`enable_hr`) is for text-to-image; leave it out with an init image.",
+                                   field="enable_hr", value=True)
+        first = dataclasses.replace(req, hires=None, refiner=None)
+        r1 = self.resolve(first)  # every first-pass field checked, the first pass's size known
+        target = self._hires_checks(h, r1)
+        if h.latent:  # latents are upscaled from the size the model made them at
+            first = dataclasses.replace(first, width=r1.width, height=r1.height, latents_out=True)
+        steps2 = h.steps or r1.steps
+        run1, run2 = r1.steps, max(1, int(steps2 * h.denoising))
+        split = run1 / (run1 + run2)
+        one = self._generate([first], _scaled(progress, 0.0, split), cancel)[0]
+        second = dataclasses.replace(
+            req, hires=None, prompt=h.prompt or req.prompt, negative_prompt=h.negative_prompt or req.negative_prompt,
+            sampler=h.sampler or req.sampler, steps=steps2, strength=float(h.denoising), width=target[0],
+            height=target[1], batch_size=1, controls=[dataclasses.replace(c) for c in req.controls])
+        t0 = time.perf_counter()
+        if h.latent:
+            mode, antialias = LATENT_MODES[h.upscaler]
+            base = r1.family.base_size(*target, r1.record.details.get("max_side"))
+            factor = r1.width // one.images.shape[-1]  # the VAE's downsampling (8)
+            lat = torch.nn.functional.interpolate(one.images.float(), size=(base[1] // factor, base[0] // factor),
+                                                  mode=mode, antialias=antialias)
+            inits = [{"init_latents": lat[i:i + 1].to(one.images.dtype)} for i in range(len(one.seeds))]
+        else:
+            record = None if h.upscaler.lower() in ("lanczos", "none") or h.upscaler == "Nearest" else \
+                self.store.get(h.upscaler)
+            inits = [{"init_image": img.resize(target, Image.Resampling.NEAREST) if h.upscaler == "Nearest"
+                      else self._upscale_to(img, record, target)[0]} for img in one.images]
+        upscale_seconds = time.perf_counter() - t0
+        outs = []
+        for i, (seed, init) in enumerate(zip(one.seeds, inits, strict=True)):
+            lo = split + (1 - split) * i / len(inits)
+            outs.append(self._generate([dataclasses.replace(second, seed=seed, **init)],
+                                       _scaled(progress, lo, lo + (1 - split) / len(inits)), cancel)[0])
+        return self._hires_result(req, r1, one, outs, target, steps2, upscale_seconds)
+
+    def _hires_checks(self, h, r1: Resolved) -> tuple[int, int]:
+        """The hires fields checked, naming A1111's field; returns the final size."""
+        for name, value, lo, hi in (("hr_scale", h.scale, 1.0, 8.0), ("denoising_strength", h.denoising, 0.0, 1.0)):
+            if not isinstance(value, int | float) or isinstance(value, bool) or not lo < value <= hi or (
+                    name == "hr_scale" and value < 1):
+                raise ValidationFailed(f"`{name}` must be a number above {lo:g} and at most {hi:g} but is "
+                                       f"{value!r}.", field=name, value=value)
+        if not isinstance(h.steps, int) or not 0 <= h.steps <= MAX_STEPS:
+            raise ValidationFailed(f"`hr_second_pass_steps` must be an integer from 0 (the first pass's) to "
+                                   f"{MAX_STEPS} but is {h.steps!r}.", field="hr_second_pass_steps", value=h.steps)
+        for name, v in (("hr_resize_x", h.resize_x), ("hr_resize_y", h.resize_y)):
+            if not isinstance(v, int) or v < 0:
+                raise ValidationFailed(f"`{name}` must be 0 or a size in pixels but is {v!r}.", field=name, value=v)
+        if h.sampler:
+            resolve_sampler(h.sampler, "hr_sampler_name", r1.family.architecture)
+        if not h.latent and h.upscaler not in BUILTIN_UPSCALERS and h.upscaler.lower() != "lanczos":
+            try:
+                self._named(h.upscaler, "hr_upscaler", ("upscaler",), "an upscaler")
+            except ModelNotFound as e:
+                names = [*LATENT_MODES, *BUILTIN_UPSCALERS, *(r.id for r in self.store.list("upscaler"))]
+                raise ModelNotFound(f"`hr_upscaler` {h.upscaler!r} is not an upscaler here; available: "
+                                    f"{', '.join(names)}.", field="hr_upscaler", value=h.upscaler) from e
+        target = h.target(*r1.output_size, r1.family.multiple)
+        try:
+            r1.family.validate_size(*target)
+        except ValidationFailed as e:
+            raise ValidationFailed(f"hires fix would make {target[0]}×{target[1]}: {e.message}", field="hr_scale",
+                                   value=h.scale) from e
+        return target
+
+    def _hires_result(self, req: GenerationRequest, r1: Resolved, one: GenerationResult,
+                      outs: list[GenerationResult], target: tuple[int, int], steps2: int,
+                      upscale_seconds: float) -> GenerationResult:
+        """The second pass's images with the first pass's seeds, A1111's hires infotext fields and both passes'
+        usage."""
+        h = req.hires
+        fields = {"Denoising strength": f"{h.denoising:g}", "Hires upscale": f"{h.scale:g}",
+                  **({"Hires resize": f"{target[0]}x{target[1]}"} if h.resize_x or h.resize_y else {}),
+                  **({"Hires steps": h.steps} if h.steps else {}), "Hires upscaler": h.upscaler,
+                  **({"Hires prompt": h.prompt} if h.prompt else {}),
+                  **({"Hires negative prompt": h.negative_prompt} if h.negative_prompt else {})}
+        last = parse_infotext(outs[0].infotexts[0])
+        if h.sampler:
+            fields["Hires sampler"] = last["Sampler"]
+        if "Generated size" in last:  # the final size was beyond the trained range: upscaled again
+            fields.update({"Generated size": last["Generated size"], "Upscaler": last["Upscaler"]})
+        texts = [with_fields(t, fields) for t in one.infotexts]
+        params = req.public_params()
+        params.update({k: one.params[k] for k in ("model", "width", "height", "steps", "cfg_scale", "sampler",
+                                                  "seed", "vae")})
+        params["hires"] = {**params["hires"], "width": target[0], "height": target[1], "steps": steps2,
+                           "sampler": outs[0].params["sampler"], "refiner": outs[0].params.get("refiner")}
+        u = [one.usage, *(o.usage for o in outs)]
+        usage = Usage(device=u[0].device, dtype=u[0].dtype,
+                      device_seconds=sum(x.device_seconds for x in u) + upscale_seconds,
+                      steps_run=sum(x.steps_run for x in u), steps_requested=sum(x.steps_requested for x in u),
+                      images=len(outs), pixels=target[0] * target[1] * len(outs), model_id=u[0].model_id,
+                      model_hash=u[0].model_hash, peak_memory_bytes=max(x.peak_memory_bytes for x in u),
+                      load_seconds=sum(x.load_seconds for x in u))
+        return GenerationResult(images=[o.images[0] for o in outs], seeds=list(one.seeds), infotexts=texts,
+                                params=params, usage=usage)
 
     def _grow(self, r: Resolved, image: Image.Image) -> Image.Image:
         """One image generated at `r.width`×`r.height` upscaled to the size asked for (inpainting: the kept part
@@ -1034,9 +1148,12 @@ class Engine:
             call["max_sequence_length"] = 512 if pipe.transformer.config.guidance_embeds else 256
         call.update(width=r.width, height=r.height)
         if req.mode != "txt2img":
-            call.update(image=r.init_image, strength=float(req.strength))
+            call.update(image=r.init_image if req.init_latents is None else req.init_latents,
+                        strength=float(req.strength))
             if req.mode == "inpaint":
                 call["mask_image"] = r.mask
+        if req.latents_out:
+            call["output_type"] = "latent"
         own_vae = pipe.vae
         if r.vae is not None:
             pipe.vae = self._vae(lm, r.vae)
@@ -1045,6 +1162,8 @@ class Engine:
                 images = pipe(**call).images
         finally:
             pipe.vae = own_vae
+        if req.latents_out and arch == "flux":  # Flux returns its latents packed in 2×2 patches
+            images = pipe._unpack_latents(images, r.height, r.width, pipe.vae_scale_factor)
         dev.synchronize(self.device)
         seconds = time.perf_counter() - t0
         if req.mode == "inpaint":
@@ -1307,3 +1426,38 @@ def _check_flow(req: GenerationRequest, record: ModelRecord, family: Family) -> 
                                   or not 0 < req.shift <= 20):
         raise ValidationFailed(f"`shift` must be a number above 0 and at most 20 but is {req.shift!r}.",
                                field="shift", value=req.shift)
+
+
+def _scaled(progress: ProgressFn | None, lo: float, hi: float) -> ProgressFn | None:
+    """A progress callback that maps one pass's 0…1 onto `lo`…`hi` of the whole request (hires fix)."""
+    if progress is None:
+        return None
+
+    def report(ev: ProgressEvent) -> None:
+        progress(ProgressEvent(round((lo + (hi - lo) * ev.fraction) * 1000), 1000, ev._preview))
+
+    return report
+
+
+@contextmanager
+def _from_latents(pipe, latents):
+    """Image-to-image from latents on a UNet pipeline whose latents are not 4 channels (solvent-tiny's 8): diffusers
+    takes only 4-channel tensors as latents, so for this call its image processor passes them through and the
+    VAE's encoder answers them back (unscaled, as the pipeline scales what the encoder gives)."""
+    if latents is None or latents.shape[1] == 4 or not hasattr(pipe, "unet"):
+        yield
+        return
+    from types import SimpleNamespace
+
+    from diffusers.image_processor import VaeImageProcessor
+
+    own = pipe.image_processor
+    factor = pipe.vae.config.scaling_factor
+    pipe.image_processor = VaeImageProcessor(vae_scale_factor=pipe.vae_scale_factor,
+                                             vae_latent_channels=latents.shape[1])
+    pipe.vae.encode = lambda x, *a, **k: SimpleNamespace(latents=x / factor)
+    try:
+        yield
+    finally:
+        pipe.image_processor = own
+        del pipe.vae.encode

@@ -55,6 +55,15 @@ def infotext(
     return f"{text}\n{line}"
 
 
+def with_fields(text: str, fields: dict[str, Any]) -> str:
+    """An infotext with `fields` added to (or replacing those in) its parameters line, before `Version`."""
+    head, _, line = text.rpartition("\n")
+    pairs = [(k, v) for k, v in _param_fields(line) if k not in fields]
+    at = next((i for i, (k, _) in enumerate(pairs) if k == "Version"), len(pairs))
+    pairs[at:at] = [(k, _quote(v)) for k, v in fields.items()]
+    return f"{head}\n" + ", ".join(f"{k}: {v}" for k, v in pairs)
+
+
 def _num(v: float) -> str:
     return f"{v:g}"
 

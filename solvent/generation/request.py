@@ -31,6 +31,46 @@ class LoraSpec:
     weight: float = 1.0
 
 
+# AUTOMATIC1111's latent upscale modes (its `/sdapi/v1/latent-upscale-modes`): torch interpolation mode, antialias.
+LATENT_MODES: dict[str, tuple[str, bool]] = {
+    "Latent": ("bilinear", False), "Latent (antialiased)": ("bilinear", True), "Latent (bicubic)": ("bicubic", False),
+    "Latent (bicubic antialiased)": ("bicubic", True), "Latent (nearest)": ("nearest", False),
+    "Latent (nearest-exact)": ("nearest-exact", False)}
+# Image upscalers every worker has (A1111's built-in names); installed upscalers are named by their id.
+BUILTIN_UPSCALERS = ("Lanczos", "Nearest", "None")
+
+
+@dataclass
+class Hires:
+    """Hires fix as AUTOMATIC1111 defines it: the first pass at the request's size, upscaled by `scale` (or to
+    `resize_x`×`resize_y`; one of them 0 keeps the aspect) with `upscaler` (a latent mode, Lanczos, Nearest or an
+    installed upscaler), then an image-to-image pass of `steps` steps (0: the first pass's) at `denoising`
+    strength, with its own sampler and prompts when given."""
+
+    scale: float = 2.0
+    resize_x: int = 0
+    resize_y: int = 0
+    upscaler: str = "Latent"
+    steps: int = 0
+    denoising: float = 0.7
+    sampler: str | None = None
+    prompt: str = ""  # "" = the first pass's
+    negative_prompt: str = ""
+
+    @property
+    def latent(self) -> bool:
+        return self.upscaler in LATENT_MODES
+
+    def target(self, width: int, height: int, multiple: int = 8) -> tuple[int, int]:
+        """The final size for a first pass of `width`×`height` (A1111's arithmetic, then to the family's multiple)."""
+        if self.resize_x or self.resize_y:
+            w = self.resize_x or round(self.resize_y * width / height)
+            h = self.resize_y or round(self.resize_x * height / width)
+        else:
+            w, h = round(width * self.scale), round(height * self.scale)
+        return max(multiple, w // multiple * multiple), max(multiple, h // multiple * multiple)
+
+
 @dataclass
 class GenerationRequest:
     """Everything the engine needs to make images. Unset fields take the model's defaults.
@@ -61,12 +101,16 @@ class GenerationRequest:
     vae: str | None = None  # a VAE in the store; None = the model's default (its own, or the one set for it)
     clip_skip: int = 1  # A1111's "Clip skip" / CLIP_stop_at_last_layers: 1 = the text encoder's last layer
     shift: float | None = None  # SD3 / Flux: the flow-matching timestep shift; None = the model's own
+    hires: Hires | None = None  # hires fix: a second, image-to-image pass at a larger size (text-to-image only)
     # Usage terms recorded in the image metadata (e.g. commercial_use, license), set by the service.
     terms: dict[str, Any] = field(default_factory=dict)
+    # The engine's own (hires fix): latents to start image-to-image from, and a first pass that returns latents.
+    init_latents: Any = field(default=None, repr=False)
+    latents_out: bool = False
 
     @property
     def mode(self) -> str:
-        if self.init_image is None:
+        if self.init_image is None and self.init_latents is None:
             return "txt2img"
         return "inpaint" if self.mask is not None else "img2img"
 
@@ -74,13 +118,15 @@ class GenerationRequest:
         """The request as plain JSON-able values (images left out)."""
         out = {}
         for f in dataclasses.fields(self):
-            if f.name in ("init_image", "mask"):
+            if f.name in ("init_image", "mask", "init_latents", "latents_out"):
                 continue
             value = getattr(self, f.name)
             if f.name == "loras":
                 value = [{"name": lora.name, "weight": lora.weight} for lora in value]
             elif f.name in ("controls", "ip_adapters"):
                 value = [unit.public() for unit in value]
+            elif f.name == "hires" and value is not None:
+                value = dataclasses.asdict(value)
             out[f.name] = value
         out["mode"] = self.mode
         return out

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .control import ControlUnit, ImagePrompt
-from .request import GenerationRequest, LoraSpec
+from .request import GenerationRequest, Hires, LoraSpec
 
 BLOB_FIELDS = ("init_image_blob", "mask_blob")  # input images, stored apart; the spec keeps their keys
 # Fields that must be equal for jobs to share one device call (besides the model and text-to-image mode).
 BATCH_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler", "loras", "clip_skip", "vae", "shift")
+HIRES_FIELDS = {f.name for f in dataclasses.fields(Hires)}
 
 
 @dataclass
@@ -43,6 +44,7 @@ class JobSpec:
     refiner: str | None = None
     refiner_switch: float = 0.8
     shift: float | None = None
+    hires: dict[str, Any] | None = None  # `Hires` fields (hires fix)
     init_image_blob: str | None = None
     mask_blob: str | None = None
     # Set at admission by billing: the price reserved (milli-credits), the plan, the usage terms.
@@ -85,8 +87,8 @@ class JobSpec:
 
     def batch_key(self) -> tuple | None:
         """What jobs must share to run in one device call; None for a job that runs alone (control units, image
-        prompts and a refiner each need their own call)."""
-        if self.controls or self.ip_adapters or self.refiner:
+        prompts, a refiner and hires fix each need their own call)."""
+        if self.controls or self.ip_adapters or self.refiner or self.hires:
             return None
         params = self.to_params()
         return tuple(repr(params[k]) for k in BATCH_FIELDS)
@@ -106,6 +108,7 @@ class JobSpec:
             batch_size=self.images, init_image=init_image, strength=self.strength, mask=mask,
             loras=list(self.loras), controls=controls, ip_adapters=prompts, clip_skip=self.clip_skip or 1, vae=self.vae,
             refiner=self.refiner, refiner_switch=self.refiner_switch, shift=self.shift,
+            hires=Hires(**{k: v for k, v in self.hires.items() if k in HIRES_FIELDS}) if self.hires else None,
             terms=dict(self.terms))
 
 

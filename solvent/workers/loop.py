@@ -47,12 +47,14 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
                "sha256": r.sha256}
               for r in records]
     installed = _loras(engine.settings.loras_dir)
+    upscalers = [r.id for r in engine.store.list("upscaler")]
     for m, r in zip(models, records, strict=True):  # the LoRAs and adapters each model can take
         arch, width = get_family(r.family).architecture, engine.store.cross_attention_width(r)
         m["loras"] = [name for name, lora_arch, lora_width in installed
                       if fits_architecture(lora_arch, arch) and (None in (width, lora_width) or width == lora_width)]
         m["preset"] = r.preset
         m["max_side"] = r.details.get("max_side")  # an SD3 transformer's position table: larger sizes are upscaled
+        m["upscalers"] = upscalers  # hires fix and upscale jobs may name these (and Lanczos, the latent modes)
         m["cost_class"] = r.details.get("cost_class") or get_family(r.family).cost_class
         m["text_layers"] = engine.store.text_layers(r)  # the largest CLIP skip it takes
         m["default_vae"] = r.default_vae

@@ -478,3 +478,20 @@ def test_a_flux_vae_file_from_the_store_decodes_for_flux(tmp_path, engine):
     assert engine.fits(engine.store.get("flux"))["vaes"] == ["ae"]
     own = _ours(engine, "flux", cfg=3.5)
     assert _same(_ours(engine, "flux", cfg=3.5, vae="ae"), np.asarray(own.images[0]).astype(int)) <= 1  # same weights
+
+
+@pytest.mark.parametrize("model", ["sd3m", "flux"])
+def test_a_latent_hires_fix_on_flow_models_is_the_two_passes_by_hand(flow_engine, model):
+    import torch
+
+    from solvent.generation import GenerationRequest, Hires
+
+    kw = dict(model=model, prompt="a red kite", steps=3, seed=4, width=SIZE, height=SIZE)
+    out = flow_engine.generate(GenerationRequest(**kw, hires=Hires(scale=1.5, upscaler="Latent", denoising=0.7)))
+    lat = flow_engine.generate(GenerationRequest(**kw, latents_out=True)).images  # (Flux's unpacked)
+    side = 384 // (SIZE // lat.shape[-1])
+    up = torch.nn.functional.interpolate(lat.float(), size=(side, side), mode="bilinear").to(lat.dtype)
+    by_hand = flow_engine.generate(GenerationRequest(**{**kw, "width": 384, "height": 384}, init_latents=up,
+                                                     strength=0.7))
+    assert out.images[0].size == (384, 384) and out.usage.steps_run == 3 + by_hand.usage.steps_run
+    assert np.abs(np.asarray(out.images[0]).astype(int) - np.asarray(by_hand.images[0]).astype(int)).max() == 0

@@ -78,6 +78,18 @@ class Txt2Img(BaseModel):
     refiner_checkpoint: str | None = None  # A1111 1.6+: an SDXL refiner for the last steps
     refiner_switch_at: float = Field(0.8, gt=0, lt=1)
     send_images: bool = True
+    # Hires fix: the image made at width×height, upscaled (hr_scale, or to hr_resize_x×hr_resize_y) with
+    # hr_upscaler, then refined by an image-to-image pass at denoising_strength.
+    enable_hr: bool = False
+    denoising_strength: float = Field(0.7, ge=0, le=1)
+    hr_scale: float = Field(2.0, ge=1, le=8)
+    hr_upscaler: str | None = Field(None, max_length=100)
+    hr_second_pass_steps: int = Field(0, ge=0, le=150)
+    hr_resize_x: int = Field(0, ge=0, le=4096)
+    hr_resize_y: int = Field(0, ge=0, le=4096)
+    hr_sampler_name: str | None = Field(None, max_length=64)
+    hr_prompt: str = Field("", max_length=10_000)
+    hr_negative_prompt: str = Field("", max_length=10_000)
 
 
 class Img2Img(Txt2Img):
@@ -182,6 +194,15 @@ def _fields(services, principal, t: Txt2Img) -> dict:
                batch_size=t.batch_size)
     if loras:
         out["loras"] = loras
+    if t.enable_hr and not isinstance(t, Img2Img):
+        if not t.denoising_strength > 0:
+            raise ValidationFailed("`denoising_strength` must be above 0 for hires fix (`enable_hr`) but is 0.",
+                                   field="denoising_strength", value=t.denoising_strength)
+        hr_sampler = t.hr_sampler_name if t.hr_sampler_name not in (None, "", "Use same sampler") else None
+        out["hires"] = dict(scale=t.hr_scale, resize_x=t.hr_resize_x, resize_y=t.hr_resize_y,
+                            upscaler=t.hr_upscaler or "Latent", steps=t.hr_second_pass_steps,
+                            denoising=t.denoising_strength, sampler=hr_sampler, prompt=t.hr_prompt,
+                            negative_prompt=t.hr_negative_prompt)
     skip = (t.override_settings or {}).get("CLIP_stop_at_last_layers")
     if skip is not None:
         if not isinstance(skip, int) or isinstance(skip, bool) or not 1 <= skip <= 12:
