@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # What upscales an image asked for beyond its model's trained size (generated at the closest size the model
     # supports, then upscaled): "lanczos" or an installed upscaler's id (`solvent models add … --kind upscaler`).
     size_upscaler: str = "lanczos"
+    # The upscaler an upscale request that names none (`auto`) gets — A1111's extras, Stability's upscale
+    # endpoints: an installed upscaler's id, `lanczos`, or "auto" (the first installed upscaler by id, else Lanczos).
+    upscaler: str = "auto"
     # The model a request that names none gets (every API surface; the first served model when it is not served).
     default_model: str = "solvent-tiny"
     # Which model serves each Stability v2beta stable-image service (JSON object).

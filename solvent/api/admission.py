@@ -11,6 +11,7 @@ Cheapest first, so a refused request costs the server as little as possible and 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from ..accounts import Principal
@@ -27,7 +28,7 @@ from ..generation.tokens import clip_encode
 from ..jobs.registry import served_models
 from ..services import Services
 from ..storage.models import Job
-from .schemas import GenerationIn
+from .schemas import GenerationIn, UpscaleIn
 
 AdmissionHook = Callable[[Services, Principal, dict], None]
 
@@ -103,6 +104,68 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
     return mode, params, priced, terms
 
 
+def pick_upscaler(services: Services, name: str, field: str = "upscaler") -> dict:
+    """The served upscaler `name` names (`auto`: `SOLVENT_UPSCALER`, else the first installed one by id, else
+    Lanczos), or an error listing those there are."""
+    ups = served_models(services.db, "upscaler")
+    if name.lower() == "auto":
+        name = services.settings.upscaler
+        if name.lower() == "auto":
+            name = next(iter(sorted(k for k in ups if k != "lanczos")), "lanczos")
+    name = "lanczos" if name.lower() in ("lanczos", "none") else name
+    if name not in ups:
+        raise ModelNotFound(f"`{field}` {name!r} is not an upscaler a running worker has; available: "
+                            f"{', '.join(sorted(ups)) or 'none (no worker is running)'}.", field=field, value=name)
+    return ups[name]
+
+
+def validate_upscale(services: Services, body: UpscaleIn) -> tuple[str, dict, PriceRequest, dict]:
+    """An upscale job's (mode, params, pricing, terms): the output size from the input's header and the scale
+    (or the exact size asked), bounded by `SOLVENT_MAX_INPUT_PIXELS`; a refining model that serves the upscaler."""
+    settings = services.settings
+    up = pick_upscaler(services, body.upscaler)
+    w, h = load_image(body.image, "image", max_bytes=settings.max_input_bytes, max_pixels=settings.max_input_pixels,
+                      header_only=True).size
+    if body.width or body.height:
+        out = (body.width or round(body.height * w / h), body.height or round(body.width * h / w))
+        field = "width"
+    else:
+        factor = body.scale or up.get("scale") or 2
+        out, field = (round(w * factor), round(h * factor)), "scale"
+    if out[0] * out[1] <= w * h or out[0] < 8 or out[1] < 8:
+        raise ValidationFailed(f"the upscaled size {out[0]}×{out[1]} must be larger than the image's {w}×{h}.",
+                               field=field, value=f"{out[0]}x{out[1]}")
+    limit = settings.max_input_pixels
+    if out[0] * out[1] > limit:
+        raise ValidationFailed(f"upscaling {w}×{h} to {out[0]}×{out[1]} would make {out[0] * out[1]} pixels, more "
+                               f"than SOLVENT_MAX_INPUT_PIXELS ({limit}).", field=field, value=f"{out[0]}x{out[1]}")
+    terms = {"license": up.get("license_name") or None, "license_url": None}
+    spec = JobSpec(task="upscale", upscaler=up["id"], model=up["id"], width=out[0], height=out[1],
+                   output_format=body.output_format)
+    priced = PriceRequest(model=up["id"], cost_class="upscale", width=out[0], height=out[1], steps=1, mode="upscale")
+    if body.prompt.strip() and body.model:  # refined by a low-strength pass of a model that has this upscaler
+        record = served_models(services.db).get(body.model)
+        if record is None:
+            raise ModelNotFound(f"`model` {body.model!r} is not served by any running worker.", field="model",
+                                value=body.model)
+        if up["id"] != "lanczos" and up["id"] not in (record.get("upscalers") or []):
+            raise ModelNotFound(f"no worker serving {body.model!r} has the upscaler {up['id']!r}.", field="upscaler",
+                                value=up["id"])
+        family = FAMILIES[record["family"]]
+        family.validate_size(*(v // family.multiple * family.multiple for v in out))
+        out = tuple(v // family.multiple * family.multiple for v in out)
+        steps = body.steps or record.get("default_steps") or family.default_steps
+        spec = dataclasses.replace(spec, model=body.model, refine=True, prompt=body.prompt, width=out[0],
+                                   height=out[1], negative_prompt=body.negative_prompt, strength=body.strength,
+                                   steps=body.steps, seed=body.seed)
+        base = family.base_size(*out, record.get("max_side"))
+        priced = PriceRequest(model=body.model, cost_class=record.get("cost_class") or family.cost_class,
+                              width=base[0], height=base[1], out_width=out[0], out_height=out[1], steps=steps,
+                              mode="img2img", strength=body.strength)
+        terms = {"license": record.get("license_name") or None, "license_url": record.get("license_url") or None}
+    return "upscale", spec.to_params(), priced, terms
+
+
 def _hires(body: GenerationIn, record: dict, family, mode: str, width: int, height: int,
            steps: int) -> tuple[int, int, tuple[int, int, int]]:
     """Hires fix checked against what the serving workers have: (final width, height, the second pass's
@@ -175,9 +238,15 @@ def _refiner(body: GenerationIn, record: dict) -> str | None:
     return body.refiner
 
 
-def inputs(services: Services, body: GenerationIn) -> dict[str, bytes]:
+def inputs(services: Services, body: GenerationIn | UpscaleIn) -> dict[str, bytes]:
     """The costly checks: prompt token chunks, and input images decoded under the limits → PNG bytes to store."""
     settings = services.settings
+    if isinstance(body, UpscaleIn):
+        for name in ("prompt", "negative_prompt"):
+            _check_prompt(getattr(body, name), name, settings.max_prompt_chunks)
+        image = load_image(body.image, "image", mode="RGB", max_bytes=settings.max_input_bytes,
+                           max_pixels=settings.max_input_pixels)
+        return {"init_image_blob": png_bytes(image)}
     for name in ("prompt", "negative_prompt"):
         _check_prompt(getattr(body, name), name, settings.max_prompt_chunks)
     limits = dict(max_bytes=settings.max_input_bytes, max_pixels=settings.max_input_pixels)
@@ -201,8 +270,12 @@ def inputs(services: Services, body: GenerationIn) -> dict[str, bytes]:
     return out
 
 
-def admit(services: Services, principal: Principal, body: GenerationIn, idempotency_key: str | None = None,
-          hooks: list[AdmissionHook] | None = None) -> tuple[Job, bool]:
+def _validated(services: Services, body: GenerationIn | UpscaleIn) -> tuple[str, dict, PriceRequest, dict]:
+    return validate_upscale(services, body) if isinstance(body, UpscaleIn) else validate(services, body)
+
+
+def admit(services: Services, principal: Principal, body: GenerationIn | UpscaleIn,
+          idempotency_key: str | None = None, hooks: list[AdmissionHook] | None = None) -> tuple[Job, bool]:
     """Validate, precheck billing, check inputs, run admission hooks, enqueue. Returns (job, created)."""
     principal.require("generate")
     if idempotency_key is not None and len(idempotency_key) > 200:
@@ -211,7 +284,7 @@ def admit(services: Services, principal: Principal, body: GenerationIn, idempote
         existing = services.queue.find_idempotent(principal.org_id, idempotency_key)
         if existing is not None:
             return existing, False
-    mode, params, priced, terms = validate(services, body)
+    mode, params, priced, terms = _validated(services, body)
     payer = Payer(principal.org_id, principal.key_id)
     services.billing.precheck(payer, priced)
     blobs = inputs(services, body)
@@ -237,7 +310,7 @@ def admit(services: Services, principal: Principal, body: GenerationIn, idempote
         job.params = params
 
     try:
-        return services.queue.enqueue(principal.org_id, body.model, params, mode=mode,
+        return services.queue.enqueue(principal.org_id, params["model"] or body.model, params, mode=mode,
                                       idempotency_key=idempotency_key, api_key_id=principal.key_id,
                                       on_insert=on_insert)
     except BaseException:
@@ -270,8 +343,8 @@ def precheck(services: Services, principal: Principal, body: GenerationIn) -> No
     services.billing.precheck(Payer(principal.org_id, principal.key_id), priced)
 
 
-def quote(services: Services, principal: Principal, body: GenerationIn) -> dict:
+def quote(services: Services, principal: Principal, body: GenerationIn | UpscaleIn) -> dict:
     """What `admit` would charge and whether it would be admitted now, without storing anything."""
     principal.require("generate")
-    _, _, priced, _ = validate(services, body)
+    _, _, priced, _ = _validated(services, body)
     return services.billing.quote(Payer(principal.org_id, principal.key_id), priced)

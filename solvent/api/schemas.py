@@ -119,6 +119,26 @@ class GenerationIn(BaseModel):
     output_format: Literal["png", "webp", "jpeg"] = "png"
 
 
+class UpscaleIn(BaseModel):
+    """An upscale job: one image made larger by an upscaler (by `scale`, or to `width`×`height`), optionally
+    refined by a low-strength image-to-image pass of `model` with a prompt (Stability's conservative upscale)."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: str = Field(..., description="base64 (or data URL) image to upscale")
+    upscaler: str = Field("auto", min_length=1, max_length=100,
+                          description="an installed upscaler's id, `lanczos`, or `auto` (SOLVENT_UPSCALER)")
+    scale: float | None = Field(None, gt=1, le=16, description="the factor; none = the upscaler's own (Lanczos: 2)")
+    width: int | None = Field(None, ge=8, le=16384, description="the exact output width (instead of `scale`)")
+    height: int | None = Field(None, ge=8, le=16384, description="the exact output height (instead of `scale`)")
+    model: str | None = Field(None, max_length=100, description="refine with this model (with `prompt`)")
+    prompt: str = Field("", max_length=10_000)
+    negative_prompt: str = Field("", max_length=10_000)
+    strength: float = Field(0.35, gt=0, le=1, description="the refining pass's denoising strength")
+    steps: int | None = Field(None, ge=1, le=150)
+    seed: int | None = Field(None, ge=-1, le=MAX_SEED)
+    output_format: Literal["png", "webp", "jpeg"] = "png"
+
+
 class ErrorDetail(BaseModel):
     model_config = ConfigDict(extra="allow")
     code: str

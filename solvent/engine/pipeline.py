@@ -49,6 +49,7 @@ from ..generation.request import (
     MAX_SEED,
     GenerationRequest,
     GenerationResult,
+    UpscaleRequest,
     Usage,
     batch_parts,
     part_ms,
@@ -456,6 +457,70 @@ class Engine:
         return UpscaleResult(out, record.id if record else "lanczos", float(factor), passes,
                              time.perf_counter() - t0)
 
+    def run_upscale(self, req: UpscaleRequest, progress: ProgressFn | None = None,
+                    cancel: threading.Event | Callable[[], bool] | None = None) -> GenerationResult:
+        """An upscale job: `req.image` to `req.width`×`req.height` with its upscaler, then (with `req.refine`) an
+        image-to-image pass of that request at the new size. One image, its usage and an infotext that says what
+        was done (A1111's `Postprocess upscaler` fields)."""
+        is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+        limit = self.settings.max_input_pixels
+        size = (req.width, req.height)
+        if req.image.width * req.image.height > limit:
+            raise InvalidImage(f"`image` has more than {limit} pixels.", field="image", value=req.image.size)
+        if not (isinstance(req.width, int) and isinstance(req.height, int)) or min(size) < 8 or \
+                req.width * req.height > limit:
+            raise ValidationFailed(f"the upscaled size {req.width}×{req.height} must have sides of at least 8 and at "
+                                   f"most SOLVENT_MAX_INPUT_PIXELS ({limit}) pixels.", field="scale", value=size)
+        record = None
+        if str(req.upscaler).lower() != "lanczos":
+            record = self._named(req.upscaler, "upscaler", ("upscaler",), "an upscaler")
+        name = record.id if record else "lanczos"
+        fields = {"Postprocess upscaler": name, "Postprocess upscale to": f"{size[0]}x{size[1]}",
+                  "Postprocess upscale from": f"{req.image.width}x{req.image.height}"}
+        if req.refine is not None:
+            r = self.resolve(req.refine)  # every field of the refining pass checked before the upscale runs
+            if r.upscaled:  # the size is beyond the model's range: refine at the closest size it has, then upscale
+                refined = self._generate([dataclasses.replace(req.refine, width=r.width, height=r.height)],
+                                         _scaled(progress, 0.0, 0.9), cancel)[0]
+                t0 = time.perf_counter()
+                refined.images = [self._upscale_to(refined.images[0], record, size)[0]]
+                dev.synchronize(self.device)
+                refined.usage.device_seconds += time.perf_counter() - t0
+                refined.usage.pixels = size[0] * size[1]
+                refined.infotexts = [with_fields(t, {**fields, "Size": f"{size[0]}x{size[1]}"})
+                                     for t in refined.infotexts]
+                refined.params.update(task="upscale", upscaler=name, width=size[0], height=size[1],
+                                      refined_at={"width": r.width, "height": r.height},
+                                      source_width=req.image.width, source_height=req.image.height)
+                return refined
+        if is_cancelled():
+            raise Cancelled("the request was cancelled before it started.")
+        dev.reset_peak(self.device)
+        t0 = time.perf_counter()
+        out, passes = self._upscale_to(req.image, record, size)
+        dev.synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        if req.refine is None:
+            if progress is not None:
+                progress(ProgressEvent(1, 1))
+            usage = Usage(device=str(self.device), dtype=dev.dtype_name(self.dtype), device_seconds=seconds,
+                          steps_run=passes, steps_requested=passes, images=1, pixels=size[0] * size[1],
+                          model_id=name, model_hash=record.sha256 if record else "",
+                          peak_memory_bytes=dev.peak_memory(self.device))
+            text = ", ".join(f"{k}: {v}" for k, v in {**fields, "Version": "solvent", **_terms_text(req.terms)}.items())
+            params = {"task": "upscale", "upscaler": name, "width": size[0], "height": size[1], "passes": passes,
+                      "source_width": req.image.width, "source_height": req.image.height}
+            return GenerationResult([out], [0], [f"\n{text}"], params, usage)
+        if progress is not None:
+            progress(ProgressEvent(1, 4))
+        refined = self._generate([dataclasses.replace(req.refine, init_image=out)], _scaled(progress, 0.25, 1.0),
+                                 cancel)[0]
+        refined.usage.device_seconds += seconds
+        refined.infotexts = [with_fields(t, fields) for t in refined.infotexts]
+        refined.params.update(task="upscale", upscaler=name, passes=passes, source_width=req.image.width,
+                              source_height=req.image.height)
+        return refined
+
     def _upscale_to(self, image: Image.Image, record: ModelRecord | None,
                     size: tuple[int, int]) -> tuple[Image.Image, int]:
         """`image` at `size`: the upscaler `record` run as often as it takes (tiled), then Lanczos to the exact size
@@ -467,8 +532,12 @@ class Engine:
             key = (record.id, record.sha256)
             if key not in self._estimators:
                 self._estimators[key] = load_upscaler(self.store.path_of(record))
-            model = self._estimators[key]
+            model, native = self._estimators[key], int(record.details.get("scale") or 4)
             while out.width < size[0] or out.height < size[1]:
+                if passes and (out.width * native > size[0] or out.height * native > size[1]):
+                    # the last pass would overshoot: its input (the model's own output, never the original) is
+                    # made just small enough first, so the model does the work the output keeps and no more
+                    out = out.resize((-(-size[0] // native), -(-size[1] // native)), Image.Resampling.LANCZOS)
                 out = upscale_image(model, out, self.device, self.dtype)
                 passes += 1
         return (out if out.size == size else out.resize(size, Image.Resampling.LANCZOS)), passes

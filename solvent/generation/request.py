@@ -132,6 +132,19 @@ class GenerationRequest:
         return out
 
 
+@dataclass
+class UpscaleRequest:
+    """One image made larger: `upscaler` (an installed upscaler's id, or `lanczos`) to `width`×`height`, then,
+    with `refine`, an image-to-image pass of that request (its prompt, model and strength) at the new size."""
+
+    image: Image.Image
+    upscaler: str
+    width: int
+    height: int
+    refine: GenerationRequest | None = None
+    terms: dict[str, Any] = field(default_factory=dict)
+
+
 def batch_parts(device_ms: int, works: list[int]) -> list[dict[str, Any]]:
     """`Usage.batch` of each request of one device call: the call's time and the request's share of the work."""
     batch_id, total, before, out = secrets.token_hex(8), sum(works), 0, []

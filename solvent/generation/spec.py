@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .control import ControlUnit, ImagePrompt
-from .request import GenerationRequest, Hires, LoraSpec
+from .request import GenerationRequest, Hires, LoraSpec, UpscaleRequest
 
 BLOB_FIELDS = ("init_image_blob", "mask_blob")  # input images, stored apart; the spec keeps their keys
 # Fields that must be equal for jobs to share one device call (besides the model and text-to-image mode).
@@ -22,6 +22,11 @@ HIRES_FIELDS = {f.name for f in dataclasses.fields(Hires)}
 
 @dataclass
 class JobSpec:
+    # "generate" (text-to-image, image-to-image, inpainting) or "upscale" (`init_image_blob` made larger by
+    # `upscaler` to `width`×`height`; with a prompt and `refine`, then refined by `model` at `strength`).
+    task: str = "generate"
+    upscaler: str | None = None
+    refine: bool = False
     prompt: str = ""
     negative_prompt: str = ""
     model: str = ""
@@ -88,7 +93,7 @@ class JobSpec:
     def batch_key(self) -> tuple | None:
         """What jobs must share to run in one device call; None for a job that runs alone (control units, image
         prompts, a refiner and hires fix each need their own call)."""
-        if self.controls or self.ip_adapters or self.refiner or self.hires:
+        if self.controls or self.ip_adapters or self.refiner or self.hires or self.task != "generate":
             return None
         params = self.to_params()
         return tuple(repr(params[k]) for k in BATCH_FIELDS)
@@ -110,6 +115,15 @@ class JobSpec:
             refiner=self.refiner, refiner_switch=self.refiner_switch, shift=self.shift,
             hires=Hires(**{k: v for k, v in self.hires.items() if k in HIRES_FIELDS}) if self.hires else None,
             terms=dict(self.terms))
+
+
+    def to_upscale(self, image) -> UpscaleRequest:
+        """An upscale job's request (its input image decoded by the caller from `init_image_blob`)."""
+        refine = None
+        if self.refine:
+            refine = dataclasses.replace(self.to_request(init_image=image), width=self.width, height=self.height)
+        return UpscaleRequest(image=image, upscaler=self.upscaler or "lanczos", width=int(self.width or 0),
+                              height=int(self.height or 0), refine=refine, terms=dict(self.terms))
 
 
 def visible(params: dict[str, Any]) -> dict[str, Any]:

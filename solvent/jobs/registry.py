@@ -68,12 +68,14 @@ def alive(db: Database, within: int = ALIVE_SECONDS) -> list[Worker]:
         return list(s.scalars(select(Worker).where(Worker.last_heartbeat_at >= cutoff)))
 
 
-def served_models(db: Database) -> dict[str, dict[str, Any]]:
-    """Model id → its declared record, over the workers alive now."""
+def served_models(db: Database, kind: str = "checkpoint") -> dict[str, dict[str, Any]]:
+    """Model id → its declared record, over the workers alive now: models that make images by default, or
+    `kind="upscaler"` for the upscalers (Lanczos, which every worker has, among them)."""
     out: dict[str, dict[str, Any]] = {}
     for w in alive(db):
         for m in w.models or []:
-            out.setdefault(m["id"], m)
+            if m.get("kind", "checkpoint") == kind:
+                out.setdefault(m["id"], m)
     return out
 
 

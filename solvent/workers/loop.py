@@ -22,6 +22,7 @@ from ..errors import Cancelled, LeaseLost, OutOfMemory, SolventError
 from ..generation import GenerationRequest, JobSpec, batch_parts, part_ms
 from ..generation.families import get_family
 from ..generation.images import png_b64
+from ..generation.request import UpscaleRequest
 from .protocol import Leased, WorkerBackend
 
 log = logging.getLogger("solvent.worker")
@@ -59,6 +60,11 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
         m["text_layers"] = engine.store.text_layers(r)  # the largest CLIP skip it takes
         m["default_vae"] = r.default_vae
         m.update(engine.fits(r))  # controlnets (with t2i_adapters), ip_adapters, vaes, embeddings
+    # Upscalers are served like models (an upscale job is leased by its upscaler); Lanczos needs no file.
+    models += [{"id": "lanczos", "kind": "upscaler", "scale": 2, "architecture": "Lanczos", "builtin": True}]
+    models += [{"id": r.id, "kind": "upscaler", "scale": int(r.details.get("scale") or 4),
+                "architecture": r.details.get("architecture"), "short_hash": r.short_hash, "sha256": r.sha256,
+                "license_name": r.license_name} for r in engine.store.list("upscaler")]
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,
             "instance_type": instance_type, "commitment": commitment, "usd_per_hour": usd_per_hour, "models": models,
             "loaded": engine.loaded_models()}
@@ -168,17 +174,20 @@ class WorkerLoop:
                 continue
             self.run_jobs(jobs)
 
-    def _request(self, job: Leased) -> GenerationRequest:
+    def _request(self, job: Leased) -> GenerationRequest | UpscaleRequest:
         """The job spec as the engine's request, its input images fetched and decoded."""
         from PIL import Image
 
         spec = JobSpec.from_params(job.params)
-        spec.model = job.model
+        if spec.task == "generate" or spec.refine:
+            spec.model = job.model
 
         def image(blob: str, mode: str = "RGB") -> Image.Image:
             return Image.open(io.BytesIO(self.backend.input_image(job.id, blob))).convert(mode)
 
         init = image(spec.init_image_blob) if spec.init_image_blob else None
+        if spec.task == "upscale":
+            return spec.to_upscale(init)
         mask = image(spec.mask_blob, "L") if spec.mask_blob else None
         controls = [image(c["image_blob"]) for c in spec.controls]
         references = [[image(b) for b in u.get("image_blobs") or []] for u in spec.ip_adapters]
@@ -193,7 +202,9 @@ class WorkerLoop:
                 requests = [self._request(job) for job in jobs]
                 # 2. One device call: the engine stops between steps when aborted or every job is gone.
                 stop = lambda: self._abort.is_set() or keeper.all_gone()  # noqa: E731
-                if len(jobs) == 1:
+                if isinstance(requests[0], UpscaleRequest):
+                    results = [self.engine.run_upscale(requests[0], progress=keeper.on_progress, cancel=stop)]
+                elif len(jobs) == 1:
                     results = [self.engine.generate(requests[0], progress=keeper.on_progress, cancel=stop)]
                 else:
                     results = self.engine.generate_batch(requests, progress=keeper.on_progress, cancel=stop)

@@ -332,13 +332,6 @@ def _mask_of(services, files: dict[str, bytes], source: str | None) -> tuple[str
     return png_b64(mask), png_b64(init.convert("RGB"))
 
 
-@router.post("/v1/generation/{engine_id}/image-to-image/upscale", summary="Stability v1: upscale")
-async def upscale(engine_id: str, request: Request, services: ServicesDep, principal: PrincipalDep):
-    _org_header(request, principal)
-    raise NotFound(f"engine {engine_id!r} is not an upscaler, and no upscaler model is installed on this server",
-                   field="engine_id", value=engine_id)
-
-
 @router.get("/v1/engines/list", summary="Stability v1: engines (Solvent's models)")
 def engines(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
     principal.require("read")

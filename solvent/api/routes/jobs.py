@@ -21,7 +21,7 @@ from ...storage.models import FINAL_STATES, Job, JobState
 from ..admission import admit, quote
 from ..bodies import read_json_object, read_multipart
 from ..deps import PrincipalDep, ServicesDep
-from ..schemas import GenerationIn, ImageOut, JobError, JobList, JobOut
+from ..schemas import GenerationIn, ImageOut, JobError, JobList, JobOut, UpscaleIn
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 
@@ -42,7 +42,7 @@ def job_out(services, job: Job, position: bool = True) -> JobOut:
     )
 
 
-async def _body(request: Request) -> GenerationIn:
+async def _body(request: Request, model: type[GenerationIn] | type[UpscaleIn] = GenerationIn):
     """The request as JSON, or as a multipart form whose files are the images (the size limits were applied
     by the limits middleware before this reads anything)."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -57,7 +57,7 @@ async def _body(request: Request) -> GenerationIn:
         data = await read_json_object(request, BadRequest, "the body is not valid JSON: {}.",
                                       "the body must be a JSON object.")
     try:
-        return GenerationIn.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         raise RequestValidationError(e.errors()) from e
 
@@ -69,6 +69,21 @@ async def _body(request: Request) -> GenerationIn:
 async def create_job(request: Request, response: Response, services: ServicesDep, principal: PrincipalDep,
                      idempotency_key: Annotated[str | None, Header()] = None) -> JobOut:
     body = await _body(request)
+    job, created = await asyncio.to_thread(admit, services, principal, body, idempotency_key,
+                                           request.app.state.admission_hooks)
+    if not created:
+        response.status_code = 200
+    return job_out(services, job)
+
+
+@router.post("/upscale", status_code=201, response_model=JobOut, summary="Create an upscale job (an image made "
+             "larger by an upscaler, optionally refined by a model with a prompt)",
+             openapi_extra={"requestBody": {"content": {
+                 "application/json": {"schema": UpscaleIn.model_json_schema()},
+                 "multipart/form-data": {"schema": {"type": "object"}}}}})
+async def create_upscale(request: Request, response: Response, services: ServicesDep, principal: PrincipalDep,
+                         idempotency_key: Annotated[str | None, Header()] = None) -> JobOut:
+    body = await _body(request, UpscaleIn)
     job, created = await asyncio.to_thread(admit, services, principal, body, idempotency_key,
                                            request.app.state.admission_hooks)
     if not created:
