@@ -156,12 +156,12 @@ def build_app(services: Services, *, studio: bool = False, admission_hooks: list
     """The FastAPI app: native routes and every compatible surface with its error renderer, metrics counted
     from the queue's final jobs, and (when asked) the studio at `/`."""
     from .api import create_app
-    from .api.compat import a1111, controlnet, openai, stability, upscaling
+    from .api.compat import a1111, controlnet, edits, openai, stability, upscaling
     from .api.metrics import Metrics
 
     metrics = Metrics()
     services.queue.on_final.append(metrics.on_final)  # usage, credits and the ledger's counters
-    app = create_app(services, metrics=metrics, compat=(stability, a1111, controlnet, openai, upscaling), admission_hooks=admission_hooks)
+    app = create_app(services, metrics=metrics, compat=(stability, a1111, controlnet, openai, upscaling, edits), admission_hooks=admission_hooks)
     if studio:
         from .studio import mount
 

@@ -16,7 +16,7 @@ from .admission import AdmissionHook
 from .exposure import ExposureGuard
 from .limits import LimitsMiddleware, WaitGate
 from .metrics import Metrics
-from .routes import accounts, admin, billing, control, health, images, jobs, ledger, models, worker
+from .routes import accounts, admin, billing, control, edits, health, images, jobs, ledger, models, worker
 from .schemas import ErrorOut
 
 log = logging.getLogger("solvent.api")
@@ -69,7 +69,7 @@ def create_app(services: Services, *, metrics: Metrics, compat: tuple = (),
     # The native routers answer errors as `ErrorOut` (so their 422 is documented as such, not as FastAPI's
     # default); the compat routers document their own surfaces' shapes.
     native = {422: {"model": ErrorOut, "description": "a field has a value that is not allowed"}}
-    for r in (jobs.router, images.router, models.router, control.router, accounts.router, billing.router, worker.router,
+    for r in (jobs.router, edits.router, images.router, models.router, control.router, accounts.router, billing.router, worker.router,
               health.router, ledger.router, admin.router):
         app.include_router(r, responses=native)
     for module in compat:

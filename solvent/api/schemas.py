@@ -139,6 +139,40 @@ class UpscaleIn(BaseModel):
     output_format: Literal["png", "webp", "jpeg"] = "png"
 
 
+class EditIn(BaseModel):
+    """What outpainting and erasing share: the image, and the inpainting job that repaints it."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: str = Field(..., description="base64 (or data URL) image")
+    model: str = Field("solvent-tiny", min_length=1, max_length=100)
+    prompt: str = Field("", max_length=10_000)
+    negative_prompt: str = Field("", max_length=10_000)
+    steps: int | None = Field(None, ge=1, le=150)
+    cfg_scale: float | None = Field(None, ge=0, le=35)
+    sampler: str | None = Field(None, max_length=64)
+    seed: int | None = Field(None, ge=-1, le=MAX_SEED)
+    output_format: Literal["png", "webp", "jpeg"] = "png"
+
+
+class OutpaintIn(EditIn):
+    """Extend an image by some pixels on any side: the new part painted, the seam feathered."""
+
+    left: int = Field(0, ge=0, le=2048)
+    right: int = Field(0, ge=0, le=2048)
+    up: int = Field(0, ge=0, le=2048)
+    down: int = Field(0, ge=0, le=2048)
+    feather: int = Field(24, ge=0, le=256, description="pixels of the image next to each new side that blend")
+    strength: float = Field(1.0, gt=0, le=1)
+
+
+class EraseIn(EditIn):
+    """Erase a masked region: it is filled from its surroundings, then repainted towards them."""
+
+    mask: str | None = Field(None, description="base64 mask, white = erase; none = the image's transparent part")
+    grow_mask: int = Field(5, ge=0, le=100, description="pixels the mask grows by (and its edge softens over)")
+    strength: float = Field(0.85, gt=0, le=1)
+
+
 class ErrorDetail(BaseModel):
     model_config = ConfigDict(extra="allow")
     code: str

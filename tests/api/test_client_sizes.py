@@ -50,7 +50,9 @@ def test_open_webui_and_sillytavern_txt2img_bodies_at_512(live):
 
 
 def test_webuiapi_defaults(live):
-    result = webui(live).txt2img(prompt=PROMPT, steps=6)  # webuiapi's own width and height: 512
+    # webuiapi's own width and height (512); a fresh `alwayson_scripts` because webuiapi's default is one shared dict
+    # that an earlier ControlNet call in this process may have filled
+    result = webui(live).txt2img(prompt=PROMPT, steps=6, alwayson_scripts={})
     assert result.image.size == (512, 512)
 
 

@@ -1,0 +1,117 @@
+"""Stability v2beta's `edit` services, each an ordinary inpainting job built as the native outpaint and erase routes
+build theirs: `inpaint` (a prompt where the mask — or the image's transparency — is), `outpaint` (the image extended
+by `left`/`right`/`up`/`down`), `erase` (the masked part repainted towards its surroundings). `remove-background`
+and `search-and-replace` need a segmentation model, which this server does not have: they answer so, by name."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from ...errors import NotFound, ValidationFailed
+from ...generation.edits import grow_mask
+from ...generation.images import png_b64
+from ..bodies import read_multipart
+from ..deps import PrincipalDep, ServicesDep
+from ..routes.edits import erase_job, outpaint_job
+from ..schemas import EraseIn, GenerationIn, OutpaintIn
+from .common import b64, default_model, generate, mask_from_alpha, open_image, reencode, served
+from .stability import STYLE_PRESETS
+
+router = APIRouter(tags=["stability"])
+SURFACES: list = []  # /v2beta renders with Stability's renderer
+SERVICES = ("inpaint", "outpaint", "erase", "remove-background", "search-and-replace", "search-and-recolor")
+NEEDS_SEGMENTER = ("remove-background", "search-and-replace", "search-and-recolor")
+
+
+def _int(form: dict, key: str, lo: int, hi: int, default: int) -> int:
+    if key not in form:
+        return default
+    try:
+        value = int(form[key])
+    except ValueError as e:
+        raise ValidationFailed(f"{key}: must be an integer but is {form[key]!r}", field=key, value=form[key]) from e
+    if not lo <= value <= hi:
+        raise ValidationFailed(f"{key}: must be between {lo} and {hi} but is {value}", field=key, value=value)
+    return value
+
+
+def _common(services, form: dict) -> dict:
+    fmt = str(form.get("output_format", "png"))
+    if fmt not in ("png", "jpeg", "webp"):
+        raise ValidationFailed(f"output_format: must be png, jpeg or webp but is {fmt!r}", field="output_format",
+                               value=fmt)
+    style = form.get("style_preset")
+    if style is not None and style not in STYLE_PRESETS:
+        raise ValidationFailed(f"style_preset: must be one of {', '.join(STYLE_PRESETS)}", field="style_preset",
+                               value=style)
+    prompt = str(form.get("prompt", ""))
+    if len(prompt) > 10000:
+        raise ValidationFailed("prompt: must be at most 10000 characters", field="prompt")
+    model = services.settings.stability_v2_models.get("core") or default_model(services)
+    model = model if model in served(services) else default_model(services)
+    return {"model": model, "prompt": prompt + (", " + STYLE_PRESETS[style] if style else ""),
+            "negative_prompt": str(form.get("negative_prompt", ""))[:10000],
+            "seed": _int(form, "seed", 0, 4_294_967_294, 0) or -1, "output_format": fmt}
+
+
+def _inpaint_job(services, image: bytes, mask: bytes | None, grow: int, fields: dict) -> GenerationIn:
+    img = open_image(services, image, "image", mode=None)
+    if mask is not None:
+        m = open_image(services, mask, "mask", mode="L")
+        if m.size != img.size:
+            raise ValidationFailed(f"mask: must be {img.width}x{img.height} like image but is {m.width}x{m.height}",
+                                   field="mask", value=f"{m.width}x{m.height}")
+    elif "A" in img.getbands():
+        m = mask_from_alpha(img)
+    else:
+        raise ValidationFailed("mask: is required when image has no alpha channel", field="mask")
+    m = grow_mask(m, grow)
+    return GenerationIn(init_image=png_b64(img.convert("RGB")), mask=png_b64(m), width=img.width // 8 * 8,
+                        height=img.height // 8 * 8, strength=1.0, **fields)
+
+
+@router.post("/v2beta/stable-image/edit/{service}",
+             summary="Stability v2beta: edit (inpaint, outpaint, erase; remove-background and search-and-replace "
+                     "need a segmentation model)")
+async def edit(service: str, request: Request, services: ServicesDep, principal: PrincipalDep):
+    if service not in SERVICES:
+        raise NotFound(f"unknown edit service {service!r}; one of {', '.join(SERVICES)}", field="service",
+                       value=service)
+    if service in NEEDS_SEGMENTER:
+        raise NotFound(f"edit/{service} needs a segmentation model (to find the background or the object to "
+                       "replace), and this server has none installed; Solvent does not load segmenters yet "
+                       "(see docs/models.md, Editing).", field="service", value=service)
+    principal.require("generate")
+    items, files = await read_multipart(request, "this endpoint")
+    form = dict(items)
+    image = files.get("image")
+    if not image:
+        raise ValidationFailed("image: is required", field="image")
+    fields = _common(services, form)
+    if service == "inpaint":
+        if not fields["prompt"].strip():
+            raise ValidationFailed("prompt: is required", field="prompt")
+        body = await asyncio.to_thread(_inpaint_job, services, image, files.get("mask"),
+                                       _int(form, "grow_mask", 0, 100, 5), fields)
+    elif service == "outpaint":
+        sides = {k: _int(form, k, 0, 2000, 0) for k in ("left", "right", "up", "down")}
+        creativity = float(form.get("creativity", 0.5)) if "creativity" in form else 0.5
+        if not 0 <= creativity <= 1:
+            raise ValidationFailed(f"creativity: must be between 0 and 1 but is {creativity}", field="creativity")
+        o = OutpaintIn(image=b64(image), **sides, strength=min(1.0, 0.75 + creativity / 4), **fields)
+        body = await asyncio.to_thread(outpaint_job, services, o)
+    else:  # erase
+        mask = files.get("mask")
+        e = EraseIn(image=b64(image), mask=b64(mask) if mask else None, grow_mask=_int(form, "grow_mask", 0, 20, 5),
+                    **fields)
+        body = await asyncio.to_thread(erase_job, services, e)
+    done = await generate(request, services, principal, body)
+    data, seed, _ = done.images[0]
+    data = await asyncio.to_thread(reencode, data, fields["output_format"])
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse({"image": b64(data), "finish_reason": "SUCCESS", "seed": seed})
+    return Response(data, media_type=f"image/{fields['output_format']}",
+                    headers={"finish-reason": "SUCCESS", "seed": str(seed)})
