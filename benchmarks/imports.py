@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
     "tiny": {"engine", "generation"},
     "tiny.recipe": {"tiny", "engine", "generation", "root"},  # research scripts, run as `python -m`
     "accounts": {"storage", "outbound", "money"},
-    "jobs": {"storage", "generation"},
+    "jobs": {"storage", "generation", "outbound"},  # job webhooks follow the outbound-URL rules
     "billing": {"storage", "accounts", "jobs", "generation", "money"},
     "ledger": {"storage", "billing", "jobs", "generation", "money", "outbound", "accounts"},
     "workers": {"engine", "generation", "jobs", "storage", "billing", "ledger"},

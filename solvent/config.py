@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     # Outbound URLs (budget webhooks) may not reach loopback, link-local or private addresses unless the
     # host (or address) is in this list.
     outbound_allow_hosts: list[str] = []
+    # Job webhooks: a failed delivery is tried again after this × 2^attempt seconds, at most this many times.
+    webhook_backoff_seconds: float = 2.0
+    webhook_attempts: int = 6
     # Input images of finished jobs are deleted after this many hours (0 = as soon as the job ends).
     input_retention_hours: int = 24
     # How often the server reaps expired leases and collects old inputs (seconds).

@@ -64,6 +64,8 @@ def assemble(settings: Settings, db: Database, limits: QueueLimits | None = None
     from .accounts.mail import Mailer
     from .billing import Billing, Pricing
     from .jobs import JobQueue
+    from .jobs.webhooks import Webhooks
+    from .jobs.webhooks import record_in as record_webhook_in
     from .ledger.budgets import Budgets
     from .ledger.costing import record_job_cost_in
     from .services import Services
@@ -79,11 +81,15 @@ def assemble(settings: Settings, db: Database, limits: QueueLimits | None = None
         added (handed the new cost row, so settlement need not read it back)."""
         billing.settle_in(s, job)
         budgets.settle_in(s, job, record_job_cost_in(s, job))
+        record_webhook_in(s, job)  # the job's own webhook, durable with the job's end
 
+    webhooks = Webhooks(db, allow_hosts=tuple(settings.outbound_allow_hosts), backoff=settings.webhook_backoff_seconds,
+                        max_attempts=settings.webhook_attempts)
     queue.in_final.append(settle_final_job_in)
     queue.on_final.append(budgets.on_final)  # alerts to webhooks, after the commit
+    queue.on_final.append(webhooks.wake)
     return Services(settings, db, queue, images or LocalImageStore(settings.images_dir), billing, budgets,
-                    Mailer(settings.smtp_url, settings.mail_from))
+                    Mailer(settings.smtp_url, settings.mail_from), webhooks)
 
 
 # -- first start ------------------------------------------------------------------------------

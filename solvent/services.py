@@ -8,6 +8,7 @@ from .accounts.mail import Mailer
 from .billing import Billing
 from .config import Settings
 from .jobs import JobQueue
+from .jobs.webhooks import Webhooks
 from .ledger.budgets import Budgets
 from .storage import Database, ImageStore
 
@@ -21,6 +22,7 @@ class Services:
     billing: Billing
     budgets: Budgets
     mailer: Mailer
+    webhooks: Webhooks
 
     def close(self) -> None:
         self.db.dispose()

@@ -26,6 +26,7 @@ from ..generation.request import BUILTIN_UPSCALERS, LATENT_MODES
 from ..generation.samplers import resolve_sampler
 from ..generation.tokens import clip_encode
 from ..jobs.registry import served_models
+from ..jobs.webhooks import secret_of
 from ..services import Services
 from ..storage.models import Job
 from .schemas import GenerationIn, UpscaleIn
@@ -271,7 +272,11 @@ def inputs(services: Services, body: GenerationIn | UpscaleIn) -> dict[str, byte
 
 
 def _validated(services: Services, body: GenerationIn | UpscaleIn) -> tuple[str, dict, PriceRequest, dict]:
-    return validate_upscale(services, body) if isinstance(body, UpscaleIn) else validate(services, body)
+    mode, params, priced, terms = (validate_upscale(services, body) if isinstance(body, UpscaleIn)
+                                   else validate(services, body))
+    if body.webhook_url:  # the outbound rules of every callback (no loopback, private or metadata addresses)
+        params["webhook_url"] = services.webhooks.check(body.webhook_url)
+    return mode, params, priced, terms
 
 
 def admit(services: Services, principal: Principal, body: GenerationIn | UpscaleIn,
@@ -285,6 +290,8 @@ def admit(services: Services, principal: Principal, body: GenerationIn | Upscale
         if existing is not None:
             return existing, False
     mode, params, priced, terms = _validated(services, body)
+    if params.get("webhook_url"):
+        secret_of(services.db, principal.org_id)  # the signing secret exists before the first delivery
     payer = Payer(principal.org_id, principal.key_id)
     services.billing.precheck(payer, priced)
     blobs = inputs(services, body)

@@ -44,10 +44,12 @@ async def lifespan(app: FastAPI):
                 log.exception("housekeeping round failed")
 
     task = asyncio.create_task(loop())
+    services.webhooks.start()  # job webhooks: sent from the API processes, retried with back-off
     try:
         yield
     finally:
         task.cancel()
+        services.webhooks.stop()
 
 
 def create_app(services: Services, *, metrics: Metrics, compat: tuple = (),

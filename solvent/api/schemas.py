@@ -117,6 +117,7 @@ class GenerationIn(BaseModel):
     hires: HiresIn | None = Field(None, description="hires fix: the image made at width×height, upscaled and "
                                   "refined by a second pass (text-to-image only)")
     output_format: Literal["png", "webp", "jpeg"] = "png"
+    webhook_url: str | None = Field(None, max_length=2000, description="POSTed to, signed, when the job ends")
 
 
 class UpscaleIn(BaseModel):
@@ -137,6 +138,7 @@ class UpscaleIn(BaseModel):
     steps: int | None = Field(None, ge=1, le=150)
     seed: int | None = Field(None, ge=-1, le=MAX_SEED)
     output_format: Literal["png", "webp", "jpeg"] = "png"
+    webhook_url: str | None = Field(None, max_length=2000, description="POSTed to, signed, when the job ends")
 
 
 class EditIn(BaseModel):
@@ -152,6 +154,7 @@ class EditIn(BaseModel):
     sampler: str | None = Field(None, max_length=64)
     seed: int | None = Field(None, ge=-1, le=MAX_SEED)
     output_format: Literal["png", "webp", "jpeg"] = "png"
+    webhook_url: str | None = Field(None, max_length=2000, description="POSTed to, signed, when the job ends")
 
 
 class OutpaintIn(EditIn):
@@ -219,6 +222,8 @@ class JobOut(BaseModel):
     license: str | None = Field(None, description="the model's licence")
     license_url: str | None = None
     price_mc: int | None = Field(None, description="credits reserved, in milli-credits (1 credit = 1000)")
+    webhook: dict[str, Any] | None = Field(None, description="its webhook: state (waiting, pending, delivered, "
+                                           "failed), attempts and each attempt's answer")
 
 
 class JobList(BaseModel):

@@ -52,6 +52,7 @@ class JobSpec:
     hires: dict[str, Any] | None = None  # `Hires` fields (hires fix)
     init_image_blob: str | None = None
     mask_blob: str | None = None
+    webhook_url: str | None = None  # POSTed to, signed, when the job ends (`solvent.jobs.webhooks`)
     # Set at admission by billing: the price reserved (milli-credits), the plan, the usage terms.
     price_mc: int | None = None
     plan: str | None = None

@@ -80,6 +80,9 @@ class Organisation(Base):
     operator: Mapped[bool] = mapped_column(Boolean, default=False)
     # Created by sign-up while e-mail verification was required: no plan allowance until an owner verifies.
     needs_verification: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The HMAC key job webhooks are signed with (`whsec_…`). Kept readable: the server signs with it, and the
+    # organisation's admins read it to verify (a signing key cannot be stored as a hash).
+    webhook_secret: Mapped[str | None] = mapped_column(String(80), default=None)
 
 
 class ApiKey(Base):
@@ -499,6 +502,25 @@ class BudgetAlert(Base):
     limit_micros: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered: Mapped[str] = mapped_column(String(200), default="")  # "", "logged", webhook status
+
+
+class WebhookDelivery(Base):
+    """One job's "it ended" POST to its `webhook_url`: written in the transaction that ends the job (nothing is
+    lost on a crash), retried with back-off until the receiver answers 2xx or the attempts run out. Its id is
+    the event's: the same on every retry, so a receiver can drop a repeat."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("evt"))
+    job_id: Mapped[str] = mapped_column(String(40), unique=True)
+    org_id: Mapped[str] = mapped_column(String(40), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    event: Mapped[str] = mapped_column(String(40))  # job.succeeded | job.failed | job.canceled
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    log: Mapped[list[Any]] = mapped_column(default=list)  # each attempt: at, status or error, seconds
 
 
 class BillImport(Base):

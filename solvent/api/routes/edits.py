@@ -33,7 +33,7 @@ def _inpaint(e: EditIn, image, mask, strength: float) -> GenerationIn:
     return GenerationIn(model=e.model, prompt=e.prompt, negative_prompt=e.negative_prompt, steps=e.steps,
                         cfg_scale=e.cfg_scale, sampler=e.sampler, seed=e.seed, width=image.width,
                         height=image.height, init_image=png_b64(image), mask=png_b64(mask), strength=strength,
-                        output_format=e.output_format)
+                        output_format=e.output_format, webhook_url=e.webhook_url)
 
 
 def outpaint_job(services, e: OutpaintIn) -> GenerationIn:

@@ -16,6 +16,7 @@ from starlette.background import BackgroundTask
 from ...errors import BadRequest, ValidationFailed
 from ...generation.images import b64
 from ...generation.spec import visible
+from ...jobs.webhooks import delivery_of, secret_of
 from ...storage.db import newest_first
 from ...storage.models import FINAL_STATES, Job, JobState
 from ..admission import admit, quote
@@ -38,8 +39,15 @@ def job_out(services, job: Job, position: bool = True) -> JobOut:
         error=JobError(code=job.error_code, message=job.error_message) if job.error_code else None,
         images=images, usage=result.get("usage"),
         commercial_use=spec.terms.get("commercial_use"), license=spec.terms.get("license"),
-        license_url=spec.terms.get("license_url"), price_mc=spec.price_mc,
+        license_url=spec.terms.get("license_url"), price_mc=spec.price_mc, webhook=_webhook(services, job),
     )
+
+
+def _webhook(services, job: Job) -> dict | None:
+    url = (job.params or {}).get("webhook_url")
+    if not url:
+        return None
+    return delivery_of(services.db, job.org_id, job.id) or {"url": url, "state": "waiting", "attempts": 0, "log": []}
 
 
 async def _body(request: Request, model: type[GenerationIn] | type[UpscaleIn] = GenerationIn):
@@ -89,6 +97,19 @@ async def create_upscale(request: Request, response: Response, services: Service
     if not created:
         response.status_code = 200
     return job_out(services, job)
+
+
+@router.get("/webhooks/secret", summary="The organisation's webhook signing secret (admins)")
+def webhook_secret(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("admin")
+    return {"secret": secret_of(services.db, principal.org_id), "signature_header": "Solvent-Signature",
+            "scheme": "t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<body>'>"}
+
+
+@router.post("/webhooks/secret/rotate", summary="Make a new webhook signing secret (admins); the old one stops")
+def rotate_webhook_secret(services: ServicesDep, principal: PrincipalDep) -> dict:
+    principal.require("admin")
+    return {"secret": secret_of(services.db, principal.org_id, rotate=True)}
 
 
 @router.post("/quote", summary="Price a generation request without running it (dry run)")
