@@ -95,6 +95,7 @@ def test_a_remote_worker_imports_no_database_code(tmp_path):
         import solvent.cli.main, solvent.cli.server
         from solvent.root import build_remote_worker
         loop = build_remote_worker("http://127.0.0.1:9", "token")
-        print(json.dumps({"sqlalchemy": "sqlalchemy" in sys.modules, "models": [m["id"] for m in loop.decl["models"]]}))
+        print(json.dumps({"sqlalchemy": "sqlalchemy" in sys.modules,
+                          "models": [[m["id"], m.get("kind", "checkpoint")] for m in loop.decl["models"]]}))
         """, tmp_path)
-    assert got == {"sqlalchemy": False, "models": ["solvent-tiny"]}
+    assert got == {"sqlalchemy": False, "models": [["solvent-tiny", "checkpoint"], ["lanczos", "upscaler"]]}
