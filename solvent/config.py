@@ -64,10 +64,12 @@ class Settings(BaseSettings):
     # Stripe webhook signing secret (whsec_…); unset = the webhook answers 404 and top-ups are manual.
     stripe_webhook_secret: str | None = None
     # What upscales an image asked for beyond its model's trained size (generated at the closest size the model
-    # supports, then upscaled): "lanczos" or an installed upscaler's id (`solvent models add … --kind upscaler`).
-    size_upscaler: str = "lanczos"
+    # supports, then upscaled): "auto" (solvent-tiny: solvent-tiny-upscale; other models: the first upscaler the
+    # operator installed, else Lanczos), "lanczos", or an upscaler's id.
+    size_upscaler: str = "auto"
     # The upscaler an upscale request that names none (`auto`) gets — A1111's extras, Stability's upscale
-    # endpoints: an installed upscaler's id, `lanczos`, or "auto" (the first installed upscaler by id, else Lanczos).
+    # endpoints: an upscaler's id, `lanczos`, or "auto" (the operator's first by id, else solvent-tiny-upscale, else
+    # Lanczos).
     upscaler: str = "auto"
     # The model a request that names none gets (every API surface; the first served model when it is not served).
     default_model: str = "solvent-tiny"

@@ -138,11 +138,12 @@ def bootstrap_admin(services) -> tuple[str, str] | None:
 
 
 def build_store(settings: Settings):
-    """The model store, with the models that ship in the package (`solvent-tiny`)."""
+    """The model store, with the models that ship in the package (`solvent-tiny`, its ControlNet and its ×4
+    upscaler)."""
     from . import tiny
     from .engine import ModelStore
 
-    return ModelStore(settings, builtins=[tiny.record, tiny.controlnet_record])
+    return ModelStore(settings, builtins=[tiny.record, tiny.controlnet_record, tiny.upscaler_record])
 
 
 def build_engine(settings: Settings | None = None):

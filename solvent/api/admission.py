@@ -106,13 +106,14 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
 
 
 def pick_upscaler(services: Services, name: str, field: str = "upscaler") -> dict:
-    """The served upscaler `name` names (`auto`: `SOLVENT_UPSCALER`, else the first installed one by id, else
-    Lanczos), or an error listing those there are."""
+    """The served upscaler `name` names (`auto`: `SOLVENT_UPSCALER`, else the first one the operator installed, by
+    id, else the built-in solvent-tiny-upscale, else Lanczos), or an error listing those there are."""
     ups = served_models(services.db, "upscaler")
     if name.lower() == "auto":
         name = services.settings.upscaler
-        if name.lower() == "auto":
-            name = next(iter(sorted(k for k in ups if k != "lanczos")), "lanczos")
+        if name.lower() == "auto":  # the operator's own first (by id), then the built-in one, then Lanczos
+            name = min((k for k in ups if k != "lanczos"), key=lambda k: (bool(ups[k].get("builtin")), k),
+                       default="lanczos")
     name = "lanczos" if name.lower() in ("lanczos", "none") else name
     if name not in ups:
         raise ModelNotFound(f"`{field}` {name!r} is not an upscaler a running worker has; available: "

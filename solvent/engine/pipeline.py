@@ -300,13 +300,27 @@ class Engine:
                                    f"{record.family}; leave it out.", field="shift", value=req.shift)
         controls = self._resolve_controls(req, record, family, width, height)
         ips, encoder = self._resolve_ip_adapters(req, record)
-        upscaler = self.settings.size_upscaler
-        if (width, height) != (out_width, out_height) and upscaler.lower() != "lanczos":
-            upscaler = self._named(upscaler, "SOLVENT_SIZE_UPSCALER", ("upscaler",), "an upscaler").id
+        upscaler = "lanczos"
+        if (width, height) != (out_width, out_height):
+            upscaler = self._size_upscaler(record)
         return Resolved(req, record, family, width, height, steps, float(cfg), sampler, seed, loras, init, mask,
                         controls, self._resolve_vae(req, record), self._resolve_embeddings(req, record, family),
                         ips, encoder, self._resolve_refiner(req, record, family, controls), out_width, out_height,
                         upscaler)
+
+    def _size_upscaler(self, record: ModelRecord) -> str:
+        """What upscales `record`'s images past its trained size (`SOLVENT_SIZE_UPSCALER`). `auto`, per model:
+        solvent-tiny gets solvent-tiny-upscale (trained on its scenes), any other model the first upscaler the
+        operator installed (by id), else Lanczos."""
+        name = self.settings.size_upscaler
+        if name.lower() == "lanczos":
+            return "lanczos"
+        if name.lower() == "auto":
+            ups = [r for r in self.store.list("upscaler")]
+            if record.family == "tiny":
+                return next((r.id for r in ups if r.id == "solvent-tiny-upscale"), "lanczos")
+            return next((r.id for r in sorted(ups, key=lambda r: r.id) if r.source != "builtin"), "lanczos")
+        return self._named(name, "SOLVENT_SIZE_UPSCALER", ("upscaler",), "an upscaler").id
 
     def _resolve_refiner(self, req: GenerationRequest, record: ModelRecord, family: Family,
                          controls: list) -> ModelRecord | None:

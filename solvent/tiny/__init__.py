@@ -16,6 +16,7 @@ from pathlib import Path
 
 MODEL_ID = "solvent-tiny"
 CONTROLNET_ID = "solvent-tiny-silhouette"
+UPSCALER_ID = "solvent-tiny-upscale"
 
 
 def weights_dir() -> Path:
@@ -69,4 +70,30 @@ def controlnet_record():
         short_hash=recipe.get("sha256", "")[:10], origin="solvent package", license_name="Apache-2.0",
         license_url="https://www.apache.org/licenses/LICENSE-2.0", kind="controlnet", architecture="sd",
         cross_attention_dim=64,
+    )
+
+
+def upscaler_dir() -> Path:
+    return Path(str(resources.files("solvent.tiny") / "upscale"))
+
+
+def upscaler_record():
+    """The store's record of the built-in ×4 upscaler (`solvent-tiny-upscale`, trained on the scene generator), or
+    None when its weights are not in this install."""
+    from ..engine.store import ModelRecord
+    from ..generation.families import FAMILIES
+
+    folder = upscaler_dir()
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return None
+    recipe = json.loads((folder / "recipe.json").read_text()) if (folder / "recipe.json").is_file() else {}
+    fam = FAMILIES["tiny"]
+    return ModelRecord(
+        id=UPSCALER_ID, family="tiny", format="single_file", source="builtin", path=str(weights),
+        native_resolution=fam.native, default_steps=fam.default_steps, default_cfg=fam.default_cfg,
+        default_sampler=fam.default_sampler, size_bytes=weights.stat().st_size, sha256=recipe.get("sha256", ""),
+        short_hash=recipe.get("sha256", "")[:10], origin="solvent package", license_name="Apache-2.0",
+        license_url="https://www.apache.org/licenses/LICENSE-2.0", kind="upscaler",
+        details={"scale": 4, "architecture": "RealESRGAN Compact", "channels": 3},
     )

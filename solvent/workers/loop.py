@@ -64,7 +64,8 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
     models += [{"id": "lanczos", "kind": "upscaler", "scale": 2, "architecture": "Lanczos", "builtin": True}]
     models += [{"id": r.id, "kind": "upscaler", "scale": int(r.details.get("scale") or 4),
                 "architecture": r.details.get("architecture"), "short_hash": r.short_hash, "sha256": r.sha256,
-                "license_name": r.license_name} for r in engine.store.list("upscaler")]
+                "license_name": r.license_name, "builtin": r.source == "builtin"}
+               for r in engine.store.list("upscaler")]
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,
             "instance_type": instance_type, "commitment": commitment, "usd_per_hour": usd_per_hour, "models": models,
             "loaded": engine.loaded_models()}

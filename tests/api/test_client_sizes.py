@@ -104,5 +104,6 @@ def test_native_api_says_what_it_did_and_prices_the_upscale_apart(live):
     image = job["images"][0]
     assert (image["width"], image["height"]) == (1024, 768)
     text, meta = read_metadata(httpx.get(f"{live.base}{image['url']}", headers=h).content)
-    assert meta["params"]["size_policy"] == {"generated_width": 256, "generated_height": 192, "upscaler": "lanczos"}
+    assert meta["params"]["size_policy"] == {"generated_width": 256, "generated_height": 192,
+                                             "upscaler": "solvent-tiny-upscale"}  # its own, by default
     assert parse_infotext(text)["Generated size"] == "256x192"

@@ -15,7 +15,7 @@ import pytest
 import requests
 from PIL import Image
 
-from solvent.generation import parse_infotext
+from solvent.generation import parse_infotext, read_metadata
 from tests.api.compat.test_clients import Live, webui
 from tests.harness import wait_job
 from tests.upscaler_files import esrgan, write
@@ -66,9 +66,10 @@ def test_a_native_upscale_job_with_the_default_upscaler_is_priced_by_output_pixe
     assert (image["width"], image["height"]) == (192, 128)  # its own ×4
     assert job["price_mc"] == -(-1000 * 192 * 128 // (1024 * 1024))  # 1 credit per output megapixel
     assert job["usage"]["pixels"] == 192 * 128 and job["usage"]["model_id"] == "4x-ultratest"
-    info = parse_infotext(httpx.get(f"{live.base}/api/images/{image['id']}/info", headers=live.h).json()
-                          .get("infotext", ""))
-    assert info.get("Postprocess upscaler", "4x-ultratest") == "4x-ultratest"
+    text, meta = read_metadata(httpx.get(f"{live.base}{image['url']}", headers=live.h).content)
+    info = parse_infotext(text)
+    assert info["Postprocess upscaler"] == "4x-ultratest" and info["Postprocess upscale from"] == "48x32"
+    assert meta["params"]["task"] == "upscale" and meta["params"]["passes"] == 1
 
 
 def test_lanczos_to_an_exact_size_equals_pil(live):
@@ -127,13 +128,14 @@ def test_a1111_extras_and_upscaler_lists_through_webuiapi(live):
 
 def test_hires_fix_through_a1111_txt2img(live):
     api = webui(live)
+    # (a fresh alwayson_scripts each call: webuiapi's default is one dict an earlier ControlNet call may have filled)
     r = api.txt2img(prompt="a red circle", width=64, height=64, steps=4, seed=5, enable_hr=True, hr_scale=2,
-                    hr_upscaler="Latent", denoising_strength=0.5, hr_second_pass_steps=4)
+                    hr_upscaler="Latent", denoising_strength=0.5, hr_second_pass_steps=4, alwayson_scripts={})
     assert r.image.size == (128, 128)
     info = parse_infotext(r.info["infotexts"][0])
     assert info["Hires upscale"] == "2" and info["Hires upscaler"] == "Latent" and info["Size"] == "64x64"
     r = api.txt2img(prompt="a red circle", width=64, height=64, steps=4, enable_hr=True, hr_resize_x=96,
-                    hr_resize_y=64, hr_upscaler="4x-ultratest", denoising_strength=0.4)
+                    hr_resize_y=64, hr_upscaler="4x-ultratest", denoising_strength=0.4, alwayson_scripts={})
     assert r.image.size == (96, 64)
     bad = requests.post(f"{live.base}/sdapi/v1/txt2img", headers=live.h, json={
         "prompt": "x", "width": 64, "height": 64, "enable_hr": True, "hr_upscaler": "SwinIR 9x"})

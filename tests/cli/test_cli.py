@@ -15,7 +15,7 @@ def run(home, *args):
 def test_db_keys_workers(tmp_path):
     home = tmp_path / "h"
     up = run(home, "db", "upgrade")
-    assert up.returncode == 0 and "revision 0009" in up.stdout
+    assert up.returncode == 0 and "revision 0010" in up.stdout
     assert "no organisation yet" in run(home, "keys", "create").stdout
     from solvent.accounts import create_org
     from solvent.storage import Database

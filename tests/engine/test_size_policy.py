@@ -35,7 +35,11 @@ def test_past_the_output_limit_is_refused_naming_the_field():
 
 def test_a_512_request_on_tiny_is_the_256_image_upscaled(engine):
     kw = dict(prompt="a red circle on a blue background", seed=3, steps=4)
-    big = engine.generate(GenerationRequest(width=512, height=512, **kw))
+    engine.settings.size_upscaler = "lanczos"
+    try:
+        big = engine.generate(GenerationRequest(width=512, height=512, **kw))
+    finally:
+        engine.settings.size_upscaler = "auto"
     small = engine.generate(GenerationRequest(width=256, height=256, **kw))
     by_hand = small.images[0].resize((512, 512), Image.Resampling.LANCZOS)
     assert big.images[0].size == (512, 512)
@@ -73,3 +77,14 @@ def test_inpainting_past_the_range_keeps_the_input_at_full_size(engine):
                                             init_image=init, mask=mask, strength=1.0)).images[0]
     kept = np.asarray(out)[200:, 200:].astype(int)
     assert out.size == (384, 384) and np.abs(kept - np.asarray(init)[200:, 200:].astype(int)).max() == 0
+
+
+def test_solvent_tiny_is_upscaled_by_its_own_upscaler_by_default(engine):
+    if engine.store.list("upscaler") == []:
+        pytest.skip("solvent-tiny-upscale's weights are not in this install")
+    kw = dict(prompt="a red circle on a blue background", seed=3, steps=4)
+    big = engine.generate(GenerationRequest(width=1024, height=1024, **kw))
+    small = engine.generate(GenerationRequest(width=256, height=256, **kw))
+    by_hand = engine.upscale(small.images[0], "solvent-tiny-upscale", 4).image
+    assert big.params["size_policy"]["upscaler"] == "solvent-tiny-upscale"
+    assert np.abs(np.asarray(big.images[0]).astype(int) - np.asarray(by_hand).astype(int)).max() == 0

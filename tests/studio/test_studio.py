@@ -566,3 +566,43 @@ def test_a_flux_model_gets_its_sizes_samplers_and_few_step_defaults(page, server
     page.select_option("#model", "solvent-tiny")  # back to a UNet model: its samplers again
     usable = page.eval_on_selector_all("#sampler option", "os => os.filter((o) => !o.disabled).map((o) => o.value)")
     assert "dpmpp_2m_karras" in usable and "flow_euler" not in usable
+
+
+def test_upscale_extend_and_erase_from_an_image_page(page, server):
+    sign_in(page, server)
+    record = generate_and_read(page, server, "a red circle on a blue background")
+    page.goto(f"{server['url']}#/image/{record['id']}")
+    page.wait_for_selector("#edit-upscale")
+    page.wait_for_function("() => document.querySelectorAll('#up-name option').length > 2")  # the served upscalers
+    assert unlabelled(page) == [] and low_contrast(page) == []
+
+    def new_image(old: str) -> dict:
+        page.wait_for_function("(old) => !location.hash.endsWith(old) && document.getElementById('params')",
+                               arg=old, timeout=60_000)
+        return api(server, "GET", f"/api/images/{page.url.rsplit('/', 1)[1]}/info").json()
+
+    page.select_option("#up-name", "lanczos")
+    page.select_option("#up-scale", "2")
+    page.get_by_role("button", name="Upscale", exact=True).last.click()
+    up = new_image(record["id"])
+    assert (up["width"], up["height"]) == (128, 128) and up["mode"] == "upscale"
+
+    page.get_by_role("tab", name="Extend").click()
+    page.fill("#ext-right", "32")
+    page.get_by_role("button", name="Extend", exact=True).last.click()
+    wide = new_image(up["id"])
+    assert (wide["width"], wide["height"]) == (160, 128) and wide["mode"] == "inpaint"
+
+    page.get_by_role("tab", name="Erase").click()
+    page.get_by_role("button", name="Erase", exact=True).last.click()  # nothing painted yet: said so
+    page.wait_for_selector("#edit-error .alert")
+    assert "Nothing to erase" in page.locator("#edit-error").inner_text()
+    box = page.locator("#erase-mask").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5, steps=8)
+    page.mouse.up()
+    page.get_by_role("button", name="Erase", exact=True).last.click()
+    erased = new_image(wide["id"])
+    assert (erased["width"], erased["height"]) == (160, 128) and erased["mode"] == "inpaint"
+    shot(page, "erased")

@@ -52,6 +52,13 @@ def list_models(services: ServicesDep, principal: PrincipalDep) -> list[ModelOut
     return [model_out(m) for m in served_models(services.db).values()]
 
 
+@router.get("/upscalers", summary="Upscalers a running worker has (Lanczos, solvent-tiny-upscale, installed ones)")
+def list_upscalers(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
+    principal.require("read")
+    return [{"id": k, "scale": u.get("scale"), "architecture": u.get("architecture"), "license": u.get("license_name")}
+            for k, u in sorted(served_models(services.db, "upscaler").items())]
+
+
 @router.get("/samplers", summary="Samplers by Solvent name, with their A1111 names")
 def list_samplers(principal: PrincipalDep) -> dict:
     principal.require("read")

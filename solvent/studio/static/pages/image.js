@@ -1,6 +1,7 @@
 // One image: its parameters, cost, licence; reuse its settings, download, delete.
 import { api, credits, esc, when } from "../api.js";
 import { toast, alertBox, setTitle } from "../ui.js";
+import { editHtml, wireEdit } from "./edit.js";
 
 const PARAM_LABELS = [
   ["prompt", "Prompt"], ["negative_prompt", "Negative prompt"], ["width", "Width"], ["height", "Height"],
@@ -51,8 +52,10 @@ export async function imagePage(main, id) {
         <p class="hint">The PNG carries its parameters (A1111 “parameters” text and Solvent's own record).</p>
         <div id="detail-error"></div>
       </section>
+      ${editHtml(img)}
     </div>
     <p><a href="#/history">Back to history</a></p>`;
+  wireEdit(img);
   document.getElementById("reuse").addEventListener("click", () => {
     sessionStorage.setItem("reuse", JSON.stringify({ ...p, model: img.model, seed: img.seed }));
     location.hash = "#/create";
