@@ -108,7 +108,8 @@ def test_a1111_extras_and_upscaler_lists_through_webuiapi(live):
     modes = [m["name"] for m in requests.get(f"{live.base}/sdapi/v1/latent-upscale-modes", headers=live.h).json()]
     assert "Latent" in modes and "Latent (nearest-exact)" in modes
     real = requests.get(f"{live.base}/sdapi/v1/realesrgan-models", headers=live.h).json()
-    assert [m["name"] for m in real] == ["4x-ultratest"] and real[0]["scale"] == 4
+    # the ESRGAN file, and the built-in model (Real-ESRGAN's compact architecture)
+    assert [m["name"] for m in real] == ["4x-ultratest", "solvent-tiny-upscale"] and real[0]["scale"] == 4
     out = api.extra_single_image(image=_picture(), upscaler_1="4x-ultratest", upscaling_resize=2)
     assert out.image.size == (96, 64) and "4x-ultratest" in out.info
     # resize_mode 1: to an exact size, cropped to fit (A1111's "crop to fit")
@@ -211,3 +212,12 @@ def test_stability_v2beta_fast_conservative_and_creative(live):
     assert r.status_code == 404
     r = requests.get(f"{live.base}/v2beta/results/nope", headers=live.h)
     assert r.status_code == 404 and set(r.json()) == {"id", "name", "errors"}
+    from datetime import timedelta
+
+    from solvent.storage.models import Job
+
+    with live.services.db.session() as s:  # a day and a bit later
+        job = s.get(Job, gid)
+        job.finished_at = job.finished_at - timedelta(hours=25)
+    r = requests.get(f"{live.base}/v2beta/results/{gid}", headers=h)
+    assert r.status_code == 404 and "expired" in r.json()["errors"][0]

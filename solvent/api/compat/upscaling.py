@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...errors import BadRequest, EngineError, NotFound, ValidationFailed
 from ...generation.request import BUILTIN_UPSCALERS, LATENT_MODES
+from ...storage.db import utcnow
 from ...storage.models import FINAL_STATES, JobState
 from ..bodies import parse_model, read_json_object, read_multipart
 from ..deps import PrincipalDep, ServicesDep
@@ -35,6 +37,7 @@ router = APIRouter(tags=["upscaling"])
 SURFACES: list = []  # /sdapi/ and /v1/generation, /v2beta render with A1111's and Stability's renderers
 STABILITY_ALIASES = {"esrgan-v1-x2plus": 2.0, "stable-diffusion-x4-latent-upscaler": 4.0}
 CONSERVATIVE_PIXELS = 2048 * 2048  # what Stability's conservative and creative upscales aim at (about 4 MP)
+RESULTS_TTL = timedelta(hours=24)  # an asynchronous result is fetchable this long after it ends, as Stability's
 
 
 def _upscalers(services) -> dict[str, dict]:
@@ -310,6 +313,9 @@ async def v2_results(generation_id: str, request: Request, services: ServicesDep
     job = await asyncio.to_thread(services.queue.get, principal.org_id, generation_id)  # NotFound: another org's
     if job.state not in FINAL_STATES:
         return JSONResponse({"id": job.id, "status": "in-progress"}, status_code=202)
+    if job.finished_at is not None and utcnow() - job.finished_at > RESULTS_TTL:
+        raise NotFound(f"the result of generation {job.id} has expired (results are kept 24 hours)", field="id",
+                       value=job.id)
     if job.state != JobState.succeeded:
         raise EngineError(f"generation {job.id} did not succeed: {job.error_message or job.state}", field="id",
                           value=job.id)
