@@ -274,8 +274,11 @@ async def _v2_body(request: Request, services, service: str) -> tuple[UpscaleIn,
     lo, hi, default = (0.2, 0.5, 0.35) if service == "conservative" else (0.1, 0.5, 0.3)
     creativity = _number(form, "creativity", lo, hi, default)
     seed = int(_number(form, "seed", 0, 4_294_967_294, 0))
-    factor = max(1.0, math.sqrt(CONSERVATIVE_PIXELS / (w * h)))
-    out = (max(w + 1, round(w * factor)), max(h, round(h * factor)))
+    factor = math.sqrt(CONSERVATIVE_PIXELS / (w * h))
+    if factor < 1.05:
+        raise ValidationFailed(f"image: is {w}x{h}, already about {CONSERVATIVE_PIXELS // 1_000_000} megapixels; "
+                               f"{service} upscales smaller images to that size", field="image", value=f"{w}x{h}")
+    out = (round(w * factor), round(h * factor))
     model = services.settings.stability_v2_models.get("core") or default_model(services)
     model = model if model in served(services) else default_model(services)
     return UpscaleIn(image=b64(image), upscaler="auto", width=out[0], height=out[1], model=model, prompt=prompt,
