@@ -165,12 +165,16 @@ class Webhooks:
             d = s.get(WebhookDelivery, delivery_id)
             job = s.get(Job, d.job_id)
             org = s.get(Organisation, d.org_id)
+            if org is None:  # the organisation was deleted since: nobody to send for
+                d.state, d.log = "failed", [*(d.log or []), {"at": utcnow().isoformat(), "status": None,
+                                                             "error": "the organisation no longer exists"}]
+                return
             secret = org.webhook_secret
-            url, event = d.url, d.event
+            url, event, org_id, job_id = d.url, d.event, d.org_id, d.job_id
         if secret is None:
-            secret = secret_of(self.db, d.org_id)
+            secret = secret_of(self.db, org_id)
         body = json.dumps({"id": delivery_id, "type": event, "created": int(time.time()),
-                           "data": job_summary(self.db, job) if job is not None else {"id": d.job_id}},
+                           "data": job_summary(self.db, job) if job is not None else {"id": job_id}},
                           separators=(",", ":"), default=str).encode()
         ts = int(time.time())
         headers = {"Content-Type": "application/json", "User-Agent": "Solvent-Webhooks/1",
