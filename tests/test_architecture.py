@@ -98,4 +98,5 @@ def test_a_remote_worker_imports_no_database_code(tmp_path):
         print(json.dumps({"sqlalchemy": "sqlalchemy" in sys.modules,
                           "models": [[m["id"], m.get("kind", "checkpoint")] for m in loop.decl["models"]]}))
         """, tmp_path)
-    assert got == {"sqlalchemy": False, "models": [["solvent-tiny", "checkpoint"], ["lanczos", "upscaler"]]}
+    assert got == {"sqlalchemy": False, "models": [["solvent-tiny", "checkpoint"], ["lanczos", "upscaler"],
+                                                   ["solvent-tiny-upscale", "upscaler"]]}

@@ -123,7 +123,7 @@ def test_models_cli(tmp_path, home):
     assert out.returncode == 0, out.stderr
     assert "added a: sd1 single_file" in out.stdout
     listing = json.loads(run("models", "list", "--json").stdout)
-    assert [m["id"] for m in listing] == [BUILTIN_ID, "solvent-tiny-silhouette", "a"]  # every kind by default
+    assert [m["id"] for m in listing] == [BUILTIN_ID, "solvent-tiny-silhouette", "solvent-tiny-upscale", "a"]  # every kind
     checkpoints = json.loads(run("models", "list", "--json", "--kind", "checkpoint").stdout)
     assert [m["id"] for m in checkpoints] == [BUILTIN_ID, "a"]
     assert json.loads(run("models", "show", "a").stdout)["family"] == "sd1"

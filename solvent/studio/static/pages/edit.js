@@ -78,6 +78,12 @@ export function wireEdit(img) {
   api("/api/upscalers").then((ups) => {
     $("up-name").innerHTML += ups.map((u) => `<option value="${esc(u.id)}">${esc(u.id)} (×${u.scale})</option>`).join("");
   }).catch(error);
+  // Extend and Erase repaint with the model that made the image, or (an upscaled image's "model" is its
+  // upscaler) the first model the workers serve.
+  let painter = img.model;
+  api("/api/models").then((models) => {
+    if (!models.some((m) => m.id === img.model) && models.length) painter = models[0].id;
+  }).catch(error);
 
   // The erase mask: a canvas over the picture, painted white where the pointer goes.
   const picture = $("detail-img");
@@ -123,7 +129,7 @@ export function wireEdit(img) {
   $("edit-extend").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const sides = Object.fromEntries(["left", "right", "up", "down"].map((s) => [s, Number($(`ext-${s}`).value) || 0]));
-    run("Extend", "/api/outpaint", { ...sides, model: img.model, prompt: $("ext-prompt").value });
+    run("Extend", "/api/outpaint", { ...sides, model: painter, prompt: $("ext-prompt").value });
   });
   $("edit-erase").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -138,6 +144,6 @@ export function wireEdit(img) {
     o.fillStyle = "#000";
     o.fillRect(0, 0, out.width, out.height);
     o.drawImage(mask, 0, 0);
-    run("Erase", "/api/erase", { model: img.model, mask: out.toDataURL("image/png") });
+    run("Erase", "/api/erase", { model: painter, mask: out.toDataURL("image/png") });
   });
 }
