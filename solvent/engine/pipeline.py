@@ -316,7 +316,7 @@ class Engine:
         if name.lower() == "lanczos":
             return "lanczos"
         if name.lower() == "auto":
-            ups = [r for r in self.store.list("upscaler")]
+            ups = self.store.list("upscaler")
             if record.family == "tiny":
                 return next((r.id for r in ups if r.id == "solvent-tiny-upscale"), "lanczos")
             return next((r.id for r in sorted(ups, key=lambda r: r.id) if r.source != "builtin"), "lanczos")
@@ -1126,11 +1126,11 @@ class Engine:
 
     def _hires_checks(self, h, r1: Resolved) -> tuple[int, int]:
         """The hires fields checked, naming A1111's field; returns the final size."""
-        for name, value, lo, hi in (("hr_scale", h.scale, 1.0, 8.0), ("denoising_strength", h.denoising, 0.0, 1.0)):
-            if not isinstance(value, int | float) or isinstance(value, bool) or not lo < value <= hi or (
-                    name == "hr_scale" and value < 1):
-                raise ValidationFailed(f"`{name}` must be a number above {lo:g} and at most {hi:g} but is "
-                                       f"{value!r}.", field=name, value=value)
+        # (hr_scale 1 is a second pass at the same size, or the scale is unused when hr_resize_x/y is set)
+        for name, value, ok, rule in (("hr_scale", h.scale, lambda v: 1 <= v <= 8, "from 1 to 8"),
+                                      ("denoising_strength", h.denoising, lambda v: 0 < v <= 1, "above 0 and at most 1")):
+            if not isinstance(value, int | float) or isinstance(value, bool) or not ok(value):
+                raise ValidationFailed(f"`{name}` must be a number {rule} but is {value!r}.", field=name, value=value)
         if not isinstance(h.steps, int) or not 0 <= h.steps <= MAX_STEPS:
             raise ValidationFailed(f"`hr_second_pass_steps` must be an integer from 0 (the first pass's) to "
                                    f"{MAX_STEPS} but is {h.steps!r}.", field="hr_second_pass_steps", value=h.steps)

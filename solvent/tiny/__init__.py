@@ -51,26 +51,29 @@ def controlnet_dir() -> Path:
     return Path(str(resources.files("solvent.tiny") / "controlnet"))
 
 
-def controlnet_record():
-    """The store's record of the built-in ControlNet (a silhouette or scribble places the object), or None
-    when its weights are not in this install."""
+def _shipped(model_id: str, folder: Path, weights: Path, **kind):
+    """The record of a model shipped beside solvent-tiny (its sha256 from its `recipe.json`), or None when its
+    weights are not in this install."""
     from ..engine.store import ModelRecord
     from ..generation.families import FAMILIES
 
-    folder = controlnet_dir()
-    weights = folder / "diffusion_pytorch_model.safetensors"
     if not weights.is_file():
         return None
     recipe = json.loads((folder / "recipe.json").read_text()) if (folder / "recipe.json").is_file() else {}
     fam = FAMILIES["tiny"]
     return ModelRecord(
-        id=CONTROLNET_ID, family="tiny", format="diffusers", source="builtin", path=str(folder),
-        native_resolution=fam.native, default_steps=fam.default_steps, default_cfg=fam.default_cfg,
-        default_sampler=fam.default_sampler, size_bytes=weights.stat().st_size, sha256=recipe.get("sha256", ""),
-        short_hash=recipe.get("sha256", "")[:10], origin="solvent package", license_name="Apache-2.0",
-        license_url="https://www.apache.org/licenses/LICENSE-2.0", kind="controlnet", architecture="sd",
-        cross_attention_dim=64,
-    )
+        id=model_id, family="tiny", source="builtin", native_resolution=fam.native, default_steps=fam.default_steps,
+        default_cfg=fam.default_cfg, default_sampler=fam.default_sampler, size_bytes=weights.stat().st_size,
+        sha256=recipe.get("sha256", ""), short_hash=recipe.get("sha256", "")[:10], origin="solvent package",
+        license_name="Apache-2.0", license_url="https://www.apache.org/licenses/LICENSE-2.0", **kind)
+
+
+def controlnet_record():
+    """The store's record of the built-in ControlNet (a silhouette or scribble places the object), or None
+    when its weights are not in this install."""
+    folder = controlnet_dir()
+    return _shipped(CONTROLNET_ID, folder, folder / "diffusion_pytorch_model.safetensors", format="diffusers",
+                    path=str(folder), kind="controlnet", architecture="sd", cross_attention_dim=64)
 
 
 def upscaler_dir() -> Path:
@@ -80,20 +83,7 @@ def upscaler_dir() -> Path:
 def upscaler_record():
     """The store's record of the built-in ×4 upscaler (`solvent-tiny-upscale`, trained on the scene generator), or
     None when its weights are not in this install."""
-    from ..engine.store import ModelRecord
-    from ..generation.families import FAMILIES
-
     folder = upscaler_dir()
     weights = folder / "model.safetensors"
-    if not weights.is_file():
-        return None
-    recipe = json.loads((folder / "recipe.json").read_text()) if (folder / "recipe.json").is_file() else {}
-    fam = FAMILIES["tiny"]
-    return ModelRecord(
-        id=UPSCALER_ID, family="tiny", format="single_file", source="builtin", path=str(weights),
-        native_resolution=fam.native, default_steps=fam.default_steps, default_cfg=fam.default_cfg,
-        default_sampler=fam.default_sampler, size_bytes=weights.stat().st_size, sha256=recipe.get("sha256", ""),
-        short_hash=recipe.get("sha256", "")[:10], origin="solvent package", license_name="Apache-2.0",
-        license_url="https://www.apache.org/licenses/LICENSE-2.0", kind="upscaler",
-        details={"scale": 4, "architecture": "RealESRGAN Compact", "channels": 3},
-    )
+    return _shipped(UPSCALER_ID, folder, weights, format="single_file", path=str(weights), kind="upscaler",
+                    details={"scale": 4, "architecture": "RealESRGAN Compact", "channels": 3})

@@ -226,3 +226,26 @@ def test_conservative_refuses_an_image_already_at_its_size(live):
     big = {"image": ("i.png", _png(Image.new("RGB", (2100, 2100), (9, 9, 9))), "image/png")}
     r = _stability(live, "/v2beta/stable-image/upscale/conservative", files=big, data={"prompt": "a red circle"})
     assert r.status_code == 400 and "megapixels" in r.json()["errors"][0] and r.json()["name"] == "bad_request"
+
+
+def test_upscale_and_edit_routes_as_a_stranger(live):
+    from solvent.accounts import create_key
+
+    reader = create_key(live.services.db, live.org, "reader", ("read",))[1]
+    h = {"Authorization": f"Bearer {reader}"}
+    body = {"image": _b64(_picture())}
+    for path, extra in (("/api/upscale", {}), ("/api/outpaint", {"right": 8}), ("/api/erase", {})):
+        r = httpx.post(f"{live.base}{path}", headers=h, json={**body, **extra})
+        assert r.status_code == 403 and r.json()["error"]["field"] == "scope", (path, r.text)
+    assert httpx.get(f"{live.base}/api/webhooks/secret", headers=h).status_code == 403
+    r = httpx.post(f"{live.base}/api/upscale", headers={**live.h, "Content-Type": "application/json"},
+                   content=b"{not json")
+    assert r.status_code == 400, r.text
+    huge = "A" * (live.services.settings.max_request_bytes + 1)
+    r = httpx.post(f"{live.base}/api/upscale", headers=live.h, json={"image": huge})
+    assert r.status_code == 413, r.text
+    # another organisation's upscale job is not there for it
+    job = _job(live, {"image": _b64(_picture()), "upscaler": "lanczos"})
+    _, stranger = live.new_org("payg", credits=10)
+    r = httpx.get(f"{live.base}/api/jobs/{job['id']}", headers={"Authorization": f"Bearer {stranger}"})
+    assert r.status_code == 404

@@ -14,13 +14,14 @@ import asyncio
 import io
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from PIL import Image as PILImage
 from PIL import ImageOps
 
 from ...accounts import Principal
-from ...errors import Cancelled, EngineError, SolventError
+from ...errors import Cancelled, EngineError, SolventError, ValidationFailed
 from ...generation.images import b64, load_image, png_b64  # noqa: F401 - the toolkit hands these on
 from ...generation.images import decode_base64 as decode_b64_image  # noqa: F401
 from ...jobs.results import images_of_job
@@ -131,6 +132,33 @@ def default_model(services, models: dict[str, dict] | None = None) -> str:
     models = served(services) if models is None else models
     wanted = services.settings.default_model
     return wanted if wanted in models or not models else sorted(models)[0]
+
+
+# -- multipart form fields (Stability's v2beta) -----------------------------------------------------
+
+
+def form_format(form: dict) -> str:
+    """`output_format` (png, jpeg or webp; png when absent)."""
+    fmt = str(form.get("output_format", "png"))
+    if fmt not in ("png", "jpeg", "webp"):
+        raise ValidationFailed(f"output_format: must be png, jpeg or webp but is {fmt!r}", field="output_format",
+                               value=fmt)
+    return fmt
+
+
+def form_number(form: dict, key: str, lo: float, hi: float, default: float, kind: type = float) -> Any:
+    """A number field of a form, as `kind`, between `lo` and `hi` (`default` when absent), or an error naming it."""
+    if key not in form:
+        return default
+    try:
+        value = kind(form[key])
+    except ValueError as e:
+        raise ValidationFailed(f"{key}: must be {'an integer' if kind is int else 'a number'} but is "
+                               f"{form[key]!r}", field=key, value=form[key]) from e
+    if not lo <= value <= hi:
+        raise ValidationFailed(f"{key}: must be between {lo:g} and {hi:g} but is {form[key]}", field=key,
+                               value=form[key])
+    return value
 
 
 # -- images -------------------------------------------------------------------------------------

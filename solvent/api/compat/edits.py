@@ -17,7 +17,17 @@ from ..bodies import read_multipart
 from ..deps import PrincipalDep, ServicesDep
 from ..routes.edits import erase_job, outpaint_job
 from ..schemas import EraseIn, GenerationIn, OutpaintIn
-from .common import b64, default_model, generate, mask_from_alpha, open_image, reencode, served
+from .common import (
+    b64,
+    default_model,
+    form_format,
+    form_number,
+    generate,
+    mask_from_alpha,
+    open_image,
+    reencode,
+    served,
+)
 from .stability import STYLE_PRESETS
 
 router = APIRouter(tags=["stability"])
@@ -26,23 +36,8 @@ SERVICES = ("inpaint", "outpaint", "erase", "remove-background", "search-and-rep
 NEEDS_SEGMENTER = ("remove-background", "search-and-replace", "search-and-recolor")
 
 
-def _int(form: dict, key: str, lo: int, hi: int, default: int) -> int:
-    if key not in form:
-        return default
-    try:
-        value = int(form[key])
-    except ValueError as e:
-        raise ValidationFailed(f"{key}: must be an integer but is {form[key]!r}", field=key, value=form[key]) from e
-    if not lo <= value <= hi:
-        raise ValidationFailed(f"{key}: must be between {lo} and {hi} but is {value}", field=key, value=value)
-    return value
-
-
 def _common(services, form: dict) -> dict:
-    fmt = str(form.get("output_format", "png"))
-    if fmt not in ("png", "jpeg", "webp"):
-        raise ValidationFailed(f"output_format: must be png, jpeg or webp but is {fmt!r}", field="output_format",
-                               value=fmt)
+    fmt = form_format(form)
     style = form.get("style_preset")
     if style is not None and style not in STYLE_PRESETS:
         raise ValidationFailed(f"style_preset: must be one of {', '.join(STYLE_PRESETS)}", field="style_preset",
@@ -54,7 +49,7 @@ def _common(services, form: dict) -> dict:
     model = model if model in served(services) else default_model(services)
     return {"model": model, "prompt": prompt + (", " + STYLE_PRESETS[style] if style else ""),
             "negative_prompt": str(form.get("negative_prompt", ""))[:10000],
-            "seed": _int(form, "seed", 0, 4_294_967_294, 0) or -1, "output_format": fmt}
+            "seed": form_number(form, "seed", 0, 4_294_967_294, 0, int) or -1, "output_format": fmt}
 
 
 def _inpaint_job(services, image: bytes, mask: bytes | None, grow: int, fields: dict) -> GenerationIn:
@@ -95,17 +90,16 @@ async def edit(service: str, request: Request, services: ServicesDep, principal:
         if not fields["prompt"].strip():
             raise ValidationFailed("prompt: is required", field="prompt")
         body = await asyncio.to_thread(_inpaint_job, services, image, files.get("mask"),
-                                       _int(form, "grow_mask", 0, 100, 5), fields)
+                                       form_number(form, "grow_mask", 0, 100, 5, int), fields)
     elif service == "outpaint":
-        sides = {k: _int(form, k, 0, 2000, 0) for k in ("left", "right", "up", "down")}
-        creativity = float(form.get("creativity", 0.5)) if "creativity" in form else 0.5
-        if not 0 <= creativity <= 1:
-            raise ValidationFailed(f"creativity: must be between 0 and 1 but is {creativity}", field="creativity")
+        sides = {k: form_number(form, k, 0, 2000, 0, int) for k in ("left", "right", "up", "down")}
+        creativity = form_number(form, "creativity", 0, 1, 0.5)
         o = OutpaintIn(image=b64(image), **sides, strength=min(1.0, 0.75 + creativity / 4), **fields)
         body = await asyncio.to_thread(outpaint_job, services, o)
     else:  # erase
         mask = files.get("mask")
-        e = EraseIn(image=b64(image), mask=b64(mask) if mask else None, grow_mask=_int(form, "grow_mask", 0, 20, 5),
+        e = EraseIn(image=b64(image), mask=b64(mask) if mask else None,
+                    grow_mask=form_number(form, "grow_mask", 0, 20, 5, int),
                     **fields)
         body = await asyncio.to_thread(erase_job, services, e)
     done = await generate(request, services, principal, body)

@@ -24,6 +24,7 @@ from ..deps import PrincipalDep, ServicesDep
 from ..schemas import GenerationIn
 from .common import (
     b64,
+    form_format,
     generate,
     image_size,
     mask_from_alpha,
@@ -407,9 +408,7 @@ async def stable_image(service: str, request: Request, services: ServicesDep, pr
     if ratio not in ASPECT_RATIOS:
         raise ValidationFailed(f"aspect_ratio: must be one of {', '.join(ASPECT_RATIOS)} but is {ratio!r}",
                                field="aspect_ratio", value=ratio)
-    fmt = str(form.get("output_format", "png"))
-    if fmt not in ("png", "jpeg", "webp"):
-        raise ValidationFailed(f"output_format: must be png, jpeg or webp but is {fmt!r}", field="output_format")
+    fmt = form_format(form)
     numbers: dict[str, float] = {}
     for key, lo, hi, default in (("seed", 0, 4_294_967_294, 0), ("strength", 0, 1, None), ("cfg_scale", 1, 10, None)):
         if key in form:
@@ -478,9 +477,7 @@ async def stable_image_control(service: str, request: Request, services: Service
         raise ValidationFailed(f"{knob}: must be between 0 and 1 but is {strength:g}", field=knob, value=strength)
     if not 0 <= seed <= 4_294_967_294:
         raise ValidationFailed("seed: must be between 0 and 4294967294", field="seed", value=seed)
-    fmt = str(form.get("output_format", "png"))
-    if fmt not in ("png", "jpeg", "webp"):
-        raise ValidationFailed(f"output_format: must be png, jpeg or webp but is {fmt!r}", field="output_format")
+    fmt = form_format(form)
     style = form.get("style_preset")
     if style is not None and style not in STYLE_PRESETS:
         raise ValidationFailed(f"style_preset: must be one of {', '.join(STYLE_PRESETS)}", field="style_preset")

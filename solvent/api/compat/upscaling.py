@@ -31,7 +31,18 @@ from ...storage.models import FINAL_STATES, JobState
 from ..bodies import parse_model, read_json_object, read_multipart
 from ..deps import PrincipalDep, ServicesDep
 from ..schemas import UpscaleIn
-from .common import b64, decode_b64_image, default_model, generate, image_size, reencode, served, submit
+from .common import (
+    b64,
+    decode_b64_image,
+    default_model,
+    form_format,
+    form_number,
+    generate,
+    image_size,
+    reencode,
+    served,
+    submit,
+)
 
 router = APIRouter(tags=["upscaling"])
 SURFACES: list = []  # /sdapi/ and /v1/generation, /v2beta render with A1111's and Stability's renderers
@@ -196,15 +207,6 @@ def realesrgan_models(services: ServicesDep, principal: PrincipalDep) -> list[di
 # -- Stability v1 -------------------------------------------------------------------------------
 
 
-def _int_field(form: dict, key: str) -> int | None:
-    if key not in form or form[key] in ("", None):
-        return None
-    try:
-        return int(form[key])
-    except ValueError as e:
-        raise ValidationFailed(f"{key}: must be an integer but is {form[key]!r}", field=key, value=form[key]) from e
-
-
 @router.post("/v1/generation/{engine_id}/image-to-image/upscale", summary="Stability v1: upscale")
 async def v1_upscale(engine_id: str, request: Request, services: ServicesDep, principal: PrincipalDep):
     ups = _upscalers(services)
@@ -217,7 +219,8 @@ async def v1_upscale(engine_id: str, request: Request, services: ServicesDep, pr
     image = files.get("image")
     if not image:
         raise BadRequest("image: is required", field="image")
-    width, height = _int_field(form, "width"), _int_field(form, "height")
+    width, height = (form_number(form, k, 1, 16384, None, int) if form.get(k) not in ("", None) else None
+                     for k in ("width", "height"))
     if width is not None and height is not None:
         raise ValidationFailed("only one of width or height may be given; the other keeps the aspect ratio",
                                field="width", value=f"{width}x{height}")
@@ -237,34 +240,13 @@ async def v1_upscale(engine_id: str, request: Request, services: ServicesDep, pr
 # -- Stability v2beta ---------------------------------------------------------------------------
 
 
-def _format(form: dict) -> str:
-    fmt = str(form.get("output_format", "png"))
-    if fmt not in ("png", "jpeg", "webp"):
-        raise ValidationFailed(f"output_format: must be png, jpeg or webp but is {fmt!r}", field="output_format",
-                               value=fmt)
-    return fmt
-
-
-def _number(form: dict, key: str, lo: float, hi: float, default: float) -> float:
-    if key not in form:
-        return default
-    try:
-        value = float(form[key])
-    except ValueError as e:
-        raise ValidationFailed(f"{key}: must be a number but is {form[key]!r}", field=key, value=form[key]) from e
-    if not lo <= value <= hi:
-        raise ValidationFailed(f"{key}: must be between {lo:g} and {hi:g} but is {form[key]}", field=key,
-                               value=form[key])
-    return value
-
-
 async def _v2_body(request: Request, services, service: str) -> tuple[UpscaleIn, str]:
     items, files = await read_multipart(request, "this endpoint")
     form = dict(items)
     image = files.get("image")
     if not image:
         raise ValidationFailed("image: is required", field="image")
-    fmt = _format(form)
+    fmt = form_format(form)
     w, h = await asyncio.to_thread(image_size, services, image, "image")
     if service == "fast":
         return UpscaleIn(image=b64(image), upscaler="auto", scale=4.0, output_format=fmt), fmt
@@ -272,8 +254,8 @@ async def _v2_body(request: Request, services, service: str) -> tuple[UpscaleIn,
     if not 1 <= len(prompt) <= 10000:
         raise ValidationFailed("prompt: must be 1 to 10000 characters", field="prompt")
     lo, hi, default = (0.2, 0.5, 0.35) if service == "conservative" else (0.1, 0.5, 0.3)
-    creativity = _number(form, "creativity", lo, hi, default)
-    seed = int(_number(form, "seed", 0, 4_294_967_294, 0))
+    creativity = form_number(form, "creativity", lo, hi, default)
+    seed = form_number(form, "seed", 0, 4_294_967_294, 0, int)
     factor = math.sqrt(CONSERVATIVE_PIXELS / (w * h))
     if factor < 1.05:
         raise ValidationFailed(f"image: is {w}x{h}, already about {CONSERVATIVE_PIXELS // 1_000_000} megapixels; "

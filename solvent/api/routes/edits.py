@@ -13,11 +13,10 @@ from ...generation.edits import fill_masked, grow_mask, outpaint_canvas
 from ...generation.families import FAMILIES
 from ...generation.images import png_b64
 from ...jobs.registry import served_models
-from ..admission import admit
 from ..compat.common import mask_from_alpha, open_image
 from ..deps import PrincipalDep, ServicesDep
 from ..schemas import EditIn, EraseIn, GenerationIn, JobOut, OutpaintIn
-from .jobs import _body, job_out
+from .jobs import _body, admitted
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 
@@ -65,30 +64,22 @@ def erase_job(services, e: EraseIn) -> GenerationIn:
     return _inpaint(e, fill_masked(image, mask), mask, e.strength)
 
 
-async def _admit(request: Request, response: Response, services, principal, body: GenerationIn,
-                 idempotency_key: str | None) -> JobOut:
-    job, created = await asyncio.to_thread(admit, services, principal, body, idempotency_key,
-                                           request.app.state.admission_hooks)
-    if not created:
-        response.status_code = 200
-    return job_out(services, job)
+async def _edit(request: Request, response: Response, services, principal, idempotency_key, model, build) -> JobOut:
+    principal.require("generate")
+    body = await _body(request, model)
+    return await admitted(request, response, services, principal, await asyncio.to_thread(build, services, body),
+                          idempotency_key)
 
 
 @router.post("/outpaint", status_code=201, response_model=JobOut,
              summary="Create an outpainting job (the image extended on any side)")
 async def create_outpaint(request: Request, response: Response, services: ServicesDep, principal: PrincipalDep,
                           idempotency_key: Annotated[str | None, Header()] = None) -> JobOut:
-    principal.require("generate")
-    body = await _body(request, OutpaintIn)
-    return await _admit(request, response, services, principal, await asyncio.to_thread(outpaint_job, services, body),
-                        idempotency_key)
+    return await _edit(request, response, services, principal, idempotency_key, OutpaintIn, outpaint_job)
 
 
 @router.post("/erase", status_code=201, response_model=JobOut,
              summary="Create an erasing job (a masked region repainted towards its surroundings)")
 async def create_erase(request: Request, response: Response, services: ServicesDep, principal: PrincipalDep,
                        idempotency_key: Annotated[str | None, Header()] = None) -> JobOut:
-    principal.require("generate")
-    body = await _body(request, EraseIn)
-    return await _admit(request, response, services, principal, await asyncio.to_thread(erase_job, services, body),
-                        idempotency_key)
+    return await _edit(request, response, services, principal, idempotency_key, EraseIn, erase_job)

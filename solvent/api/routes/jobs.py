@@ -76,7 +76,11 @@ async def _body(request: Request, model: type[GenerationIn] | type[UpscaleIn] = 
                  "multipart/form-data": {"schema": {"type": "object"}}}}})
 async def create_job(request: Request, response: Response, services: ServicesDep, principal: PrincipalDep,
                      idempotency_key: Annotated[str | None, Header()] = None) -> JobOut:
-    body = await _body(request)
+    return await admitted(request, response, services, principal, await _body(request), idempotency_key)
+
+
+async def admitted(request: Request, response: Response, services, principal, body, idempotency_key) -> JobOut:
+    """Admit `body` (any native job) and answer it: 201 when created, 200 when the idempotency key replays it."""
     job, created = await asyncio.to_thread(admit, services, principal, body, idempotency_key,
                                            request.app.state.admission_hooks)
     if not created:
@@ -91,12 +95,7 @@ async def create_job(request: Request, response: Response, services: ServicesDep
                  "multipart/form-data": {"schema": {"type": "object"}}}}})
 async def create_upscale(request: Request, response: Response, services: ServicesDep, principal: PrincipalDep,
                          idempotency_key: Annotated[str | None, Header()] = None) -> JobOut:
-    body = await _body(request, UpscaleIn)
-    job, created = await asyncio.to_thread(admit, services, principal, body, idempotency_key,
-                                           request.app.state.admission_hooks)
-    if not created:
-        response.status_code = 200
-    return job_out(services, job)
+    return await admitted(request, response, services, principal, await _body(request, UpscaleIn), idempotency_key)
 
 
 @router.get("/webhooks/secret", summary="The organisation's webhook signing secret (admins)")
