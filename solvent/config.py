@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # endpoints: an upscaler's id, `lanczos`, or "auto" (the operator's first by id, else solvent-tiny-upscale, else
     # Lanczos).
     upscaler: str = "auto"
+    # What a background removal keeps when the request names nothing (the prompt an installed segmenter looks for).
+    subject_prompt: str = "the main subject in the foreground"
     # The model a request that names none gets (every API surface; the first served model when it is not served).
     default_model: str = "solvent-tiny"
     # Which model serves each Stability v2beta stable-image service (JSON object).

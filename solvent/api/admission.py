@@ -29,7 +29,7 @@ from ..jobs.registry import served_models
 from ..jobs.webhooks import secret_of
 from ..services import Services
 from ..storage.models import Job
-from .schemas import GenerationIn, UpscaleIn
+from .schemas import GenerationIn, SegmentIn, UpscaleIn
 
 AdmissionHook = Callable[[Services, Principal, dict], None]
 
@@ -59,6 +59,7 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
         resolve_sampler(body.sampler, architecture=family.architecture)
     if body.mask is not None and body.init_image is None:
         raise ValidationFailed("`mask` needs an `init_image` to paint into.", field="mask")
+    segmenter = _mask_segmenter(body, record)
     controls = _controls(body, record)
     prompts = _image_prompts(body, record)
     refiner = _refiner(body, record)
@@ -76,7 +77,8 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
     if body.clip_skip > layers:
         raise ValidationFailed(f"`clip_skip` must be at most {layers} for {body.model!r} (its text encoder's layers) "
                                f"but is {body.clip_skip}.", field="clip_skip", value=body.clip_skip)
-    mode = "txt2img" if body.init_image is None else ("inpaint" if body.mask is not None else "img2img")
+    mode = "txt2img" if body.init_image is None else (
+        "inpaint" if body.mask is not None or body.mask_prompt else "img2img")
     few = lora_preset([x.name for x in body.loras], family.name) if not record.get("preset") else None
     steps = body.steps or (few.steps if few else None) or record.get("default_steps") or family.default_steps
     spec = JobSpec(prompt=body.prompt, negative_prompt=body.negative_prompt, model=body.model, width=width,
@@ -85,7 +87,8 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
                    loras=[LoraSpec(x.name, x.weight) for x in body.loras], controls=controls,
                    ip_adapters=prompts, clip_skip=body.clip_skip, vae=body.vae, refiner=refiner,
                    refiner_switch=body.refiner_switch, shift=body.shift,
-                   hires=body.hires.model_dump() if body.hires is not None else None)
+                   hires=body.hires.model_dump() if body.hires is not None else None,
+                   mask_prompt=body.mask_prompt, mask_grow=body.mask_grow, segmenter=segmenter)
     if mode != "txt2img" and int(steps * body.strength) < 1:
         # diffusers would run no step at all (steps × strength rounds to 0): run exactly one.
         spec.strength = min(1.0, 1.0001 / steps)
@@ -103,6 +106,62 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
                           references=sum(len(u["scales"]) for u in prompts))
     terms = {"license": record.get("license_name") or None, "license_url": record.get("license_url") or None}
     return mode, params, priced, terms
+
+
+def _mask_segmenter(body: GenerationIn, record: dict) -> str | None:
+    """The segmenter that finds a `mask_prompt`'s region (one the workers serving the model have), or None."""
+    if body.mask_prompt is None:
+        if body.segmenter is not None:
+            raise ValidationFailed("`segmenter` is for `mask_prompt`; leave it out without one.", field="segmenter",
+                                   value=body.segmenter)
+        return None
+    if body.init_image is None:
+        raise ValidationFailed("`mask_prompt` needs an `init_image` to search.", field="mask_prompt",
+                               value=body.mask_prompt)
+    if body.mask is not None:
+        raise ValidationFailed("send a `mask` or a `mask_prompt`, not both.", field="mask_prompt",
+                               value=body.mask_prompt)
+    have = record.get("segmenters") or []
+    if not have:
+        raise ModelNotFound(f"`mask_prompt` needs a segmentation model, and no worker serving {body.model!r} has one; "
+                            "the operator adds a CLIPSeg folder (e.g. CIDAS/clipseg-rd64-refined) with "
+                            "`solvent models add FOLDER` (docs/models.md, Segmenters).", field="mask_prompt",
+                            value=body.mask_prompt)
+    if body.segmenter is not None and body.segmenter not in have:
+        raise ModelNotFound(f"`segmenter` {body.segmenter!r} is not a segmenter the workers serving {body.model!r} "
+                            f"have; available: {', '.join(have)}.", field="segmenter", value=body.segmenter)
+    return body.segmenter or have[0]
+
+
+NO_SEGMENTER = ("needs a segmentation model, and this server has none installed: the operator downloads a CLIPSeg "
+                "folder (e.g. CIDAS/clipseg-rd64-refined) and adds it with `solvent models add FOLDER` "
+                "(docs/models.md, Segmenters)")
+
+
+def pick_segmenter(services: Services, name: str | None, what: str, field: str = "segmenter") -> dict:
+    """The served segmenter `name` names (None: the first by id), or an error saying what to install (`what`
+    needs it: "edit/remove-background", …)."""
+    segs = served_models(services.db, "segmenter")
+    if not segs:
+        raise ModelNotFound(f"{what} {NO_SEGMENTER}.", field=field, value=name)
+    name = name or min(segs)
+    if name not in segs:
+        raise ModelNotFound(f"`{field}` {name!r} is not a segmenter a running worker has; available: "
+                            f"{', '.join(sorted(segs))}.", field=field, value=name)
+    return segs[name]
+
+
+def validate_segment(services: Services, body: SegmentIn) -> tuple[str, dict, PriceRequest, dict]:
+    """A background-removal job's (mode, params, pricing, terms), priced by its pixels like an upscale."""
+    settings = services.settings
+    seg = pick_segmenter(services, body.segmenter, "removing a background")
+    w, h = load_image(body.image, "image", max_bytes=settings.max_input_bytes, max_pixels=settings.max_input_pixels,
+                      header_only=True).size
+    spec = JobSpec(task="segment", segmenter=seg["id"], model=seg["id"], width=w, height=h,
+                   prompt=body.prompt or settings.subject_prompt, output_format=body.output_format)
+    priced = PriceRequest(model=seg["id"], cost_class="segment", width=w, height=h, steps=1, mode="segment")
+    terms = {"license": seg.get("license_name") or None, "license_url": None}
+    return "segment", spec.to_params(), priced, terms
 
 
 def pick_upscaler(services: Services, name: str, field: str = "upscaler") -> dict:
@@ -240,12 +299,12 @@ def _refiner(body: GenerationIn, record: dict) -> str | None:
     return body.refiner
 
 
-def inputs(services: Services, body: GenerationIn | UpscaleIn) -> dict[str, bytes]:
+def inputs(services: Services, body: GenerationIn | UpscaleIn | SegmentIn) -> dict[str, bytes]:
     """The costly checks: prompt token chunks, and input images decoded under the limits → PNG bytes to store."""
     settings = services.settings
-    if isinstance(body, UpscaleIn):
+    if isinstance(body, UpscaleIn | SegmentIn):
         for name in ("prompt", "negative_prompt"):
-            _check_prompt(getattr(body, name), name, settings.max_prompt_chunks)
+            _check_prompt(getattr(body, name, "") or "", name, settings.max_prompt_chunks)
         image = load_image(body.image, "image", mode="RGB", max_bytes=settings.max_input_bytes,
                            max_pixels=settings.max_input_pixels)
         return {"init_image_blob": png_bytes(image)}
@@ -272,15 +331,20 @@ def inputs(services: Services, body: GenerationIn | UpscaleIn) -> dict[str, byte
     return out
 
 
-def _validated(services: Services, body: GenerationIn | UpscaleIn) -> tuple[str, dict, PriceRequest, dict]:
-    mode, params, priced, terms = (validate_upscale(services, body) if isinstance(body, UpscaleIn)
-                                   else validate(services, body))
+def _validated(services: Services, body: GenerationIn | UpscaleIn | SegmentIn) -> tuple[str, dict, PriceRequest,
+                                                                                       dict]:
+    if isinstance(body, UpscaleIn):
+        mode, params, priced, terms = validate_upscale(services, body)
+    elif isinstance(body, SegmentIn):
+        mode, params, priced, terms = validate_segment(services, body)
+    else:
+        mode, params, priced, terms = validate(services, body)
     if body.webhook_url:  # the outbound rules of every callback (no loopback, private or metadata addresses)
         params["webhook_url"] = services.webhooks.check(body.webhook_url)
     return mode, params, priced, terms
 
 
-def admit(services: Services, principal: Principal, body: GenerationIn | UpscaleIn,
+def admit(services: Services, principal: Principal, body: GenerationIn | UpscaleIn | SegmentIn,
           idempotency_key: str | None = None, hooks: list[AdmissionHook] | None = None) -> tuple[Job, bool]:
     """Validate, precheck billing, check inputs, run admission hooks, enqueue. Returns (job, created)."""
     principal.require("generate")
@@ -351,7 +415,7 @@ def precheck(services: Services, principal: Principal, body: GenerationIn) -> No
     services.billing.precheck(Payer(principal.org_id, principal.key_id), priced)
 
 
-def quote(services: Services, principal: Principal, body: GenerationIn | UpscaleIn) -> dict:
+def quote(services: Services, principal: Principal, body: GenerationIn | UpscaleIn | SegmentIn) -> dict:
     """What `admit` would charge and whether it would be admitted now, without storing anything."""
     principal.require("generate")
     _, _, priced, _ = _validated(services, body)

@@ -103,6 +103,12 @@ class GenerationIn(BaseModel):
     init_image: str | None = Field(None, description="base64 (or data URL) image for img2img / inpainting")
     strength: float = Field(0.75, gt=0, le=1)
     mask: str | None = Field(None, description="base64 mask, white = repaint; needs init_image")
+    mask_prompt: str | None = Field(None, min_length=1, max_length=500,
+                                    description="inpaint where an installed segmenter finds this in init_image "
+                                                "(instead of a mask; search and replace)")
+    mask_grow: int = Field(0, ge=0, le=100, description="pixels the found region grows by (with mask_prompt)")
+    segmenter: str | None = Field(None, max_length=100, description="the segmenter for mask_prompt; none = the first "
+                                  "installed")
     loras: list[LoraIn] = Field(default_factory=list, max_length=8)
     controlnets: list[ControlIn] = Field(default_factory=list, max_length=4,
                                          description="ControlNet and T2I-Adapter units")
@@ -174,6 +180,19 @@ class EraseIn(EditIn):
     mask: str | None = Field(None, description="base64 mask, white = erase; none = the image's transparent part")
     grow_mask: int = Field(5, ge=0, le=100, description="pixels the mask grows by (and its edge softens over)")
     strength: float = Field(0.85, gt=0, le=1)
+
+
+class SegmentIn(BaseModel):
+    """Remove an image's background: what an installed segmenter finds for `prompt` is kept, the rest made
+    transparent (a PNG or WEBP with alpha)."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: str = Field(..., description="base64 (or data URL) image")
+    prompt: str | None = Field(None, min_length=1, max_length=500,
+                               description="what to keep; none = SOLVENT_SUBJECT_PROMPT (the main subject)")
+    segmenter: str | None = Field(None, max_length=100, description="an installed segmenter; none = the first")
+    output_format: Literal["png", "webp"] = "png"
+    webhook_url: str | None = Field(None, max_length=2000, description="POSTed to, signed, when the job ends")
 
 
 class ErrorDetail(BaseModel):

@@ -33,6 +33,8 @@ DEFAULT_CLASSES = {
     "flux": CostClass(5000, 1024 * 1024, 28),  # 5 credits: Flux.1 [dev] (schnell's 4 steps: ~0.7)
     # Upscaling, per output megapixel (one "step": a model pass, or Lanczos): 1 credit, Stability's fast upscale.
     "upscale": CostClass(1000, 1024 * 1024, 1),
+    # Background removal by a segmenter, per megapixel (one model pass): priced as the fast upscale is.
+    "segment": CostClass(1000, 1024 * 1024, 1),
 }
 
 

@@ -21,6 +21,8 @@ plain (`image_proj.proj`, reads the image encoder's projected embedding), plus a
 CLIP image encoder (`CLIPVisionModelWithProjection`: a transformers folder, or its one `.safetensors` file)
 of the width it was trained on, installed in the store too. FaceID variants need insightface's face
 embeddings, which Solvent does not compute, and are refused.
+
+A segmenter is a transformers CLIPSeg folder (`CLIPSegForImageSegmentation`): see `segment`.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from pathlib import Path
 from ..errors import IncompatibleAdapter, UnsupportedModel, ValidationFailed
 from .checkpoint import read_shapes
 from .embeddings import embedding_shapes
+from .segment import segmenter_info
 
 KINDS = ("checkpoint", "refiner", "controlnet", "t2i_adapter", "ip_adapter", "image_encoder", "vae", "embedding",
-         "estimator", "upscaler")
+         "estimator", "upscaler", "segmenter")
 STEERING = ("controlnet", "t2i_adapter")  # the kinds a control unit may name
 _LDM = "control_model."
 
@@ -80,6 +83,9 @@ def inspect_adapter(src: Path) -> AdapterInfo | None:
         if any(a.endswith("ForDepthEstimation") for a in cfg.get("architectures") or []):
             return AdapterInfo("estimator", "", 0, "transformers",
                                details={"task": "depth", "model_type": cfg.get("model_type", "")})
+        seg = segmenter_info(cfg)
+        if seg is not None:
+            return AdapterInfo("segmenter", "", 0, "transformers", details=seg)
         if "CLIPVisionModelWithProjection" in (cfg.get("architectures") or []) or cfg.get("model_type") in (
                 "clip_vision_model",):
             return _encoder_info(int(cfg["hidden_size"]), int(cfg.get("projection_dim") or 0), "diffusers")

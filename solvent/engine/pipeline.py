@@ -49,6 +49,7 @@ from ..generation.request import (
     MAX_SEED,
     GenerationRequest,
     GenerationResult,
+    SegmentRequest,
     UpscaleRequest,
     Usage,
     batch_parts,
@@ -231,7 +232,7 @@ class Engine:
         record = self.store.get(req.model or self.store.default_id())
         if record.kind != "checkpoint":
             where = {"refiner": "`refiner`", "ip_adapter": "`ip_adapters`", "vae": "`vae`",
-                     "upscaler": "an upscale request",
+                     "upscaler": "an upscale request", "segmenter": "`segmenter`",
                      "embedding": "the prompt"}.get(record.kind, "`controlnets`")
             raise ValidationFailed(f"`model` {record.id!r} is a {record.kind}, not a model that makes images; name "
                                    f"it in {where} with a model of its family instead.", field="model",
@@ -444,6 +445,7 @@ class Engine:
         out["refiners"] = [r.id for r in every if r.kind == "refiner" and family.architecture == "sdxl"
                            and self.store.latent_channels(r) == latent]
         out["estimators"] = sorted({r.details.get("task") for r in every if r.kind == "estimator"} - {None})
+        out["segmenters"] = [r.id for r in every if r.kind == "segmenter"]  # for `mask_prompt` (search and replace)
         return out
 
     def upscale(self, image: Image.Image, upscaler: str = "lanczos", scale: float | None = None) -> UpscaleResult:
@@ -555,6 +557,88 @@ class Engine:
                 out = upscale_image(model, out, self.device, self.dtype)
                 passes += 1
         return (out if out.size == size else out.resize(size, Image.Resampling.LANCZOS)), passes
+
+    # ------------------------------------------------------------------------------------------
+    # Segmentation (remove the background; find the region to repaint)
+    # ------------------------------------------------------------------------------------------
+
+    def _segmenter(self, name: str | None, where: str = "segmenter") -> ModelRecord:
+        """The segmenter `name` names (None: the first installed, by id), or an error saying what to install."""
+        if name:
+            return self._named(name, where, ("segmenter",), "a segmenter")
+        found = sorted(self.store.list("segmenter"), key=lambda r: r.id)
+        if not found:
+            raise ModelNotFound(f"`{where}`: no segmentation model is installed where this runs; download a CLIPSeg "
+                                "folder (e.g. CIDAS/clipseg-rd64-refined) and add it with `solvent models add FOLDER`.",
+                                field=where)
+        return found[0]
+
+    def segment(self, image: Image.Image, prompt: str, segmenter: str | None = None) -> Image.Image:
+        """Where `image` shows `prompt`, by an installed segmenter: a greyscale map of `image`'s size (255 = surely)."""
+        from .segment import load_segmenter, probability
+
+        if not str(prompt or "").strip():
+            raise ValidationFailed("the segmenter's prompt (what to find) is empty.", field="prompt", value=prompt)
+        limit = self.settings.max_input_pixels
+        if image.width * image.height > limit:
+            raise InvalidImage(f"`image` has more than {limit} pixels.", field="image", value=image.size)
+        record = self._segmenter(segmenter)
+        key = (record.id, record.sha256)
+        if key not in self._estimators:
+            model, processor = load_segmenter(self.store.path_of(record))
+            self._estimators[key] = (model.to(self.device), processor)
+        model, processor = self._estimators[key]
+        return probability(model, processor, image, prompt, self.device)
+
+    def _masked(self, req: GenerationRequest) -> GenerationRequest:
+        """A request whose mask a segmenter finds (`mask_prompt`) with that mask, grown; others as they are."""
+        if not req.mask_prompt or req.mask is not None:
+            return req
+        from ..generation.edits import grow_mask
+        from .segment import region
+
+        if req.init_image is None:
+            raise ValidationFailed("`mask_prompt` needs an `init_image` to search.", field="mask_prompt",
+                                   value=req.mask_prompt)
+        try:
+            prob = self.segment(req.init_image, req.mask_prompt, req.segmenter)
+        except ValidationFailed as e:
+            raise ValidationFailed(e.message, field="mask_prompt" if e.field == "prompt" else e.field,
+                                   value=e.value) from e
+        found = region(prob)
+        if found.getbbox() is None:
+            raise ValidationFailed(f"`mask_prompt` {req.mask_prompt!r} was not found in the image (no pixel reached "
+                                   "the segmenter's threshold); name what is there, or send a `mask`.",
+                                   field="mask_prompt", value=req.mask_prompt)
+        segmenter = self._segmenter(req.segmenter).id
+        return dataclasses.replace(req, mask=grow_mask(found, int(req.mask_grow or 0)), segmenter=segmenter)
+
+    def run_segment(self, req: SegmentRequest, progress: ProgressFn | None = None,
+                    cancel: threading.Event | Callable[[], bool] | None = None) -> GenerationResult:
+        """Remove the background: `req.image` with what the segmenter finds for `req.prompt` kept and the rest
+        transparent (the probability as alpha). One RGBA image, its usage and an infotext saying what was done."""
+        is_cancelled = cancel.is_set if isinstance(cancel, threading.Event) else (cancel or (lambda: False))
+        if is_cancelled():
+            raise Cancelled("the request was cancelled before it started.")
+        from .segment import cut_out
+
+        record = self._segmenter(req.segmenter)
+        dev.reset_peak(self.device)
+        t0 = time.perf_counter()
+        prob = self.segment(req.image, req.prompt, record.id)
+        dev.synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        out = cut_out(req.image, prob)
+        if progress is not None:
+            progress(ProgressEvent(1, 1))
+        w, h = out.size
+        usage = Usage(device=str(self.device), dtype="float32", device_seconds=seconds, steps_run=1,
+                      steps_requested=1, images=1, pixels=w * h, model_id=record.id, model_hash=record.sha256,
+                      peak_memory_bytes=dev.peak_memory(self.device))
+        fields = {"Segmenter": record.id, "Segmenter hash": record.short_hash, "Kept": req.prompt, "Size": f"{w}x{h}"}
+        text = ", ".join(f"{k}: {v}" for k, v in {**fields, "Version": "solvent", **_terms_text(req.terms)}.items())
+        params = {"task": "segment", "segmenter": record.id, "prompt": req.prompt, "width": w, "height": h}
+        return GenerationResult([out], [0], [f"\n{text}"], params, usage)
 
     def estimators(self) -> dict[str, Callable[[Image.Image], Image.Image]]:
         """The estimated preprocessors this engine can run (`depth`, with the first installed depth estimator)."""
@@ -933,7 +1017,8 @@ class Engine:
             if len(reqs) > 1:
                 raise ValidationFailed("a hires-fix request runs alone, not batched with others.", field="batch")
             return [self._hires(reqs[0], progress, cancel)]
-        # 1. Check inputs (several requests must be able to share one call)
+        # 1. Check inputs (several requests must be able to share one call); a mask found by a segmenter first
+        reqs = [self._masked(r) for r in reqs]
         rs = [self.resolve(r) for r in reqs]
         if len(rs) > 1 and (len(keys := {batch_key(r) for r in rs}) != 1 or None in keys):
             raise ValidationFailed("requests batch together only when they are text-to-image with the same model, "
@@ -1374,6 +1459,8 @@ class Engine:
                        **({"TI hashes": ", ".join(f"{e.id}: {e.short_hash}" for e in r.embeddings)}
                           if r.embeddings else {}),
                        **({"Generated size": f"{r.width}x{r.height}", "Upscaler": r.upscaler} if r.upscaled else {}),
+                       **({"Mask prompt": req.mask_prompt, "Segmenter": req.segmenter or "auto",
+                           "Mask grow": int(req.mask_grow or 0)} if req.mask_prompt else {}),
                        "Version": "solvent", **_terms_text(req.terms)},
             )
             for s in seeds

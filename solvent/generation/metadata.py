@@ -152,7 +152,8 @@ def encode_image(img: Image.Image, fmt: str, parameters: str, solvent: dict[str,
         exif = Image.Exif()
         exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = b"UNICODE\x00" + parameters.encode("utf-16-be")
         kwargs = {"quality": 92} if fmt == "jpeg" else {"quality": 90}
-        img.convert("RGB").save(buf, format=FORMATS[fmt], exif=exif.tobytes(), **kwargs)
+        keep = fmt == "webp" and img.mode == "RGBA"  # WEBP has an alpha channel (a cut-out keeps it); JPEG has none
+        (img if keep else img.convert("RGB")).save(buf, format=FORMATS[fmt], exif=exif.tobytes(), **kwargs)
     return buf.getvalue()
 
 

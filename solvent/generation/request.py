@@ -102,6 +102,11 @@ class GenerationRequest:
     clip_skip: int = 1  # A1111's "Clip skip" / CLIP_stop_at_last_layers: 1 = the text encoder's last layer
     shift: float | None = None  # SD3 / Flux: the flow-matching timestep shift; None = the model's own
     hires: Hires | None = None  # hires fix: a second, image-to-image pass at a larger size (text-to-image only)
+    # Inpainting where a segmenter finds `mask_prompt` in `init_image` (instead of a `mask`), grown by `mask_grow`
+    # pixels; `segmenter`: an installed segmenter's id, None = the first installed.
+    mask_prompt: str | None = None
+    mask_grow: int = 0
+    segmenter: str | None = None
     # Usage terms recorded in the image metadata (e.g. commercial_use, license), set by the service.
     terms: dict[str, Any] = field(default_factory=dict)
     # The engine's own (hires fix): latents to start image-to-image from, and a first pass that returns latents.
@@ -112,7 +117,7 @@ class GenerationRequest:
     def mode(self) -> str:
         if self.init_image is None and self.init_latents is None:
             return "txt2img"
-        return "inpaint" if self.mask is not None else "img2img"
+        return "inpaint" if self.mask is not None or self.mask_prompt else "img2img"
 
     def public_params(self) -> dict[str, Any]:
         """The request as plain JSON-able values (images left out)."""
@@ -142,6 +147,17 @@ class UpscaleRequest:
     width: int
     height: int
     refine: GenerationRequest | None = None
+    terms: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SegmentRequest:
+    """Remove an image's background: keep what a segmenter finds for `prompt` (the subject), the rest made
+    transparent. `segmenter`: an installed segmenter's id, None = the first installed."""
+
+    image: Image.Image
+    prompt: str
+    segmenter: str | None = None
     terms: dict[str, Any] = field(default_factory=dict)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .control import ControlUnit, ImagePrompt
-from .request import GenerationRequest, Hires, LoraSpec, UpscaleRequest
+from .request import GenerationRequest, Hires, LoraSpec, SegmentRequest, UpscaleRequest
 
 BLOB_FIELDS = ("init_image_blob", "mask_blob")  # input images, stored apart; the spec keeps their keys
 # Fields that must be equal for jobs to share one device call (besides the model and text-to-image mode).
@@ -23,7 +23,8 @@ HIRES_FIELDS = {f.name for f in dataclasses.fields(Hires)}
 @dataclass
 class JobSpec:
     # "generate" (text-to-image, image-to-image, inpainting) or "upscale" (`init_image_blob` made larger by
-    # `upscaler` to `width`×`height`; with a prompt and `refine`, then refined by `model` at `strength`).
+    # `upscaler` to `width`×`height`; with a prompt and `refine`, then refined by `model` at `strength`) or
+    # "segment" (remove the background of `init_image_blob`: keep what `segmenter` finds for `prompt`).
     task: str = "generate"
     upscaler: str | None = None
     refine: bool = False
@@ -50,6 +51,9 @@ class JobSpec:
     refiner_switch: float = 0.8
     shift: float | None = None
     hires: dict[str, Any] | None = None  # `Hires` fields (hires fix)
+    mask_prompt: str | None = None  # inpaint where the segmenter finds this (search and replace), grown by mask_grow
+    mask_grow: int = 0
+    segmenter: str | None = None
     init_image_blob: str | None = None
     mask_blob: str | None = None
     webhook_url: str | None = None  # POSTed to, signed, when the job ends (`solvent.jobs.webhooks`)
@@ -94,7 +98,8 @@ class JobSpec:
     def batch_key(self) -> tuple | None:
         """What jobs must share to run in one device call; None for a job that runs alone (control units, image
         prompts, a refiner and hires fix each need their own call)."""
-        if self.controls or self.ip_adapters or self.refiner or self.hires or self.task != "generate":
+        if self.controls or self.ip_adapters or self.refiner or self.hires or self.mask_prompt or \
+                self.task != "generate":
             return None
         params = self.to_params()
         return tuple(repr(params[k]) for k in BATCH_FIELDS)
@@ -115,8 +120,12 @@ class JobSpec:
             loras=list(self.loras), controls=controls, ip_adapters=prompts, clip_skip=self.clip_skip or 1, vae=self.vae,
             refiner=self.refiner, refiner_switch=self.refiner_switch, shift=self.shift,
             hires=Hires(**{k: v for k, v in self.hires.items() if k in HIRES_FIELDS}) if self.hires else None,
+            mask_prompt=self.mask_prompt, mask_grow=int(self.mask_grow or 0), segmenter=self.segmenter,
             terms=dict(self.terms))
 
+    def to_segment(self, image) -> SegmentRequest:
+        """A background-removal job's request (its input image decoded by the caller from `init_image_blob`)."""
+        return SegmentRequest(image=image, prompt=self.prompt, segmenter=self.segmenter, terms=dict(self.terms))
 
     def to_upscale(self, image) -> UpscaleRequest:
         """An upscale job's request (its input image decoded by the caller from `init_image_blob`)."""

@@ -22,7 +22,7 @@ from ..errors import Cancelled, LeaseLost, OutOfMemory, SolventError
 from ..generation import GenerationRequest, JobSpec, batch_parts, part_ms
 from ..generation.families import get_family
 from ..generation.images import png_b64
-from ..generation.request import UpscaleRequest
+from ..generation.request import SegmentRequest, UpscaleRequest
 from .protocol import Leased, WorkerBackend
 
 log = logging.getLogger("solvent.worker")
@@ -66,6 +66,11 @@ def declaration(engine, provider: str = "local", region: str = "", instance_type
                 "architecture": r.details.get("architecture"), "short_hash": r.short_hash, "sha256": r.sha256,
                 "license_name": r.license_name, "builtin": r.source == "builtin"}
                for r in engine.store.list("upscaler")]
+    # Segmenters too (a background-removal job is leased by its segmenter; `mask_prompt` jobs need one beside the
+    # checkpoint, which each checkpoint's `segmenters` lists).
+    models += [{"id": r.id, "kind": "segmenter", "architecture": r.details.get("model_type"),
+                "short_hash": r.short_hash, "sha256": r.sha256, "license_name": r.license_name}
+               for r in engine.store.list("segmenter")]
     return {"name": name or os.uname().nodename, "hardware": hardware, "provider": provider, "region": region,
             "instance_type": instance_type, "commitment": commitment, "usd_per_hour": usd_per_hour, "models": models,
             "loaded": engine.loaded_models()}
@@ -175,7 +180,7 @@ class WorkerLoop:
                 continue
             self.run_jobs(jobs)
 
-    def _request(self, job: Leased) -> GenerationRequest | UpscaleRequest:
+    def _request(self, job: Leased) -> GenerationRequest | UpscaleRequest | SegmentRequest:
         """The job spec as the engine's request, its input images fetched and decoded."""
         from PIL import Image
 
@@ -189,6 +194,8 @@ class WorkerLoop:
         init = image(spec.init_image_blob) if spec.init_image_blob else None
         if spec.task == "upscale":
             return spec.to_upscale(init)
+        if spec.task == "segment":
+            return spec.to_segment(init)
         mask = image(spec.mask_blob, "L") if spec.mask_blob else None
         controls = [image(c["image_blob"]) for c in spec.controls]
         references = [[image(b) for b in u.get("image_blobs") or []] for u in spec.ip_adapters]
@@ -205,6 +212,8 @@ class WorkerLoop:
                 stop = lambda: self._abort.is_set() or keeper.all_gone()  # noqa: E731
                 if isinstance(requests[0], UpscaleRequest):
                     results = [self.engine.run_upscale(requests[0], progress=keeper.on_progress, cancel=stop)]
+                elif isinstance(requests[0], SegmentRequest):
+                    results = [self.engine.run_segment(requests[0], progress=keeper.on_progress, cancel=stop)]
                 elif len(jobs) == 1:
                     results = [self.engine.generate(requests[0], progress=keeper.on_progress, cancel=stop)]
                 else:

@@ -72,6 +72,8 @@ async def _wait(request: Request, services, principal: Principal, job: Job, allo
         await asyncio.sleep(0.05)
         job = await asyncio.to_thread(services.queue.get, principal.org_id, job.id)
     if job.state == JobState.failed:
+        if job.error_code == ValidationFailed.code:  # the input was wrong in a way only the worker could see
+            raise ValidationFailed(str(job.error_message), field="job", value=job.id)
         raise EngineError(f"generation failed: {job.error_message}", field="job", value=job.id)
     if job.state == JobState.canceled and not allow_cancel:
         raise Cancelled(f"job {job.id} was canceled.", field="job", value=job.id)

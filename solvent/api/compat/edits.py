@@ -1,7 +1,9 @@
 """Stability v2beta's `edit` services, each an ordinary inpainting job built as the native outpaint and erase routes
 build theirs: `inpaint` (a prompt where the mask — or the image's transparency — is), `outpaint` (the image extended
 by `left`/`right`/`up`/`down`), `erase` (the masked part repainted towards its surroundings). `remove-background`
-and `search-and-replace` need a segmentation model, which this server does not have: they answer so, by name."""
+(a segmenter's cut-out), `search-and-replace` and `search-and-recolor` (inpainting where a segmenter finds
+`search_prompt` / `select_prompt`) need a segmentation model the operator installs; without one they answer 404
+naming what to install."""
 
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ...errors import NotFound, ValidationFailed
+from ..admission import pick_segmenter
 from ...generation.edits import grow_mask
 from ...generation.images import png_b64
 from ..bodies import read_multipart
 from ..deps import PrincipalDep, ServicesDep
 from ..routes.edits import erase_job, outpaint_job
-from ..schemas import EraseIn, GenerationIn, OutpaintIn
+from ..schemas import EraseIn, GenerationIn, OutpaintIn, SegmentIn
 from .common import (
     b64,
     default_model,
@@ -34,6 +37,8 @@ router = APIRouter(tags=["stability"])
 SURFACES: list = []  # /v2beta renders with Stability's renderer
 SERVICES = ("inpaint", "outpaint", "erase", "remove-background", "search-and-replace", "search-and-recolor")
 NEEDS_SEGMENTER = ("remove-background", "search-and-replace", "search-and-recolor")
+SEARCH_FIELD = {"search-and-replace": "search_prompt", "search-and-recolor": "select_prompt"}
+RECOLOR_STRENGTH = 0.8  # search-and-recolor repaints the found region keeping some of its shape and shading
 
 
 def _common(services, form: dict) -> dict:
@@ -68,25 +73,49 @@ def _inpaint_job(services, image: bytes, mask: bytes | None, grow: int, fields: 
                         height=img.height // 8 * 8, strength=1.0, **fields)
 
 
+def _search_job(services, service: str, image: bytes, form: dict, fields: dict) -> GenerationIn:
+    """Search and replace / recolor: inpainting where the segmenter finds `search_prompt` / `select_prompt` (the
+    worker finds the region, grows it by `grow_mask`, and repaints it with the prompt)."""
+    key = SEARCH_FIELD[service]
+    found = str(form.get(key, "")).strip()
+    if not fields["prompt"].strip():
+        raise ValidationFailed("prompt: is required", field="prompt")
+    if not found or len(found) > 500:
+        raise ValidationFailed(f"{key}: is required (what to find in the image), at most 500 characters",
+                               field=key, value=found[:100])
+    img = open_image(services, image, "image", mode="RGB")
+    return GenerationIn(init_image=png_b64(img), mask_prompt=found, width=img.width // 8 * 8,
+                        height=img.height // 8 * 8, mask_grow=form_number(form, "grow_mask", 0, 20, 3, int),
+                        strength=RECOLOR_STRENGTH if service == "search-and-recolor" else 1.0, **fields)
+
+
 @router.post("/v2beta/stable-image/edit/{service}",
-             summary="Stability v2beta: edit (inpaint, outpaint, erase; remove-background and search-and-replace "
-                     "need a segmentation model)")
+             summary="Stability v2beta: edit (inpaint, outpaint, erase; remove-background, search-and-replace and "
+                     "search-and-recolor with an installed segmentation model)")
 async def edit(service: str, request: Request, services: ServicesDep, principal: PrincipalDep):
     if service not in SERVICES:
         raise NotFound(f"unknown edit service {service!r}; one of {', '.join(SERVICES)}", field="service",
                        value=service)
     if service in NEEDS_SEGMENTER:
-        raise NotFound(f"edit/{service} needs a segmentation model (to find the background or the object to "
-                       "replace), and this server has none installed; Solvent does not load segmenters yet "
-                       "(see docs/models.md, Editing).", field="service", value=service)
+        await asyncio.to_thread(pick_segmenter, services, None, f"edit/{service}", "service")
     principal.require("generate")
     items, files = await read_multipart(request, "this endpoint")
     form = dict(items)
     image = files.get("image")
     if not image:
         raise ValidationFailed("image: is required", field="image")
-    fields = _common(services, form)
-    if service == "inpaint":
+    if service == "remove-background":
+        fmt = str(form.get("output_format", "png"))
+        if fmt not in ("png", "webp"):  # a cut-out needs an alpha channel
+            raise ValidationFailed(f"output_format: must be png or webp but is {fmt!r}", field="output_format",
+                                   value=fmt)
+        fields: dict = {"output_format": fmt}
+        body = SegmentIn(image=b64(image), output_format=fmt)
+    else:
+        fields = _common(services, form)
+    if service in SEARCH_FIELD:
+        body = await asyncio.to_thread(_search_job, services, service, image, form, fields)
+    elif service == "inpaint":
         if not fields["prompt"].strip():
             raise ValidationFailed("prompt: is required", field="prompt")
         body = await asyncio.to_thread(_inpaint_job, services, image, files.get("mask"),
@@ -96,7 +125,7 @@ async def edit(service: str, request: Request, services: ServicesDep, principal:
         creativity = form_number(form, "creativity", 0, 1, 0.5)
         o = OutpaintIn(image=b64(image), **sides, strength=min(1.0, 0.75 + creativity / 4), **fields)
         body = await asyncio.to_thread(outpaint_job, services, o)
-    else:  # erase
+    elif service == "erase":
         mask = files.get("mask")
         e = EraseIn(image=b64(image), mask=b64(mask) if mask else None,
                     grow_mask=form_number(form, "grow_mask", 0, 20, 5, int),

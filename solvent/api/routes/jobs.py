@@ -22,7 +22,7 @@ from ...storage.models import FINAL_STATES, Job, JobState
 from ..admission import admit, quote
 from ..bodies import read_json_object, read_multipart
 from ..deps import PrincipalDep, ServicesDep
-from ..schemas import GenerationIn, ImageOut, JobError, JobList, JobOut, UpscaleIn
+from ..schemas import GenerationIn, ImageOut, JobError, JobList, JobOut, SegmentIn, UpscaleIn
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 
@@ -50,7 +50,7 @@ def _webhook(services, job: Job) -> dict | None:
     return delivery_of(services.db, job.org_id, job.id) or {"url": url, "state": "waiting", "attempts": 0, "log": []}
 
 
-async def _body(request: Request, model: type[GenerationIn] | type[UpscaleIn] = GenerationIn):
+async def _body(request: Request, model: type[GenerationIn] | type[UpscaleIn] | type[SegmentIn] = GenerationIn):
     """The request as JSON, or as a multipart form whose files are the images (the size limits were applied
     by the limits middleware before this reads anything)."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -96,6 +96,17 @@ async def admitted(request: Request, response: Response, services, principal, bo
 async def create_upscale(request: Request, response: Response, services: ServicesDep, principal: PrincipalDep,
                          idempotency_key: Annotated[str | None, Header()] = None) -> JobOut:
     return await admitted(request, response, services, principal, await _body(request, UpscaleIn), idempotency_key)
+
+
+@router.post("/remove-background", status_code=201, response_model=JobOut,
+             summary="Create a background-removal job (what a segmenter finds for `prompt` kept, the rest transparent)",
+             openapi_extra={"requestBody": {"content": {
+                 "application/json": {"schema": SegmentIn.model_json_schema()},
+                 "multipart/form-data": {"schema": {"type": "object"}}}}})
+async def create_remove_background(request: Request, response: Response, services: ServicesDep,
+                                   principal: PrincipalDep,
+                                   idempotency_key: Annotated[str | None, Header()] = None) -> JobOut:
+    return await admitted(request, response, services, principal, await _body(request, SegmentIn), idempotency_key)
 
 
 @router.get("/webhooks/secret", summary="The organisation's webhook signing secret (admins)")

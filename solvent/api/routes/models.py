@@ -59,6 +59,13 @@ def list_upscalers(services: ServicesDep, principal: PrincipalDep) -> list[dict]
             for k, u in sorted(served_models(services.db, "upscaler").items())]
 
 
+@router.get("/segmenters", summary="Segmenters a running worker has (background removal, `mask_prompt`)")
+def list_segmenters(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
+    principal.require("read")
+    return [{"id": k, "architecture": u.get("architecture"), "license": u.get("license_name")}
+            for k, u in sorted(served_models(services.db, "segmenter").items())]
+
+
 @router.get("/samplers", summary="Samplers by Solvent name, with their A1111 names")
 def list_samplers(principal: PrincipalDep) -> dict:
     principal.require("read")
