@@ -13,9 +13,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ...errors import NotFound, ValidationFailed
-from ..admission import pick_segmenter
 from ...generation.edits import grow_mask
 from ...generation.images import png_b64
+from ..admission import pick_segmenter
 from ..bodies import read_multipart
 from ..deps import PrincipalDep, ServicesDep
 from ..routes.edits import erase_job, outpaint_job
