@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ml.add_argument("--kind", choices=(*KINDS, "all"), default="all",
                     help="only models of this kind (default: all: checkpoints, refiners, ControlNets, T2I-Adapters, "
-                         "IP-Adapters and their image encoders, VAEs, embeddings)")
+                         "IP-Adapters and their image encoders, VAEs, embeddings, estimators, upscalers, segmenters)")
     ml.set_defaults(func=cmd_models_list)
     mv = msub.add_parser("default-vae", help="set the VAE a model's requests get (or `none` for its own)")
     mv.add_argument("id", help="the model")
@@ -249,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     ms.set_defaults(func=cmd_models_show)
     ma = msub.add_parser("add", help="install a diffusers folder or a .safetensors file (offline): a checkpoint, an "
                                      "SDXL refiner, a ControlNet, a T2I-Adapter, an IP-Adapter or its CLIP image "
-                                     "encoder, a VAE or an embedding, recognised from its tensors")
+                                     "encoder, a VAE, an embedding, a depth estimator, an upscaler or a CLIPSeg "
+                                     "segmenter, recognised from its tensors or config")
     ma.add_argument("path", help="diffusers folder or single-file checkpoint")
     ma.add_argument("--id", help="model id (default: from the file name)")
     ma.add_argument("--family", choices=["sd1", "sd2", "sdxl", "sd3", "flux"],

@@ -62,7 +62,7 @@ def list_upscalers(services: ServicesDep, principal: PrincipalDep) -> list[dict]
 @router.get("/segmenters", summary="Segmenters a running worker has (background removal, `mask_prompt`)")
 def list_segmenters(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
     principal.require("read")
-    return [{"id": k, "architecture": u.get("architecture"), "license": u.get("license_name")}
+    return [{"id": k, "architecture": u.get("architecture"), "license": u.get("license_name") or None}
             for k, u in sorted(served_models(services.db, "segmenter").items())]
 
 
