@@ -80,8 +80,9 @@ class Settings(BaseSettings):
     # Stability's generate/sd3 `model` names → installed models (unset ones use the sd3 service's model).
     stability_sd3_models: dict[str, str] = {}
     # OpenAI model names → Solvent models (`default` serves requests that name none).
-    openai_models: dict[str, str] = {"default": "solvent-tiny", "dall-e-2": "solvent-tiny", "dall-e-3": "solvent-tiny",
-                                      "gpt-image-1": "solvent-tiny"}
+    # Exact names first, then the longest key a name starts with; other OpenAI image names get `default`.
+    openai_models: dict[str, str] = {"default": "solvent-tiny", "dall-e": "solvent-tiny", "gpt-image": "solvent-tiny",
+                                      "chatgpt-image": "solvent-tiny"}
     # Studio session cookies carry the Secure flag (browsers accept it on http://localhost too).
     cookie_secure: bool = True
     # Stripe signatures older than this many seconds are refused as replays.

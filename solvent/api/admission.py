@@ -88,7 +88,8 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
                    ip_adapters=prompts, clip_skip=body.clip_skip, vae=body.vae, refiner=refiner,
                    refiner_switch=body.refiner_switch, shift=body.shift,
                    hires=body.hires.model_dump() if body.hires is not None else None,
-                   mask_prompt=body.mask_prompt, mask_grow=body.mask_grow, segmenter=segmenter)
+                   mask_prompt=body.mask_prompt, mask_grow=body.mask_grow, segmenter=segmenter,
+                   cutout=services.settings.subject_prompt if body.background == "transparent" else None)
     if mode != "txt2img" and int(steps * body.strength) < 1:
         # diffusers would run no step at all (steps × strength rounds to 0): run exactly one.
         spec.strength = min(1.0, 1.0001 / steps)
@@ -109,24 +110,29 @@ def validate(services: Services, body: GenerationIn) -> tuple[str, dict, PriceRe
 
 
 def _mask_segmenter(body: GenerationIn, record: dict) -> str | None:
-    """The segmenter that finds a `mask_prompt`'s region (one the workers serving the model have), or None."""
-    if body.mask_prompt is None:
+    """The segmenter that finds a `mask_prompt`'s region or makes a transparent background (one the workers
+    serving the model have), or None when the request needs none."""
+    transparent = body.background == "transparent"
+    if body.mask_prompt is None and not transparent:
         if body.segmenter is not None:
-            raise ValidationFailed("`segmenter` is for `mask_prompt`; leave it out without one.", field="segmenter",
-                                   value=body.segmenter)
+            raise ValidationFailed("`segmenter` is for `mask_prompt` or `background: transparent`; leave it out "
+                                   "without them.", field="segmenter", value=body.segmenter)
         return None
-    if body.init_image is None:
+    if body.mask_prompt is not None and body.init_image is None:
         raise ValidationFailed("`mask_prompt` needs an `init_image` to search.", field="mask_prompt",
                                value=body.mask_prompt)
-    if body.mask is not None:
+    if body.mask_prompt is not None and body.mask is not None:
         raise ValidationFailed("send a `mask` or a `mask_prompt`, not both.", field="mask_prompt",
                                value=body.mask_prompt)
+    if transparent and body.output_format == "jpeg":
+        raise ValidationFailed("`background: transparent` needs an `output_format` with alpha (png or webp), not "
+                               "jpeg.", field="output_format", value=body.output_format)
     have = record.get("segmenters") or []
+    field, value = ("mask_prompt", body.mask_prompt) if body.mask_prompt is not None else ("background", "transparent")
     if not have:
-        raise ModelNotFound(f"`mask_prompt` needs a segmentation model, and no worker serving {body.model!r} has one; "
-                            "the operator adds a CLIPSeg folder (e.g. CIDAS/clipseg-rd64-refined) with "
-                            "`solvent models add FOLDER` (docs/models.md, Segmenters).", field="mask_prompt",
-                            value=body.mask_prompt)
+        raise ModelNotFound(f"`{field}` {value!r} needs a segmentation model, and no worker serving {body.model!r} "
+                            "has one; the operator adds a CLIPSeg folder (e.g. CIDAS/clipseg-rd64-refined) with "
+                            "`solvent models add FOLDER` (docs/models.md, Segmenters).", field=field, value=value)
     if body.segmenter is not None and body.segmenter not in have:
         raise ModelNotFound(f"`segmenter` {body.segmenter!r} is not a segmenter the workers serving {body.model!r} "
                             f"have; available: {', '.join(have)}.", field="segmenter", value=body.segmenter)

@@ -107,8 +107,11 @@ class GenerationIn(BaseModel):
                                     description="inpaint where an installed segmenter finds this in init_image "
                                                 "(instead of a mask; search and replace)")
     mask_grow: int = Field(0, ge=0, le=100, description="pixels the found region grows by (with mask_prompt)")
-    segmenter: str | None = Field(None, max_length=100, description="the segmenter for mask_prompt; none = the first "
-                                  "installed")
+    segmenter: str | None = Field(None, max_length=100, description="the segmenter for mask_prompt or a transparent "
+                                  "background; none = the first installed")
+    background: Literal["opaque", "transparent"] = Field(
+        "opaque", description="transparent: each image keeps what an installed segmenter finds for "
+                              "SOLVENT_SUBJECT_PROMPT, the rest transparent (PNG or WEBP)")
     loras: list[LoraIn] = Field(default_factory=list, max_length=8)
     controlnets: list[ControlIn] = Field(default_factory=list, max_length=4,
                                          description="ControlNet and T2I-Adapter units")

@@ -997,7 +997,7 @@ class Engine:
         cancel: threading.Event | Callable[[], bool] | None = None,
     ) -> GenerationResult:
         """Make `req.batch_size` images. Raises `Cancelled` between steps when `cancel` is set."""
-        return self._generate([req], progress, cancel)[0]
+        return self._cut_out(req, self._generate([req], progress, cancel)[0])
 
     def generate_batch(
         self,
@@ -1010,7 +1010,24 @@ class Engine:
         Each result's usage carries the call's device time and the request's share of the work in
         `usage.batch`, and `device_seconds` is that share of the call's time.
         """
-        return self._generate(reqs, progress, cancel)
+        return [self._cut_out(r, x) for r, x in zip(reqs, self._generate(reqs, progress, cancel), strict=True)]
+
+    def _cut_out(self, req: GenerationRequest, result: GenerationResult) -> GenerationResult:
+        """With `req.cutout`: each image's background made transparent (what the segmenter finds for the prompt
+        kept, as alpha); the segmenter's time is added to the result's device time."""
+        if not req.cutout:
+            return result
+        from .segment import cut_out
+
+        record = self._segmenter(req.segmenter)
+        t0 = time.perf_counter()
+        result.images = [cut_out(img, self.segment(img, req.cutout, record.id)) for img in result.images]
+        dev.synchronize(self.device)
+        result.usage.device_seconds += time.perf_counter() - t0
+        fields = {"Background": "transparent", "Segmenter": record.id, "Kept": req.cutout}
+        result.infotexts = [with_fields(t, fields) for t in result.infotexts]
+        result.params.update(background="transparent", segmenter=record.id)
+        return result
 
     def _generate(self, reqs: list[GenerationRequest], progress, cancel) -> list[GenerationResult]:
         if any(x.hires is not None for x in reqs):

@@ -138,8 +138,9 @@ def normalise_format(fmt: str, field: str = "output_format") -> str:
     return "jpeg" if key == "jpg" else key
 
 
-def encode_image(img: Image.Image, fmt: str, parameters: str, solvent: dict[str, Any] | None = None) -> bytes:
-    """Encode with metadata: PNG text chunks, or an EXIF UserComment for WEBP/JPEG."""
+def encode_image(img: Image.Image, fmt: str, parameters: str, solvent: dict[str, Any] | None = None,
+                 quality: int | None = None) -> bytes:
+    """Encode with metadata: PNG text chunks, or an EXIF UserComment for WEBP/JPEG (at `quality`, default 92 / 90)."""
     fmt = normalise_format(fmt)
     buf = io.BytesIO()
     if fmt == "png":
@@ -151,7 +152,7 @@ def encode_image(img: Image.Image, fmt: str, parameters: str, solvent: dict[str,
     else:
         exif = Image.Exif()
         exif.get_ifd(_EXIF_IFD)[_USER_COMMENT] = b"UNICODE\x00" + parameters.encode("utf-16-be")
-        kwargs = {"quality": 92} if fmt == "jpeg" else {"quality": 90}
+        kwargs = {"quality": quality if quality is not None else (92 if fmt == "jpeg" else 90)}
         keep = fmt == "webp" and img.mode == "RGBA"  # WEBP has an alpha channel (a cut-out keeps it); JPEG has none
         (img if keep else img.convert("RGB")).save(buf, format=FORMATS[fmt], exif=exif.tobytes(), **kwargs)
     return buf.getvalue()

@@ -107,6 +107,8 @@ class GenerationRequest:
     mask_prompt: str | None = None
     mask_grow: int = 0
     segmenter: str | None = None
+    # A transparent background: each image keeps what the segmenter finds for this prompt, the rest transparent.
+    cutout: str | None = None
     # Usage terms recorded in the image metadata (e.g. commercial_use, license), set by the service.
     terms: dict[str, Any] = field(default_factory=dict)
     # The engine's own (hires fix): latents to start image-to-image from, and a first pass that returns latents.

@@ -54,6 +54,7 @@ class JobSpec:
     mask_prompt: str | None = None  # inpaint where the segmenter finds this (search and replace), grown by mask_grow
     mask_grow: int = 0
     segmenter: str | None = None
+    cutout: str | None = None  # a transparent background: keep what the segmenter finds for this prompt
     init_image_blob: str | None = None
     mask_blob: str | None = None
     webhook_url: str | None = None  # POSTed to, signed, when the job ends (`solvent.jobs.webhooks`)
@@ -99,7 +100,7 @@ class JobSpec:
         """What jobs must share to run in one device call; None for a job that runs alone (control units, image
         prompts, a refiner and hires fix each need their own call)."""
         if self.controls or self.ip_adapters or self.refiner or self.hires or self.mask_prompt or \
-                self.task != "generate":
+                self.cutout or self.task != "generate":
             return None
         params = self.to_params()
         return tuple(repr(params[k]) for k in BATCH_FIELDS)
@@ -121,7 +122,7 @@ class JobSpec:
             refiner=self.refiner, refiner_switch=self.refiner_switch, shift=self.shift,
             hires=Hires(**{k: v for k, v in self.hires.items() if k in HIRES_FIELDS}) if self.hires else None,
             mask_prompt=self.mask_prompt, mask_grow=int(self.mask_grow or 0), segmenter=self.segmenter,
-            terms=dict(self.terms))
+            cutout=self.cutout, terms=dict(self.terms))
 
     def to_segment(self, image) -> SegmentRequest:
         """A background-removal job's request (its input image decoded by the caller from `init_image_blob`)."""

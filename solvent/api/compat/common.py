@@ -112,14 +112,14 @@ def image_size(services, data: bytes, field: str) -> tuple[int, int]:
                       header_only=True).size
 
 
-def reencode(data: bytes, fmt: str) -> bytes:
-    """A stored PNG in another format, keeping its metadata."""
+def reencode(data: bytes, fmt: str, quality: int | None = None) -> bytes:
+    """A stored PNG in another format (at `quality` 0–100 for JPEG and WEBP), keeping its metadata."""
     if fmt == "png":
         return data
     from ...generation.metadata import encode_image, read_metadata
 
     text, solvent = read_metadata(data)
-    return encode_image(PILImage.open(io.BytesIO(data)), fmt, text or "", solvent)
+    return encode_image(PILImage.open(io.BytesIO(data)), fmt, text or "", solvent, quality)
 
 
 def served(services) -> dict[str, dict]:
