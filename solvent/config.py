@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     # Exact names first, then the longest key a name starts with; other OpenAI image names get `default`.
     openai_models: dict[str, str] = {"default": "solvent-tiny", "dall-e": "solvent-tiny", "gpt-image": "solvent-tiny",
                                       "chatgpt-image": "solvent-tiny"}
+    # The API key (by id, e.g. key_…) that AUTOMATIC1111 requests carrying no credentials act as (`/sdapi/`,
+    # `/controlnet/`: LibreChat's SD tool sends none). Off by default: anyone who can reach the server then spends
+    # that key's organisation's credits. Credential-less requests get at most generate and read.
+    a1111_anonymous_key_id: str | None = None
     # Studio session cookies carry the Secure flag (browsers accept it on http://localhost too).
     cookie_secure: bool = True
     # Stripe signatures older than this many seconds are refused as replays.

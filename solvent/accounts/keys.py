@@ -136,29 +136,45 @@ def authenticate(db: Database, secret: str | None) -> Principal:
         key = s.scalar(select(ApiKey).where(ApiKey.secret_hash == hash_secret(secret)))
         if key is None:
             raise Unauthorized("invalid API key.", field="authorization")
-        if key.revoked_at is not None:
-            raise Unauthorized(f"API key {key.prefix}… was revoked.", field="authorization")
-        now = utcnow()
-        if key.expires_at is not None and key.expires_at <= now:
-            raise Unauthorized(f"API key {key.prefix}… expired at {key.expires_at.isoformat()}.",
+        return _principal_of(s, key)
+
+
+def authenticate_key_id(db: Database, key_id: str) -> Principal:
+    """The principal of the key `key_id` (what the operator's `SOLVENT_A1111_ANONYMOUS_KEY_ID` names), checked
+    exactly as a presented key is: revoked, expired or orphaned keys are refused."""
+    with db.session() as s:
+        key = s.get(ApiKey, key_id)
+        if key is None:
+            raise Unauthorized(f"the key SOLVENT_A1111_ANONYMOUS_KEY_ID names ({key_id!r}) does not exist; send "
+                               "`Authorization: Bearer <key>` or Basic credentials.", field="authorization")
+        return _principal_of(s, key)
+
+
+def _principal_of(s, key: ApiKey) -> Principal:
+    """The principal a found key stands for: refused when revoked, expired or its member left."""
+    if key.revoked_at is not None:
+        raise Unauthorized(f"API key {key.prefix}… was revoked.", field="authorization")
+    now = utcnow()
+    if key.expires_at is not None and key.expires_at <= now:
+        raise Unauthorized(f"API key {key.prefix}… expired at {key.expires_at.isoformat()}.",
+                           field="authorization")
+    if key.created_by is not None:
+        m = s.scalar(select(Membership).where(Membership.org_id == key.org_id,
+                                              Membership.user_id == key.created_by))
+        user = s.get(User, key.created_by)
+        if m is None or user is None:  # they left: the key went with them (belt and braces)
+            raise Unauthorized(f"API key {key.prefix}… belonged to a member who left the organisation.",
                                field="authorization")
-        if key.created_by is not None:
-            m = s.scalar(select(Membership).where(Membership.org_id == key.org_id,
-                                                  Membership.user_id == key.created_by))
-            user = s.get(User, key.created_by)
-            if m is None or user is None:  # they left: the key went with them (belt and braces)
-                raise Unauthorized(f"API key {key.prefix}… belonged to a member who left the organisation.",
-                                   field="authorization")
-            allowed, role = member_scopes(s, user, m), m.role
-        else:
-            org = s.get(Organisation, key.org_id)
-            allowed, role = ROLE_SCOPES["owner"] + (("operator",) if org.operator else ()), "owner"
-        # What the key says, narrowed to what its user may do now (`admin` implies generate and read on both sides).
-        scopes = tuple(sc for sc in SCOPES if sc in _implied(key.scopes) and sc in _implied(allowed))
-        if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-            key.last_used_at = now  # throttled: one write a minute per key
-        return Principal(key.org_id, key.id, scopes, role=role,
-                         owner_id=key.created_by)
+        allowed, role = member_scopes(s, user, m), m.role
+    else:
+        org = s.get(Organisation, key.org_id)
+        allowed, role = ROLE_SCOPES["owner"] + (("operator",) if org.operator else ()), "owner"
+    # What the key says, narrowed to what its user may do now (`admin` implies generate and read on both sides).
+    scopes = tuple(sc for sc in SCOPES if sc in _implied(key.scopes) and sc in _implied(allowed))
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        key.last_used_at = now  # throttled: one write a minute per key
+    return Principal(key.org_id, key.id, scopes, role=role,
+                     owner_id=key.created_by)
 
 
 def list_keys(db: Database, org_id: str | None = None) -> list[ApiKey]:

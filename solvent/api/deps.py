@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from ..accounts import Principal, authenticate, session_principal
+from ..accounts.keys import authenticate_key_id
 from ..jobs.registry import authenticate_worker
 from ..services import Services
 from ..storage.models import Worker
@@ -19,7 +21,8 @@ def get_services(request: Request) -> Services:
 
 
 def _bearer(request: Request) -> str | None:
-    """The API key: `Authorization: Bearer <key>`, or HTTP Basic whose password is the key (A1111 clients)."""
+    """The API key: `Authorization: Bearer <key>`, or HTTP Basic (A1111 clients) whose password is the key, or whose
+    whole credential is a bare key (open-webui sends what its auth field holds: `user:key` or just the key)."""
     return _bearer_value(request.headers.get("authorization", ""))
 
 
@@ -30,11 +33,18 @@ def _bearer_value(auth: str) -> str | None:
         return value
     if scheme.lower() == "basic" and value:
         try:
-            _, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):
             return None
-        return password or None
+        user, colon, password = decoded.partition(":")
+        if not colon:
+            return decoded or None  # a bare key
+        return password or user or None  # `user:key`, or `key:` with the key as the user name
     return None
+
+
+ANONYMOUS_SURFACES = ("/sdapi/", "/controlnet/")  # where SOLVENT_A1111_ANONYMOUS_KEY_ID may stand in for a key
+ANONYMOUS_SCOPES = ("generate", "read")  # the most a credential-less request may do, whatever the key allows
 
 
 def client_ip(request: Request) -> str:
@@ -59,6 +69,11 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 def current_principal(request: Request, services: Annotated[Services, Depends(get_services)]) -> Principal:
     """An API key (`Authorization: Bearer`), else a studio session cookie (+ `X-CSRF-Token` on writes)."""
     key = _bearer(request)
+    anonymous = services.settings.a1111_anonymous_key_id
+    if anonymous and key is None and "authorization" not in request.headers and SESSION_COOKIE not in \
+            request.cookies and request.url.path.startswith(ANONYMOUS_SURFACES):
+        p = authenticate_key_id(services.db, anonymous)  # the operator's choice; off by default (see its risk)
+        return dataclasses.replace(p, scopes=tuple(x for x in p.scopes if x in ANONYMOUS_SCOPES))
     if key is not None or SESSION_COOKIE not in request.cookies:
         return authenticate(services.db, key)
     return session_principal(services.db, request.cookies.get(SESSION_COOKIE), request.headers.get("x-csrf-token"),

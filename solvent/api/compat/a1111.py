@@ -47,6 +47,8 @@ MAX_INFOTEXT = 64 * 1024  # characters of `parameters` text parsed (the parser i
 
 def render(status: int, code: str, message: str, field: str | None = None, headers: dict | None = None,
            **extra: Any) -> Response:
+    if status == 401:  # as A1111 with --api-auth answers: clients (webuiapi, requests) retry with Basic credentials
+        headers = {**(headers or {}), "WWW-Authenticate": 'Basic realm="solvent"'}
     if status == 422:  # FastAPI's validation shape, as A1111 answers it
         return JSONResponse({"detail": [{"loc": ["body", field or "body"], "msg": message, "type": code}]},
                             status_code=422, headers=headers)
