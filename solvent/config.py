@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     default_model: str = "solvent-tiny"
     # Which model serves each Stability v2beta stable-image service (JSON object).
     stability_v2_models: dict[str, str] = {"core": "solvent-tiny", "sd3": "solvent-tiny", "ultra": "solvent-tiny"}
+    # Stability v1 engine ids → installed models (ids not set here: Stability's own — stable-diffusion-v1-6,
+    # stable-diffusion-xl-1024-v1-0, … — go to the first served model of their family, else the default model).
+    stability_engines: dict[str, str] = {}
     # Stability's generate/sd3 `model` names → installed models (unset ones use the sd3 service's model).
     stability_sd3_models: dict[str, str] = {}
     # OpenAI model names → Solvent models (`default` serves requests that name none).

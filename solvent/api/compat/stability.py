@@ -24,6 +24,7 @@ from ..deps import PrincipalDep, ServicesDep
 from ..schemas import GenerationIn
 from .common import (
     b64,
+    default_model,
     form_format,
     generate,
     image_size,
@@ -129,8 +130,24 @@ def _org_header(request: Request, principal) -> None:
                         field="Organization", value=org)
 
 
+# Stability's own engine ids (its docs and samples) and the family each is; `SOLVENT_STABILITY_ENGINES` maps them
+# to installed models, else the first served model of that family serves them, else the default model.
+STABILITY_ENGINES = {
+    "stable-diffusion-v1-6": "sd1", "stable-diffusion-v1-5": "sd1", "stable-diffusion-512-v2-1": "sd2",
+    "stable-diffusion-768-v2-1": "sd2", "stable-diffusion-xl-1024-v0-9": "sdxl", "stable-diffusion-xl-1024-v1-0": "sdxl",
+    "stable-diffusion-xl-beta-v2-2-2": "sd1",
+}
+
+
 def _engine(services, engine_id: str) -> dict:
-    record = served(services).get(engine_id)
+    """The served model an engine id names: a Solvent model id, or one of Stability's (mapped, else by family)."""
+    models = served(services)
+    mapped = services.settings.stability_engines.get(engine_id)
+    if mapped is None and engine_id not in models and engine_id in STABILITY_ENGINES:
+        family = STABILITY_ENGINES[engine_id]
+        mapped = min((k for k, r in models.items() if r.get("family") == family), default=None) or \
+            default_model(services, models)
+    record = models.get(mapped or engine_id)
     if record is None:
         raise NotFound(f"engine {engine_id!r} was not found; see GET /v1/engines/list.", field="engine_id",
                        value=engine_id)
@@ -194,7 +211,7 @@ def _common(services, engine_id: str, t: TextToImage, accept: str, width: int | 
                                    field="sampler", value=t.sampler)
         resolve_sampler(t.sampler)
     prompt, negative = _prompts(t.text_prompts, t.style_preset)
-    return dict(model=engine_id, prompt=prompt, negative_prompt=negative, width=width, height=height,
+    return dict(model=record["id"], prompt=prompt, negative_prompt=negative, width=width, height=height,
                 steps=t.steps, cfg_scale=t.cfg_scale, sampler=t.sampler, seed=t.seed or -1, batch_size=t.samples)
 
 
@@ -336,8 +353,18 @@ def _mask_of(services, files: dict[str, bytes], source: str | None) -> tuple[str
 @router.get("/v1/engines/list", summary="Stability v1: engines (Solvent's models)")
 def engines(services: ServicesDep, principal: PrincipalDep) -> list[dict]:
     principal.require("read")
-    return [{"id": m, "name": m, "description": f"{FAMILIES[r['family']].label} model served by Solvent",
-             "type": "PICTURE"} for m, r in sorted(served(services).items())]
+    models = served(services)
+    out = [{"id": m, "name": m, "description": f"{FAMILIES[r['family']].label} model served by Solvent",
+            "type": "PICTURE"} for m, r in sorted(models.items())]
+    for alias in (*STABILITY_ENGINES, *services.settings.stability_engines):  # Stability's ids its samples use
+        if alias not in models:
+            try:
+                target = _engine(services, alias)["id"]
+            except NotFound:
+                continue
+            out.append({"id": alias, "name": alias, "description": f"Stability engine id, served by {target}",
+                        "type": "PICTURE"})
+    return out
 
 
 @router.get("/v1/user/account", summary="Stability v1: the account")

@@ -266,6 +266,25 @@ def test_stability_engines_account_balance(live):
     assert after < before  # the real credit balance
 
 
+def test_stability_engine_ids_from_its_samples_are_served(live):
+    h = {"Authorization": f"Bearer {live.key}", "Accept": "application/json"}
+    ids = [e["id"] for e in requests.get(f"{live.base}/v1/engines/list", headers=h).json()]
+    assert {"stable-diffusion-v1-6", "stable-diffusion-xl-1024-v1-0"} <= set(ids)
+    body = {"text_prompts": [{"text": PROMPT}], "width": 512, "height": 512, "steps": 10, "seed": 3}
+    for engine in ("stable-diffusion-v1-6", "stable-diffusion-xl-1024-v1-0"):  # the samples' ids and default size
+        r = requests.post(f"{live.base}/v1/generation/{engine}/text-to-image", headers=h, json=body, timeout=120)
+        assert r.status_code == 200, (engine, r.text)
+        assert Image.open(io.BytesIO(base64.b64decode(r.json()["artifacts"][0]["base64"]))).size == (512, 512)
+    jobs, _ = live.history()
+    assert jobs[0]["model"] == "solvent-tiny"  # no SD model installed: the default model serves them
+    live.services.settings.stability_engines = {"stable-diffusion-v1-6": "no-such-model"}
+    try:  # an operator's mapping wins, and a mapping to nothing served is a 404 naming the engine
+        r = requests.post(f"{live.base}/v1/generation/stable-diffusion-v1-6/text-to-image", headers=h, json=body)
+        assert r.status_code == 404 and "stable-diffusion-v1-6" in r.json()["message"]
+    finally:
+        live.services.settings.stability_engines = {}
+
+
 @pytest.mark.parametrize("body,name", [
     ({"width": 100, "height": 64}, "invalid_height_or_width"),
     ({"width": 1088, "height": 1024}, "invalid_pixel_count"),
